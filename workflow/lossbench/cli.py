@@ -1,0 +1,175 @@
+"""The `lossbench` command: one subcommand per pipeline stage.
+
+Snakemake rules and DVC stages both call these subcommands, so the two orchestrators run
+exactly the same code. Every subcommand reads params.yaml (``--params``), validates it, and
+calls one plain function of the stage's module with explicit arguments. Stage modules are
+imported only when their subcommand runs, so that `lossbench --help` stays fast and never
+imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from lossbench.params import ParamsError, load_params
+
+
+def _download(args: argparse.Namespace, params: dict) -> None:
+    from lossbench import download
+
+    download.run(params["data"], output=args.output)
+
+
+def _preprocess(args: argparse.Namespace, params: dict) -> None:
+    from lossbench import preprocess
+
+    preprocess.run(params["data"], archive=args.input, output_dir=args.output, counts_path=args.counts)
+
+
+def _train(args: argparse.Namespace, params: dict) -> None:
+    from lossbench import train
+
+    train.run(
+        params,
+        loss_name=args.loss,
+        seed=args.seed,
+        data_dir=args.data,
+        model_path=args.model,
+        log_dir=args.log_dir,
+        checkpoint_dir=args.checkpoint_dir,
+    )
+
+
+def _evaluate(args: argparse.Namespace, params: dict) -> None:
+    from lossbench import evaluate
+
+    evaluate.run(
+        params["evaluate"],
+        loss_name=args.loss,
+        seed=args.seed,
+        data_dir=args.data,
+        model_path=args.model,
+        log_dir=args.log_dir,
+        output=args.output,
+    )
+
+
+def _compare(args: argparse.Namespace, params: dict) -> None:
+    from lossbench import compare
+
+    compare.run(params["compare"], metrics_paths=args.metrics, output=args.output)
+
+
+def _figures(args: argparse.Namespace, params: dict) -> None:
+    from lossbench import figures
+
+    figures.run(
+        summary_path=args.summary,
+        metrics_paths=args.metrics,
+        log_dirs=args.log_dirs,
+        output_dir=args.output,
+    )
+
+
+def _report(args: argparse.Namespace, params: dict) -> None:
+    from lossbench import report
+
+    report.run(
+        params["report"],
+        summary_path=args.summary,
+        figures_dir=args.figures,
+        output=args.output,
+        params=params,
+    )
+
+
+def _bench(args: argparse.Namespace, params: dict) -> None:
+    from lossbench import bench
+
+    bench.run(params, output_dir=args.output, quick=args.quick, data_dir=args.data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lossbench",
+        description="Reproducible study of loss functions for image classification.",
+    )
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params.yaml to read")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+
+    stage = stages.add_parser("download", help="download (or copy) the data archive and verify it")
+    stage.add_argument("--output", type=Path, required=True, help="where the verified archive goes")
+    stage.set_defaults(handler=_download)
+
+    stage = stages.add_parser("preprocess", help="decode the archive into uint8 arrays")
+    stage.add_argument("--input", type=Path, required=True, help="archive written by `download`")
+    stage.add_argument("--output", type=Path, required=True, help="directory of prepared arrays")
+    stage.add_argument("--counts", type=Path, required=True, help="JSON of images per class")
+    stage.set_defaults(handler=_preprocess)
+
+    for name, handler, text in (
+        ("train", _train, "train one model for one (loss, seed)"),
+        ("evaluate", _evaluate, "evaluate one trained model on the test set"),
+    ):
+        stage = stages.add_parser(name, help=text)
+        stage.add_argument("--loss", required=True, help="loss name (see lossbench.losses)")
+        stage.add_argument("--seed", type=int, required=True, help="random seed of the run")
+        stage.add_argument("--data", type=Path, required=True, help="prepared data directory")
+        stage.add_argument("--model", type=Path, required=True, help="the .keras model file")
+        stage.add_argument("--log-dir", type=Path, required=True, help="the run's training log directory")
+        if name == "train":
+            stage.add_argument(
+                "--checkpoint-dir", type=Path, required=True, help="per-epoch checkpoints, for resuming"
+            )
+        else:
+            stage.add_argument("--output", type=Path, required=True, help="metrics JSON to write")
+        stage.set_defaults(handler=handler)
+
+    stage = stages.add_parser("compare", help="aggregate metrics over seeds and compare losses")
+    stage.add_argument("--output", type=Path, required=True, help="summary JSON to write")
+    stage.add_argument("metrics", type=Path, nargs="+", help="per-run metrics JSON files")
+    stage.set_defaults(handler=_compare)
+
+    stage = stages.add_parser("figures", help="render the comparison figures")
+    stage.add_argument("--summary", type=Path, required=True, help="summary JSON from `compare`")
+    stage.add_argument("--metrics", type=Path, nargs="+", required=True, help="per-run metrics JSON")
+    stage.add_argument("--log-dirs", type=Path, nargs="+", required=True, help="training log directories")
+    stage.add_argument("--output", type=Path, required=True, help="directory for the PNG figures")
+    stage.set_defaults(handler=_figures)
+
+    stage = stages.add_parser("report", help="write reports/report.md")
+    stage.add_argument("--summary", type=Path, required=True, help="summary JSON from `compare`")
+    stage.add_argument("--figures", type=Path, required=True, help="directory of figures")
+    stage.add_argument("--output", type=Path, required=True, help="the Markdown report to write")
+    stage.set_defaults(handler=_report)
+
+    stage = stages.add_parser("bench", help="measure throughput against this machine's own limits")
+    stage.add_argument("--output", type=Path, default=Path("reports/benchmarks"), help="JSON directory")
+    stage.add_argument("--data", type=Path, default=None, help="prepared data (optional, real images)")
+    stage.add_argument("--quick", action="store_true", help="a reduced, fast run (for CI)")
+    stage.set_defaults(handler=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
+    try:
+        params = load_params(args.params)
+        args.handler(args, params)
+    except (ParamsError, ValueError, FileNotFoundError, ConnectionError) as error:
+        # User-facing problems end with their message, not a traceback.
+        print(f"lossbench {args.stage}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

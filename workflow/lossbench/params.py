@@ -1,0 +1,170 @@
+"""Read and validate params.yaml, the only source of experiment values.
+
+In: a path to params.yaml. Out: a plain nested dict, validated against
+``workflow/schemas/params.schema.yaml`` with the schema's defaults filled in.
+
+This module must stay light: Snakemake imports it while parsing the workflow, and
+``snakemake -n`` must not pay for importing TensorFlow.
+
+``STAGE_PARAMS`` names, for every pipeline stage, exactly the keys it reads. dvc.yaml lists
+the same keys under each stage's ``params:`` and the Snakemake rules pass the same keys
+through their ``params:`` (a test checks both), so editing a key reruns the same stages
+under both tools.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "params.schema.yaml"
+
+TRAIN_KEYS = (
+    "model.width",
+    "train.epochs",
+    "train.batch_size",
+    "train.learning_rate",
+    "train.decay",
+    "train.momentum",
+    "train.nesterov",
+    "train.shift_fraction",
+    "train.horizontal_flip",
+    "train.validation",
+    "train.holdout_fraction",
+    "train.precision",
+)
+
+STAGE_PARAMS: dict[str, tuple[str, ...]] = {
+    "download": ("data.dataset", "data.url", "data.md5", "data.sha256", "data.source"),
+    "preprocess": ("data.dataset", "data.train_size", "data.test_size", "data.subset_seed"),
+    "train": TRAIN_KEYS,
+    "evaluate": ("evaluate.batch_size", "evaluate.convergence_thresholds"),
+    "compare": ("compare.confidence_level",),
+    "figures": (),
+    "report": ("report.paper",),
+}
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or holds a value the schema does not allow."""
+
+
+def load_schema() -> dict:
+    if not SCHEMA_PATH.is_file():
+        raise ParamsError(
+            f"The params schema {SCHEMA_PATH} is missing. Install lossbench from a checkout "
+            "with `pip install -e .` so that workflow/schemas/ sits beside the package."
+        )
+    with SCHEMA_PATH.open() as handle:
+        return yaml.safe_load(handle)
+
+
+def _fill_defaults(value: Any, schema: dict) -> Any:
+    """Return value with the schema's `default`s filled in for missing object properties."""
+    if isinstance(value, dict) and schema.get("type") == "object":
+        filled = dict(value)
+        for key, subschema in schema.get("properties", {}).items():
+            if key not in filled and "default" in subschema:
+                filled[key] = copy.deepcopy(subschema["default"])
+            if key in filled:
+                filled[key] = _fill_defaults(filled[key], subschema)
+        return filled
+    return value
+
+
+def _key_path(path: Iterable[Any]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _explain(error) -> str:
+    """Turn one jsonschema error into a sentence naming the key and what is allowed."""
+    where = _key_path(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        names = ", ".join(f"{where}.{name}" if where != "(top level)" else name for name in extra)
+        hint = f" Allowed keys here: {', '.join(allowed)}." if allowed else ""
+        return f"unknown key {names}: remove it or check its spelling.{hint}"
+    if error.validator == "enum":
+        return f"{where} is {error.instance!r}; allowed values: {', '.join(map(str, schema['enum']))}."
+    if error.validator == "type":
+        expected = schema.get("type")
+        return f"{where} is {error.instance!r} ({type(error.instance).__name__}); expected {expected}."
+    if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        bound = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+        return (
+            f"{where} is {error.instance!r}; it must be {bound[error.validator]} "
+            f"{error.validator_value}."
+        )
+    if error.validator == "required":
+        return f"{where} lacks a required key: {error.message}."
+    return f"{where}: {error.message}."
+
+
+def validate_params(params: Any, source: str = "params.yaml") -> dict:
+    """Validate a params mapping; return it with defaults filled, or raise ParamsError."""
+    import jsonschema  # imported here: it is only needed when validating.
+
+    schema = load_schema()
+    if not isinstance(params, dict):
+        raise ParamsError(f"{source} must hold a mapping of sections, found {type(params).__name__}.")
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(params), key=lambda error: list(error.absolute_path))
+    if errors:
+        lines = "\n".join(f"  - {_explain(error)}" for error in errors)
+        raise ParamsError(f"{source} is not valid:\n{lines}\nFix these keys and run again.")
+    params = _fill_defaults(params, schema)
+    data = params["data"]
+    if data.get("md5") is None and data.get("sha256") is None and data.get("source") is None:
+        raise ParamsError(
+            f"{source}: data.md5 and data.sha256 are both null, so a download from data.url "
+            "could not be verified. Give at least one checksum."
+        )
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    """Read params.yaml, validate it and fill in defaults."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(
+            f"{path} not found. Run lossbench from the project root, or pass --params PATH."
+        )
+    try:
+        with path.open() as handle:
+            params = yaml.safe_load(handle)
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path} is not valid YAML: {error}") from error
+    return validate_params(params, source=str(path))
+
+
+def get_key(params: dict, dotted: str) -> Any:
+    """Return params['a']['b'] for 'a.b' (None where an optional key is absent)."""
+    value: Any = params
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def stage_params(params: dict, stage: str) -> dict[str, Any]:
+    """The values of exactly the keys `stage` reads, as a flat {dotted key: value} dict."""
+    if stage not in STAGE_PARAMS:
+        raise ParamsError(f"unknown stage {stage!r}; stages: {', '.join(STAGE_PARAMS)}.")
+    return {key: get_key(params, key) for key in STAGE_PARAMS[stage]}
+
+
+def stage_fingerprint(params: dict, stage: str) -> str:
+    """A stable JSON text of a stage's parameter values.
+
+    Snakemake reruns a rule when a value under its `params:` changes, so each rule passes
+    this text there; DVC reruns on the same keys because dvc.yaml lists them.
+    """
+    return json.dumps(stage_params(params, stage), sort_keys=True)
