@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lossbench.params import ParamsError, load_params
+from lossbench.params import ParamsError, load_params, run_names
 
 
 def _download(args: argparse.Namespace, params: dict) -> None:
@@ -60,7 +60,8 @@ def _evaluate(args: argparse.Namespace, params: dict) -> None:
 def _compare(args: argparse.Namespace, params: dict) -> None:
     from lossbench import compare
 
-    compare.run(params["compare"], metrics_paths=args.metrics, output=args.output)
+    metrics_paths = [args.metrics_dir / f"{run}.json" for run in run_names(params)]
+    compare.run(params["compare"], metrics_paths=metrics_paths, output=args.output)
 
 
 def _figures(args: argparse.Namespace, params: dict) -> None:
@@ -68,8 +69,8 @@ def _figures(args: argparse.Namespace, params: dict) -> None:
 
     figures.run(
         summary_path=args.summary,
-        metrics_paths=args.metrics,
-        log_dirs=args.log_dirs,
+        metrics_paths=[args.metrics_dir / f"{run}.json" for run in run_names(params)],
+        log_dirs=[args.training_dir / run for run in run_names(params)],
         output_dir=args.output,
     )
 
@@ -131,13 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     stage = stages.add_parser("compare", help="aggregate metrics over seeds and compare losses")
     stage.add_argument("--output", type=Path, required=True, help="summary JSON to write")
-    stage.add_argument("metrics", type=Path, nargs="+", help="per-run metrics JSON files")
+    stage.add_argument(
+        "--metrics-dir", type=Path, required=True,
+        help="directory of per-run metrics JSON (the runs are train.losses x train.seeds)",
+    )
     stage.set_defaults(handler=_compare)
 
     stage = stages.add_parser("figures", help="render the comparison figures")
     stage.add_argument("--summary", type=Path, required=True, help="summary JSON from `compare`")
-    stage.add_argument("--metrics", type=Path, nargs="+", required=True, help="per-run metrics JSON")
-    stage.add_argument("--log-dirs", type=Path, nargs="+", required=True, help="training log directories")
+    stage.add_argument("--metrics-dir", type=Path, required=True, help="directory of per-run metrics")
+    stage.add_argument("--training-dir", type=Path, required=True, help="directory of training logs")
     stage.add_argument("--output", type=Path, required=True, help="directory for the PNG figures")
     stage.set_defaults(handler=_figures)
 

@@ -43,9 +43,9 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "preprocess": ("data.dataset", "data.train_size", "data.test_size", "data.subset_seed"),
     "train": TRAIN_KEYS,
     "evaluate": ("evaluate.batch_size", "evaluate.convergence_thresholds"),
-    "compare": ("compare.confidence_level",),
-    "figures": (),
-    "report": ("report.paper",),
+    "compare": ("train.losses", "train.seeds", "compare.confidence_level"),
+    "figures": ("train.losses", "train.seeds"),
+    "report": ("report.paper", "data.dataset", "data.url", "data.source"),
 }
 
 
@@ -159,6 +159,11 @@ def stage_params(params: dict, stage: str) -> dict[str, Any]:
     if stage not in STAGE_PARAMS:
         raise ParamsError(f"unknown stage {stage!r}; stages: {', '.join(STAGE_PARAMS)}.")
     return {key: get_key(params, key) for key in STAGE_PARAMS[stage]}
+
+
+def run_names(params: dict) -> list[str]:
+    """The `<loss>-seed<seed>` name of every training job, in params order."""
+    return [f"{loss}-seed{seed}" for loss in params["train"]["losses"] for seed in params["train"]["seeds"]]
 
 
 def stage_fingerprint(params: dict, stage: str) -> str:

@@ -1,0 +1,114 @@
+"""params.yaml validation: every kind of bad value stops the run with a message naming the key."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lossbench.params import (
+    STAGE_PARAMS,
+    ParamsError,
+    load_params,
+    stage_fingerprint,
+    validate_params,
+)
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def params():
+    return yaml.safe_load((PROJECT / "params.yaml").read_text())
+
+
+def test_shipped_params_are_valid_and_the_paper_defaults(params):
+    validated = load_params(PROJECT / "params.yaml")
+    train = validated["train"]
+    assert (train["batch_size"], train["learning_rate"], train["decay"]) == (32, 0.01, 1e-6)
+    assert (train["momentum"], train["nesterov"], train["epochs"]) == (0.9, True, 100)
+    assert validated["data"]["md5"] == "c58f30108f718f92721af3b95e74349a"
+    assert validated["model"]["width"] == 1.0
+
+
+def test_every_key_has_a_comment():
+    """Each key in params.yaml is preceded by a comment saying what it means."""
+    lines = (PROJECT / "params.yaml").read_text().splitlines()
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.startswith("-"):
+            continue
+        is_section = not line.startswith(" ")
+        inside_paper_table = line.startswith("    ") and "{" in line
+        if is_section or inside_paper_table:
+            continue
+        previous = lines[index - 1].strip()
+        assert previous.startswith("#"), f"params.yaml line {index + 1} has no comment: {line!r}"
+
+
+def test_defaults_are_filled_in(params):
+    del params["train"]["batch_size"]
+    del params["evaluate"]["batch_size"]
+    validated = validate_params(params)
+    assert validated["train"]["batch_size"] == 32
+    assert validated["evaluate"]["batch_size"] == 500
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda p: p["train"].__setitem__("learning_rat", 0.1), "unknown key train.learning_rat"),
+        (lambda p: p.__setitem__("trian", {}), "unknown key trian"),
+        (lambda p: p["train"].__setitem__("epochs", "ten"), "train.epochs is 'ten'"),
+        (lambda p: p["train"].__setitem__("epochs", -1), "train.epochs is -1; it must be >= 1"),
+        (lambda p: p["train"].__setitem__("batch_size", 0), "train.batch_size is 0"),
+        (lambda p: p["data"].__setitem__("train_size", -5), "data.train_size is -5"),
+        (lambda p: p["train"].__setitem__("seeds", [-1]), "train.seeds[0] is -1"),
+        (lambda p: p["train"].__setitem__("losses", ["hinge", "focal"]), "train.losses[1] is 'focal'; allowed values: categorical_crossentropy"),
+        (lambda p: p["data"].__setitem__("dataset", "mnist"), "data.dataset is 'mnist'; allowed values"),
+        (lambda p: p["train"].__setitem__("validation", "train"), "train.validation is 'train'"),
+        (lambda p: p["data"].__setitem__("md5", "xyz"), "data.md5"),
+        (lambda p: p["model"].__setitem__("width", 0), "model.width is 0; it must be > 0"),
+        (lambda p: p["train"].__setitem__("nesterov", "yes"), "train.nesterov is 'yes'"),
+    ],
+)
+def test_bad_values_are_named(params, mutate, expected):
+    mutate(params)
+    with pytest.raises(ParamsError) as error:
+        validate_params(params)
+    assert expected in str(error.value)
+
+
+def test_no_checksum_and_no_source_is_refused(params):
+    params["data"]["md5"] = None
+    with pytest.raises(ParamsError, match="data.md5 and data.sha256 are both null"):
+        validate_params(params)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(broken)
+
+
+def test_snakemake_validator_refuses_the_same_errors(params):
+    """Snakemake's validate (used in the Snakefile) reads the same schema."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    validate(copy.deepcopy(params), str(PROJECT / "workflow/schemas/params.schema.yaml"))
+    params["train"]["losses"] = ["focal"]
+    with pytest.raises(WorkflowError):
+        validate(params, str(PROJECT / "workflow/schemas/params.schema.yaml"))
+
+
+def test_stage_fingerprint_changes_only_with_the_stage_keys(params):
+    validated = validate_params(params)
+    before = {stage: stage_fingerprint(validated, stage) for stage in STAGE_PARAMS}
+    changed = copy.deepcopy(validated)
+    changed["data"]["train_size"] = 1000
+    after = {stage: stage_fingerprint(changed, stage) for stage in STAGE_PARAMS}
+    assert {stage for stage in STAGE_PARAMS if before[stage] != after[stage]} == {"preprocess"}

@@ -1,0 +1,130 @@
+"""The two orchestrators describe one DAG: same stages, inputs, outputs, params and commands.
+
+Snakemake's view comes from `snakemake --detailed-summary` (one line per output file, with
+its rule, inputs and shell command); DVC's from its own index of dvc.yaml. Neither needs the
+data to exist, so this runs in seconds.
+"""
+
+import csv
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lossbench.params import STAGE_PARAMS, load_params, run_names
+
+PROJECT = Path(__file__).resolve().parent.parent
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+LOG_SUFFIX = re.compile(r"\s*2>&1 \| tee \S+$")
+
+
+def snakemake_jobs() -> dict[str, dict]:
+    """{job name as DVC names it: {"inputs", "outputs", "cmd"}} from Snakemake's summary."""
+    result = subprocess.run(
+        [*SNAKEMAKE, "--detailed-summary", "--cores", "1"],
+        cwd=PROJECT, capture_output=True, text=True, check=True,
+    )
+    table = result.stdout[result.stdout.index("output_file"):]
+    jobs: dict[str, dict] = {}
+    for row in csv.DictReader(io.StringIO(table), delimiter="\t"):
+        if row["rule"] == "all":
+            continue
+        command = LOG_SUFFIX.sub("", " ".join(row["shellcmd"].split()))
+        match = re.search(r"--loss (\S+) --seed (\d+)", command)
+        name = row["rule"] + (f"@{match[1]}-{match[2]}" if match else "")
+        job = jobs.setdefault(name, {"inputs": set(), "outputs": set(), "cmd": command})
+        job["outputs"].add(row["output_file"].rstrip("/"))
+        job["inputs"].update(path.rstrip("/") for path in row["input-file(s)"].split(",") if path)
+    return jobs
+
+
+def dvc_jobs() -> dict[str, dict]:
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    repo = Repo(str(PROJECT))
+    jobs = {}
+    for stage in repo.index.stages:
+        jobs[stage.name] = {
+            "inputs": {dep.def_path for dep in stage.deps if not isinstance(dep, ParamsDependency)},
+            "outputs": {out.def_path for out in stage.outs},
+            "params": [key for dep in stage.deps if isinstance(dep, ParamsDependency)
+                       for key in dep.params],
+            "cmd": " ".join(stage.cmd.split()),
+        }
+    return jobs
+
+
+def expand_directories(inputs: set[str], all_outputs: set[str]) -> set[str]:
+    """DVC may depend on a directory holding other stages' outputs; Snakemake lists the files."""
+    expanded = set()
+    for path in inputs:
+        inside = {output for output in all_outputs if output.startswith(path + "/")}
+        expanded |= inside or {path}
+    return expanded
+
+
+@pytest.fixture(scope="module")
+def both_dags():
+    return snakemake_jobs(), dvc_jobs()
+
+
+def test_same_stage_names(both_dags):
+    snakemake, dvc = both_dags
+    assert set(snakemake) == set(dvc)
+    runs = run_names(load_params(PROJECT / "params.yaml"))
+    assert {name for name in dvc if name.startswith("train@")} == {
+        "train@" + run.replace("-seed", "-") for run in runs
+    }
+
+
+def test_same_inputs_outputs_and_commands(both_dags):
+    snakemake, dvc = both_dags
+    all_outputs = {output for job in dvc.values() for output in job["outputs"]}
+    for name, job in dvc.items():
+        assert snakemake[name]["outputs"] == job["outputs"], name
+        assert snakemake[name]["inputs"] == expand_directories(job["inputs"], all_outputs), name
+        assert snakemake[name]["cmd"] == job["cmd"], name
+
+
+def test_each_stage_lists_exactly_the_params_it_reads(both_dags):
+    _, dvc = both_dags
+    for name, job in dvc.items():
+        stage = name.split("@")[0]
+        assert sorted(job["params"]) == sorted(STAGE_PARAMS[stage]), name
+    rules = "\n".join(path.read_text() for path in (PROJECT / "workflow/rules").glob("*.smk"))
+    for stage in STAGE_PARAMS:
+        block = re.search(rf"^rule {stage}:\n(.*?)(?=^rule |\Z)", rules, re.S | re.M)
+        assert block, f"no Snakemake rule {stage}"
+        assert f'stage_values("{stage}")' in block[1], f"rule {stage} does not pass its params"
+
+
+def test_every_rule_has_a_log_and_calls_lossbench():
+    rules = "\n".join(path.read_text() for path in (PROJECT / "workflow/rules").glob("*.smk"))
+    blocks = re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", rules, re.S | re.M)
+    assert {name for name, _ in blocks} == set(STAGE_PARAMS)
+    for name, body in blocks:
+        assert "log:" in body, name
+        assert f'"lossbench {name} ' in body, name
+        assert "script:" not in body, name
+
+
+def test_snakemake_lint_is_clean():
+    result = subprocess.run([*SNAKEMAKE, "--lint"], cwd=PROJECT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_parsing_the_workflow_does_not_import_tensorflow():
+    """`snakemake -n` must stay fast: the Snakefile imports only lossbench.params."""
+    code = (
+        "import sys, runpy; sys.argv = ['snakemake', '-n', '--quiet', 'all'];\n"
+        "from snakemake.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -1,0 +1,467 @@
+"""The `train` stage: train the paper's model with one loss and one seed.
+
+In:  prepared data (`lossbench.preprocess.load_prepared`), the validated params (`model.*`,
+     `train.*`), a loss name and a seed.
+Out: the trained model (`<model_path>`, a `.keras` file taking uint8 images), and a log
+     directory holding `history.json` (per-epoch loss, accuracy, val_loss, val_accuracy,
+     learning rate and seconds), `run.json` (device, backend, versions, whether the run
+     diverged) and dvclive's per-epoch files for `dvc plots`.
+
+What the paper's Keras 1 code did, and how it is reproduced here:
+- SGD with Nesterov momentum 0.9 and Keras 1's `decay`: the step size at step t is
+  learning_rate / (1 + decay * t), t counted from 0. `keras.optimizers.schedules.
+  InverseTimeDecay(learning_rate, decay_steps=1, decay_rate=decay)` is exactly that formula.
+- Inputs scaled to [0, 1]; random shifts of up to 10 % with nearest fill and horizontal flips,
+  run as Keras preprocessing layers inside the training graph (`lossbench.augment`).
+- The test set as validation data each epoch (`train.validation: test`), or a seeded hold-out.
+
+Reproducibility and interruptions: everything random is a function of (seed, epoch) — the
+weights' initialisation of the seed, each epoch's shuffling and augmentation of (seed, epoch) —
+and after each epoch a checkpoint (weights, optimizer state, history) is written atomically.
+Rerunning an interrupted job resumes from the last finished epoch and reaches the same weights
+as an uninterrupted run. A checkpoint whose settings differ from the current ones is ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lossbench.params import TRAIN_KEYS, get_key
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training settings of one job, read from params.yaml (`model.*`, `train.*`)."""
+
+    width: float
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    decay: float
+    momentum: float
+    nesterov: bool
+    shift_fraction: float
+    horizontal_flip: bool
+    validation: str
+    holdout_fraction: float
+    precision: str
+
+    @classmethod
+    def from_params(cls, params: dict) -> "TrainConfig":
+        values = {key.split(".")[-1]: get_key(params, key) for key in TRAIN_KEYS}
+        return cls(**values)
+
+
+def write_json(path: Path, value) -> None:
+    """Write JSON to a temporary name beside `path`, then rename, so readers never see half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(value, indent=2, sort_keys=False, allow_nan=True) + "\n")
+    os.replace(temporary, path)
+
+
+def split_validation(
+    labels: np.ndarray, validation: str, holdout_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Indices of the training images to train on and, for `holdout`, to validate on.
+
+    For `test` every training image is trained on and validation uses the test set (None).
+    For `holdout` a stratified fraction of each class is held out, drawn from the seed.
+    """
+    if validation == "test":
+        return np.arange(len(labels)), None
+    if validation != "holdout":
+        raise ValueError(f"train.validation is {validation!r}; use `test` or `holdout`.")
+    rng = np.random.default_rng([seed, 7919])
+    held_out = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        count = int(round(len(members) * holdout_fraction))
+        held_out.append(rng.choice(members, size=count, replace=False))
+    held_out = np.sort(np.concatenate(held_out))
+    if len(held_out) == 0 or len(held_out) == len(labels):
+        raise ValueError(
+            f"train.holdout_fraction {holdout_fraction} leaves no images to "
+            f"{'validate' if len(held_out) == 0 else 'train'} on from {len(labels)} training images."
+        )
+    keep = np.setdiff1d(np.arange(len(labels)), held_out)
+    return keep, held_out
+
+
+def epoch_permutation(count: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled order of epoch `epoch`: a function of (seed, epoch) only, for resuming."""
+    return np.random.default_rng([seed, epoch, 104729]).permutation(count)
+
+
+def make_batches(images: np.ndarray, labels: np.ndarray, batch_size: int):
+    """What `fit`/`evaluate` iterate over, in the given order, for the active backend.
+
+    For TensorFlow a tf.data pipeline with autotuning off: with it on, we measured `fit`
+    stalling for 3 to 15 s with the CPU idle. Other backends take the arrays themselves.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return {"x": images, "y": labels, "batch_size": batch_size, "shuffle": False}
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.deterministic = True
+    dataset = dataset.with_options(options).prefetch(2)
+    return {"x": dataset}
+
+
+def describe_device() -> str:
+    """Which device trains: the first GPU if the backend sees one, else the CPU's model name."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return f"GPU: {details.get('device_name', gpus[0].name)}"
+    elif backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform != "cpu":
+            return f"GPU: {getattr(device, 'device_kind', device.platform)}"
+    cpu_name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU: {cpu_name} ({os.cpu_count()} cores)"
+
+
+def library_versions() -> dict[str, str]:
+    import keras
+
+    import lossbench
+
+    versions = {"python": platform.python_version(), "keras": keras.__version__,
+                "lossbench": lossbench.__version__, "numpy": np.__version__}
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        versions["tensorflow"] = tf.__version__
+    elif backend == "jax":
+        import jax
+
+        versions["jax"] = jax.__version__
+    return versions
+
+
+def config_fingerprint(config: TrainConfig, loss_name: str, seed: int, data_signature: str) -> str:
+    """What a checkpoint must match to be resumed from: settings, loss, seed, data and backend."""
+    import keras
+
+    text = json.dumps(
+        {"config": dataclasses.asdict(config), "loss": loss_name, "seed": seed,
+         "data": data_signature, "backend": keras.backend.backend()},
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def data_signature(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+def build_training_model(config: TrainConfig, loss_name: str, seed: int, num_classes: int):
+    """The paper's net behind scaling and augmentation, compiled with the paper's SGD."""
+    import keras
+    from keras import layers
+
+    from lossbench.augment import build_augmentation
+    from lossbench.losses import get_loss
+    from lossbench.model import build_model
+
+    loss = get_loss(loss_name)
+    keras.mixed_precision.set_dtype_policy(config.precision)
+    # One call seeds Python, NumPy and the backend, so the initial weights depend on the seed.
+    keras.utils.set_random_seed(seed)
+    classifier = build_model(
+        num_classes=num_classes, width=config.width, output_activation=loss.output_activation
+    )
+    augmentation = build_augmentation(config.shift_fraction, config.horizontal_flip, seed)
+    inputs = keras.Input(shape=classifier.input_shape[1:], dtype="uint8", name="images")
+    scaled = layers.Rescaling(1.0 / 255.0, name="scale_to_unit_range")(inputs)
+    outputs = classifier(augmentation(scaled))
+    model = keras.Model(inputs, outputs, name=f"lossbench_{loss_name}")
+    schedule = keras.optimizers.schedules.InverseTimeDecay(
+        initial_learning_rate=config.learning_rate, decay_steps=1, decay_rate=config.decay
+    )
+    optimizer = keras.optimizers.SGD(
+        learning_rate=schedule, momentum=config.momentum, nesterov=config.nesterov
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=loss.function,
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model, augmentation
+
+
+def _variables_to_arrays(variables) -> list[np.ndarray]:
+    import keras
+
+    return [keras.ops.convert_to_numpy(variable.value) for variable in variables]
+
+
+def save_checkpoint(path: Path, model, state: dict) -> None:
+    """Weights, optimizer state and the run's history in one file, replaced atomically."""
+    arrays = {}
+    for index, array in enumerate(_variables_to_arrays(model.variables)):
+        arrays[f"model_{index}"] = array
+    for index, array in enumerate(_variables_to_arrays(model.optimizer.variables)):
+        arrays[f"optimizer_{index}"] = array
+    arrays["state"] = np.array(json.dumps(state))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(temporary, **arrays)
+    os.replace(temporary, path)
+
+
+def load_checkpoint(path: Path, model, fingerprint: str) -> dict | None:
+    """Restore weights and optimizer state if `path` holds a checkpoint of this very job."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as stored:
+            state = json.loads(str(stored["state"]))
+            if state.get("fingerprint") != fingerprint:
+                logger.warning("Ignoring checkpoint %s: it was made with other settings.", path)
+                return None
+            model_arrays = [stored[f"model_{i}"] for i in range(len(model.variables))]
+            if not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            optimizer_arrays = [
+                stored[f"optimizer_{i}"] for i in range(len(model.optimizer.variables))
+            ]
+    except (KeyError, ValueError, OSError) as error:
+        logger.warning("Ignoring unreadable checkpoint %s (%s); starting afresh.", path, error)
+        return None
+    for variable, array in zip(model.variables, model_arrays):
+        variable.assign(array)
+    for variable, array in zip(model.optimizer.variables, optimizer_arrays):
+        variable.assign(array)
+    return state
+
+
+def write_training_logs(log_dir: Path, history: list[dict], run_info: dict) -> None:
+    """history.json, run.json and dvclive's files, rebuilt from the full history.
+
+    dvclive's files are written afresh from the whole history each time, so a resumed run
+    leaves exactly the logs an uninterrupted one would.
+    """
+    from dvclive import Live
+
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    write_json(log_dir / "history.json", {"epochs": history})
+    write_json(log_dir / "run.json", run_info)
+    with Live(dir=str(log_dir), resume=False, save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        for record in history:
+            live.step = record["epoch"]
+            for name in ("loss", "accuracy"):
+                if record.get(name) is not None:
+                    live.log_metric(f"train/{name}", record[name])
+                if record.get(f"val_{name}") is not None:
+                    live.log_metric(f"val/{name}", record[f"val_{name}"])
+            live.log_metric("learning_rate", record["learning_rate"])
+            live.log_metric("seconds", record["seconds"])
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def train_model(
+    config: TrainConfig,
+    loss_name: str,
+    seed: int,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    num_classes: int,
+    model_path: Path,
+    log_dir: Path,
+    checkpoint_dir: Path,
+) -> dict:
+    """Train one (loss, seed) job, resuming from `checkpoint_dir` if it holds this job's state.
+
+    Returns the run information also written to `<log_dir>/run.json`.
+    """
+    import keras
+
+    model_path, log_dir, checkpoint_dir = Path(model_path), Path(log_dir), Path(checkpoint_dir)
+    if model_path.suffix != ".keras":
+        raise ValueError(f"The model path {model_path} must end in .keras (Keras 3's format).")
+    train_indices, holdout_indices = split_validation(
+        train_labels, config.validation, config.holdout_fraction, seed
+    )
+    if holdout_indices is None:
+        fit_images, fit_labels = train_images, train_labels
+        validation_images, validation_labels = test_images, test_labels
+    else:
+        fit_images, fit_labels = train_images[train_indices], train_labels[train_indices]
+        validation_images = train_images[holdout_indices]
+        validation_labels = train_labels[holdout_indices]
+
+    model, augmentation = build_training_model(config, loss_name, seed, num_classes)
+    from lossbench.augment import set_epoch_seed
+
+    fingerprint = config_fingerprint(
+        config, loss_name, seed, data_signature(train_images, train_labels, test_images, test_labels)
+    )
+    checkpoint_path = checkpoint_dir / CHECKPOINT_NAME
+    state = load_checkpoint(checkpoint_path, model, fingerprint)
+    if state is None:
+        state = {"fingerprint": fingerprint, "history": [], "diverged_epoch": None}
+    else:
+        logger.info("Resuming %s seed %d after epoch %d from %s.", loss_name, seed,
+                    len(state["history"]), checkpoint_path)
+    history: list[dict] = state["history"]
+
+    run_info = {
+        "loss": loss_name,
+        "seed": seed,
+        "epochs_planned": config.epochs,
+        "epochs_completed": len(history),
+        "diverged": state["diverged_epoch"] is not None,
+        "diverged_epoch": state["diverged_epoch"],
+        "train_seconds": float(sum(record["seconds"] for record in history)),
+        "device": describe_device(),
+        "backend": keras.backend.backend(),
+        "precision": config.precision,
+        "validation": config.validation,
+        "train_size": int(len(fit_labels)),
+        "validation_size": int(len(validation_labels)),
+        "versions": library_versions(),
+        "command": " ".join(["lossbench", *sys.argv[1:]]) if sys.argv else "",
+    }
+    logger.info("Training %s, seed %d, on %s with the %s backend.", loss_name, seed,
+                run_info["device"], run_info["backend"])
+    validation_batches = make_batches(validation_images, validation_labels, config.batch_size)
+    validation_data = (
+        validation_batches["x"]
+        if "y" not in validation_batches
+        else (validation_batches["x"], validation_batches["y"])
+    )
+
+    epoch = len(history)
+    while epoch < config.epochs and state["diverged_epoch"] is None:
+        set_epoch_seed(augmentation, seed, epoch)
+        order = epoch_permutation(len(fit_labels), seed, epoch)
+        batches = make_batches(fit_images[order], fit_labels[order], config.batch_size)
+        started = time.perf_counter()
+        result = model.fit(
+            **batches,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            validation_data=validation_data,
+            validation_batch_size=config.batch_size if "y" in validation_batches else None,
+            callbacks=[keras.callbacks.TerminateOnNaN()],
+            verbose="auto",
+        )
+        seconds = time.perf_counter() - started
+        values = {name: float(series[-1]) for name, series in result.history.items() if series}
+        learning_rate = float(
+            keras.ops.convert_to_numpy(model.optimizer.learning_rate)
+        )
+        record = {
+            "epoch": epoch + 1,
+            "loss": values.get("loss"),
+            "accuracy": values.get("accuracy"),
+            "val_loss": values.get("val_loss"),
+            "val_accuracy": values.get("val_accuracy"),
+            "learning_rate": learning_rate,
+            "seconds": seconds,
+        }
+        history.append(record)
+        if not (_finite(record["loss"]) and _finite(record["val_loss"])):
+            # A NaN or infinite loss ends this job cleanly; the rest of the DAG still runs and
+            # the run is recorded as diverged instead of failing the whole pipeline.
+            state["diverged_epoch"] = epoch + 1
+            logger.warning("%s seed %d diverged at epoch %d (loss %s).", loss_name, seed,
+                           epoch + 1, record["loss"])
+        epoch += 1
+        save_checkpoint(checkpoint_path, model, state)
+        run_info.update(
+            epochs_completed=len(history),
+            diverged=state["diverged_epoch"] is not None,
+            diverged_epoch=state["diverged_epoch"],
+            train_seconds=float(sum(item["seconds"] for item in history)),
+        )
+        write_training_logs(log_dir, history, run_info)
+
+    write_training_logs(log_dir, history, run_info)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = model_path.with_name(f".{model_path.stem}.tmp.keras")
+    model.save(temporary)
+    os.replace(temporary, model_path)
+    return run_info
+
+
+def run(
+    params: dict,
+    loss_name: str,
+    seed: int,
+    data_dir: Path,
+    model_path: Path,
+    log_dir: Path,
+    checkpoint_dir: Path,
+) -> dict:
+    """The CLI's entry point: read the prepared data and train one (loss, seed) job."""
+    from lossbench.losses import get_loss
+    from lossbench.preprocess import load_prepared
+
+    get_loss(loss_name)  # fail before loading data if the loss name is unknown
+    if seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {seed}.")
+    config = TrainConfig.from_params(params)
+    data = load_prepared(data_dir)
+    return train_model(
+        config,
+        loss_name,
+        seed,
+        data.train_images,
+        data.train_labels,
+        data.test_images,
+        data.test_labels,
+        num_classes=len(data.class_names),
+        model_path=model_path,
+        log_dir=log_dir,
+        checkpoint_dir=checkpoint_dir,
+    )

@@ -1,0 +1,32 @@
+# Shared definitions: config validation, the (loss, seed) runs and each stage's parameters.
+#
+# Only light modules are imported here (no TensorFlow), so `snakemake -n` stays fast.
+
+from snakemake.utils import validate
+
+from lossbench.params import stage_fingerprint, validate_params
+
+# Validate before anything runs, twice over on purpose: Snakemake's own validator (which also
+# fills in the schema's defaults) and the package's, which adds the cross-key checks and
+# explains each error with the key's name.
+validate(config, schema="../schemas/params.schema.yaml")
+config = validate_params(config, source="params.yaml")
+
+LOSSES = config["train"]["losses"]
+SEEDS = config["train"]["seeds"]
+RUNS = [f"{loss}-seed{seed}" for loss in LOSSES for seed in SEEDS]
+
+
+wildcard_constraints:
+    loss="|".join(LOSSES),
+    seed=r"\d+",
+
+
+def stage_values(stage):
+    """The stage's parameter values, as text: Snakemake reruns a rule when they change."""
+    return stage_fingerprint(config, stage)
+
+
+def package_source(*modules):
+    """The package modules a stage runs, as inputs (dvc.yaml lists the same as deps)."""
+    return [f"workflow/lossbench/{module}.py" for module in modules]
