@@ -1,0 +1,152 @@
+"""End to end on real CIFAR-10 images: Snakemake runs the DAG, DVC records and reruns it.
+
+In a temporary git repository holding a copy of the project, with `data.source` pointing at
+../shared/data/cifar10-jpeg.tar.gz (small stratified subsets, a narrow model, two epochs):
+
+1. `snakemake --cores 1 --resources gpu=1` runs the whole DAG to the report;
+2. `dvc commit` records those outputs, after which `dvc status` finds nothing to do;
+3. editing a parameter makes both tools want the same stages (`snakemake --list-changes
+   params` and `dvc status`), for a data parameter and for a training parameter;
+4. `dvc repro` reruns the DAG, and the review commands (`dvc metrics diff`, `dvc params diff`,
+   `dvc plots diff`) show what the change did.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT = Path(__file__).resolve().parent.parent
+SHARED_ARCHIVE = PROJECT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+SHARED_SHA256 = "ff26949c34c4e67da3fa472a1f142e33365dea058f94f1fa369b14ef3d986968"
+BIN = Path(sys.executable).parent
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not SHARED_ARCHIVE.is_file(),
+        reason=f"the real-image archive {SHARED_ARCHIVE} is absent (it is only on lossbench's "
+        "development and CI machines); this test needs real CIFAR-10 images",
+    ),
+]
+
+
+def run(command, cwd, check=True):
+    environment = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", PYTHONUNBUFFERED="1")
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=environment)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def set_params(root: Path, **changes):
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def snakemake_changed_stages(root: Path) -> set[str]:
+    """Stages whose params changed since Snakemake last ran them."""
+    result = run(["snakemake", "--list-changes", "params"], root)
+    stages = set()
+    for line in result.stdout.split():
+        path = line.strip()
+        if path.startswith("data/raw/"):
+            stages.add("download")
+        elif path.startswith("data/prepared") or path.startswith("reports/data/"):
+            stages.add("preprocess")
+        elif path.startswith("data/models/") or path.startswith("reports/training/"):
+            stages.add("train@" + Path(path).name.removesuffix(".keras").replace("-seed", "-"))
+        elif path.startswith("reports/metrics/"):
+            stages.add("evaluate@" + Path(path).stem.replace("-seed", "-"))
+    return stages
+
+
+def dvc_changed_stages(root: Path) -> set[str]:
+    status = json.loads(run(["dvc", "status", "--json"], root).stdout)
+    return {
+        stage for stage, changes in status.items()
+        if any("changed deps" in change and any(key.endswith("params.yaml") for key in change["changed deps"])
+               for change in changes if isinstance(change, dict))
+    }
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lossbench")
+    for name in ("Snakefile", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(PROJECT / name, root / name)
+    shutil.copytree(PROJECT / "workflow", root / "workflow",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    set_params(
+        root,
+        **{
+            "data.dataset": "image_folder",
+            "data.source": str(SHARED_ARCHIVE),
+            "data.md5": None,
+            "data.sha256": SHARED_SHA256,
+            "data.train_size": 400,
+            "data.test_size": 200,
+            "model.width": 0.1,
+            "train.losses": ["categorical_crossentropy", "hinge"],
+            "train.seeds": [0, 1],
+            "train.epochs": 2,
+        },
+    )
+    run(["git", "init", "-q"], root)
+    run(["git", "config", "user.email", "ci@lossbench.invalid"], root)
+    run(["git", "config", "user.name", "lossbench CI"], root)
+    run(["dvc", "init", "-q"], root)
+    run(["dvc", "config", "core.analytics", "false"], root)
+    return root
+
+
+def test_snakemake_runs_the_whole_dag(project):
+    run(["snakemake", "--cores", "1", "--resources", "gpu=1"], project)
+    counts = json.loads((project / "reports/data/counts.json").read_text())
+    assert counts["train"]["total"] == 400 and counts["test"]["total"] == 200
+    for run_name in ("categorical_crossentropy-seed0", "hinge-seed1"):
+        metrics = json.loads((project / f"reports/metrics/{run_name}.json").read_text())
+        assert 0.0 <= metrics["test_accuracy"] <= 1.0
+        assert metrics["epochs_completed"] == 2
+    report = (project / "reports/report.md").read_text()
+    assert "categorical_crossentropy" in report and "hinge" in report
+    assert any((project / "reports/figures").glob("*.png"))
+
+
+def test_dvc_commit_records_the_snakemake_run(project):
+    run(["dvc", "commit", "--force"], project)
+    status = run(["dvc", "status"], project).stdout
+    assert "up to date" in status.lower(), status
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "tiny study"], project)
+
+
+def test_a_parameter_edit_reruns_the_same_stages_under_both_tools(project):
+    set_params(project, **{"data.train_size": 300})
+    assert snakemake_changed_stages(project) == dvc_changed_stages(project) == {"preprocess"}
+    set_params(project, **{"data.train_size": 400, "train.learning_rate": 0.02})
+    expected = {f"train@{loss}-{seed}" for loss in ("categorical_crossentropy", "hinge") for seed in (0, 1)}
+    assert snakemake_changed_stages(project) == dvc_changed_stages(project) == expected
+    set_params(project, **{"train.learning_rate": 0.01})
+    assert dvc_changed_stages(project) == set()
+
+
+def test_review_workflow_shows_what_a_change_did(project):
+    set_params(project, **{"train.epochs": 3})
+    run(["dvc", "repro"], project)
+    assert "up to date" in run(["dvc", "status"], project).stdout.lower()
+    metrics_diff = run(["dvc", "metrics", "diff", "--json"], project).stdout
+    changed = json.loads(metrics_diff)
+    assert any(path.startswith("reports/metrics/") for path in changed), metrics_diff
+    params_diff = json.loads(run(["dvc", "params", "diff", "--json"], project).stdout)
+    assert params_diff["params.yaml"]["train.epochs"] == {"old": 2, "new": 3}
+    plots = run(["dvc", "plots", "diff", "--json"], project).stdout
+    assert "val/accuracy" in plots or "accuracy" in plots

@@ -1,0 +1,178 @@
+"""The train stage: the paper's schedule, resuming after a kill, divergence, both backends."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from lossbench.params import validate_params
+
+PROJECT = Path(__file__).resolve().parent.parent
+SHARED_ARCHIVE = PROJECT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+LOSSBENCH = [sys.executable, "-m", "lossbench.cli"]
+
+
+def write_prepared(directory: Path, train_count=256, test_count=64, seed=0) -> Path:
+    """A small prepared-data directory of learnable synthetic images (class = bright quadrant)."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, count in (("train", train_count), ("test", test_count)):
+        labels = np.arange(count, dtype=np.int32) % 4
+        images = rng.integers(0, 80, size=(count, 32, 32, 3), dtype=np.uint8)
+        for index, label in enumerate(labels):
+            row, column = divmod(int(label), 2)
+            images[index, row * 16:(row + 1) * 16, column * 16:(column + 1) * 16] += 150
+        np.save(directory / f"{split}_images.npy", images)
+        np.save(directory / f"{split}_labels.npy", labels)
+    (directory / "classes.json").write_text(json.dumps(["a", "b", "c", "d"]))
+    return directory
+
+
+def write_params(path: Path, **train_changes) -> Path:
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params["model"]["width"] = train_changes.pop("width", 0.1)
+    params["train"].update({"epochs": 3, "batch_size": 32, **train_changes})
+    validate_params(params)
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def train_command(params, data, out, loss="categorical_crossentropy", seed=3):
+    return [*LOSSBENCH, "--params", str(params), "train", "--loss", loss, "--seed", str(seed),
+            "--data", str(data), "--model", str(out / "model.keras"),
+            "--log-dir", str(out / "log"), "--checkpoint-dir", str(out / "checkpoint")]
+
+
+def model_weights(path: Path) -> list[np.ndarray]:
+    import keras
+
+    return [np.asarray(weight) for weight in keras.saving.load_model(path, compile=False).get_weights()]
+
+
+def test_learning_rate_follows_keras1_decay():
+    """Keras 1: lr_t = lr / (1 + decay * t), t the number of steps already taken."""
+    from lossbench.train import TrainConfig, build_training_model
+
+    params = validate_params(yaml.safe_load((PROJECT / "params.yaml").read_text()))
+    params["model"]["width"] = 0.05
+    config = TrainConfig.from_params(params)
+    model, _ = build_training_model(config, "hinge", seed=0, num_classes=10)
+    schedule = model.optimizer._learning_rate
+    for step in (0, 1, 1563, 156300):
+        assert float(schedule(step)) == pytest.approx(0.01 / (1 + 1e-6 * step), rel=1e-6)
+    assert model.optimizer.nesterov and model.optimizer.momentum == 0.9
+
+
+def test_holdout_split_is_stratified_and_seeded():
+    from lossbench.train import split_validation
+
+    labels = np.repeat(np.arange(10), 100)
+    keep, held_out = split_validation(labels, "holdout", 0.1, seed=5)
+    assert len(held_out) == 100 and np.all(np.bincount(labels[held_out]) == 10)
+    assert not set(keep) & set(held_out) and len(keep) + len(held_out) == 1000
+    assert np.array_equal(held_out, split_validation(labels, "holdout", 0.1, seed=5)[1])
+    assert not np.array_equal(held_out, split_validation(labels, "holdout", 0.1, seed=6)[1])
+    keep, none = split_validation(labels, "test", 0.1, seed=5)
+    assert none is None and len(keep) == 1000
+
+
+def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
+    data = write_prepared(tmp_path / "data", train_count=1024, test_count=128)
+    params = write_params(tmp_path / "params.yaml", epochs=3)
+    uninterrupted = tmp_path / "uninterrupted"
+    subprocess.run(train_command(params, data, uninterrupted), check=True, capture_output=True)
+
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(train_command(params, data, interrupted),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = interrupted / "checkpoint" / "checkpoint.npz"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the job ended before it could be killed"
+    assert not (interrupted / "model.keras").exists()
+    with np.load(checkpoint) as stored:
+        epochs_done = len(json.loads(str(stored["state"]))["history"])
+    assert 1 <= epochs_done < 3
+
+    result = subprocess.run(train_command(params, data, interrupted), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming" in result.stderr
+    for resumed, reference in zip(model_weights(interrupted / "model.keras"),
+                                  model_weights(uninterrupted / "model.keras")):
+        np.testing.assert_array_equal(resumed, reference)
+    history = json.loads((interrupted / "log" / "history.json").read_text())["epochs"]
+    reference = json.loads((uninterrupted / "log" / "history.json").read_text())["epochs"]
+    assert [record["epoch"] for record in history] == [1, 2, 3]
+    for mine, theirs in zip(history, reference):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+            assert mine[key] == theirs[key], key
+    assert (interrupted / "log" / "plots" / "metrics" / "val" / "accuracy.tsv").is_file()
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
+    data = write_prepared(tmp_path / "data", train_count=128, test_count=32)
+    out = tmp_path / "run"
+    subprocess.run(train_command(write_params(tmp_path / "a.yaml", epochs=1), data, out), check=True,
+                   capture_output=True)
+    result = subprocess.run(train_command(write_params(tmp_path / "b.yaml", epochs=2, learning_rate=0.02),
+                                          data, out), capture_output=True, text=True)
+    assert result.returncode == 0 and "Resuming" not in result.stderr
+    assert "other settings" in result.stderr
+
+
+def test_divergence_is_recorded_and_the_job_succeeds(tmp_path):
+    data = write_prepared(tmp_path / "data", train_count=128, test_count=32)
+    params = write_params(tmp_path / "params.yaml", epochs=3, learning_rate=1e12, decay=0.0)
+    out = tmp_path / "run"
+    result = subprocess.run(train_command(params, data, out, loss="ova_squared_hinge"),
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_info = json.loads((out / "log" / "run.json").read_text())
+    assert run_info["diverged"] is True and run_info["diverged_epoch"] == 1
+    assert run_info["epochs_completed"] == 1 and (out / "model.keras").is_file()
+
+
+def test_jax_backend_trains_too(tmp_path):
+    data = write_prepared(tmp_path / "data", train_count=128, test_count=32)
+    params = write_params(tmp_path / "params.yaml", epochs=1)
+    out = tmp_path / "run"
+    environment = dict(os.environ, KERAS_BACKEND="jax")
+    result = subprocess.run(train_command(params, data, out), capture_output=True, text=True,
+                            env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_info = json.loads((out / "log" / "run.json").read_text())
+    assert run_info["backend"] == "jax" and "jax" in run_info["versions"]
+    assert run_info["device"].startswith("CPU")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_ARCHIVE.is_file(), reason=f"{SHARED_ARCHIVE} (real CIFAR-10 images) is absent")
+def test_two_epochs_on_real_images_beat_chance(tmp_path):
+    from lossbench.preprocess import load_prepared, prepare
+    from lossbench.train import TrainConfig, train_model
+
+    prepare(SHARED_ARCHIVE, dataset="image_folder", output_dir=tmp_path / "prepared",
+            counts_path=tmp_path / "counts.json", train_size=4000, test_size=1000, subset_seed=0)
+    data = load_prepared(tmp_path / "prepared")
+    params = validate_params(yaml.safe_load((PROJECT / "params.yaml").read_text()))
+    params["model"]["width"] = 0.25
+    params["train"]["epochs"] = 2
+    run_info = train_model(
+        TrainConfig.from_params(params), "categorical_crossentropy", 0,
+        data.train_images, data.train_labels, data.test_images, data.test_labels, 10,
+        tmp_path / "model.keras", tmp_path / "log", tmp_path / "checkpoint",
+    )
+    history = json.loads((tmp_path / "log" / "history.json").read_text())["epochs"]
+    assert run_info["epochs_completed"] == 2
+    # Chance is 10 %; with 1,000 test images, 15 % is far outside chance's spread (sd ~1 %).
+    assert history[-1]["val_accuracy"] > 0.15, history
