@@ -90,7 +90,15 @@ def _report(args: argparse.Namespace, params: dict) -> None:
 def _bench(args: argparse.Namespace, params: dict) -> None:
     from lossbench import bench
 
-    bench.run(params, output_dir=args.output, quick=args.quick, data_dir=args.data)
+    bench.run(
+        params,
+        output_dir=args.output,
+        quick=args.quick,
+        data_dir=args.data,
+        archive=args.archive,
+        backends=tuple(args.backends.split(",")),
+        params_path=args.params,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     stage = stages.add_parser("bench", help="measure throughput against this machine's own limits")
     stage.add_argument("--output", type=Path, default=Path("reports/benchmarks"), help="JSON directory")
     stage.add_argument("--data", type=Path, default=None, help="prepared data (optional, real images)")
+    stage.add_argument("--archive", type=Path, default=None, help="time preprocessing this archive")
+    stage.add_argument("--backends", default="tensorflow,jax", help="comma-separated Keras backends")
     stage.add_argument("--quick", action="store_true", help="a reduced, fast run (for CI)")
     stage.set_defaults(handler=_bench)
     return parser

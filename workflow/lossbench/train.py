@@ -126,7 +126,7 @@ def make_batches(images: np.ndarray, labels: np.ndarray, batch_size: int):
     options.autotune.enabled = False
     options.deterministic = True
     dataset = dataset.with_options(options).prefetch(2)
-    return {"x": dataset}
+    return {"x": dataset, "shuffle": False}
 
 
 def describe_device() -> str:

@@ -1,0 +1,250 @@
+"""Tests of lossbench.losses against hand computations in numpy, on both Keras backends."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import keras
+from keras import ops
+
+from lossbench import losses
+from lossbench.losses import LOSS_NAMES, LOSSES, LossSpec, get_loss
+
+SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
+EPSILON = 1e-7
+
+
+def _softmax(scores):
+    shifted = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _numpy_loss(name, labels, outputs):
+    """The losses written out in numpy, loop by loop, as a reference."""
+    outputs = outputs.astype(np.float64)
+    batch, num_classes = outputs.shape
+    result = np.zeros(batch)
+    for row in range(batch):
+        true_class = int(labels[row])
+        if name == "categorical_crossentropy":
+            result[row] = -np.log(np.clip(outputs[row, true_class], EPSILON, 1 - EPSILON))
+            continue
+        if name == "crammer_singer_hinge":
+            others = [outputs[row, k] for k in range(num_classes) if k != true_class]
+            result[row] = max(0.0, 1.0 + max(others) - outputs[row, true_class])
+            continue
+        terms = []
+        for k in range(num_classes):
+            if name in ("hinge", "squared_hinge"):
+                target = 1.0 if k == true_class else 0.0
+            else:
+                target = 1.0 if k == true_class else -1.0
+            margin = max(0.0, 1.0 - target * outputs[row, k])
+            terms.append(margin**2 if "squared" in name else margin)
+        result[row] = np.mean(terms)
+    return result
+
+
+def _example_outputs(name, batch, num_classes, seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(scale=2.0, size=(batch, num_classes)).astype("float32")
+    labels = rng.integers(0, num_classes, size=batch)
+    if LOSSES[name].output_activation == "softmax":
+        return labels, _softmax(scores).astype("float32")
+    return labels, scores
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+@pytest.mark.parametrize("batch, num_classes", [(3, 4), (5, 10)])
+def test_loss_matches_numpy(name, batch, num_classes):
+    labels, outputs = _example_outputs(name, batch, num_classes, seed=batch * num_classes)
+    computed = np.asarray(get_loss(name).function(labels, outputs))
+    assert computed.shape == (batch,)
+    assert computed.dtype == np.float32
+    np.testing.assert_allclose(computed, _numpy_loss(name, labels, outputs), rtol=1e-5, atol=1e-6)
+
+
+def test_hand_computed_values():
+    # Scores for 2 samples x 3 classes, worked out by hand.
+    labels = np.array([0, 2])
+    scores = np.array([[2.0, 0.5, -1.0], [0.0, 3.0, 1.5]], dtype="float32")
+    # One-vs-all hinge: sample 0: max(0, 1-2), max(0, 1+0.5), max(0, 1-1) -> (0 + 1.5 + 0) / 3.
+    # Sample 1: max(0, 1+0)=1, max(0, 1+3)=4, max(0, 1-1.5)=0 -> 5 / 3.
+    np.testing.assert_allclose(losses.ova_hinge(labels, scores), [0.5, 5 / 3], rtol=1e-6)
+    np.testing.assert_allclose(losses.ova_squared_hinge(labels, scores), [2.25 / 3, 17 / 3], rtol=1e-6)
+    # Crammer-Singer: sample 0: max(0, 1 + 0.5 - 2) = 0; sample 1: max(0, 1 + 3 - 1.5) = 2.5.
+    np.testing.assert_allclose(losses.crammer_singer_hinge(labels, scores), [0.0, 2.5], rtol=1e-6)
+    probabilities = np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]], dtype="float32")
+    np.testing.assert_allclose(
+        losses.categorical_crossentropy(labels, probabilities), [np.log(2), -np.log(0.8)], rtol=1e-6
+    )
+    # Paper hinge, 3 classes: (1 - p_true + 2) / 3.
+    np.testing.assert_allclose(losses.hinge(labels, probabilities), [2.5 / 3, 2.2 / 3], rtol=1e-6)
+    np.testing.assert_allclose(
+        losses.squared_hinge(labels, probabilities), [2.25 / 3, 2.04 / 3], rtol=1e-6
+    )
+
+
+def test_paper_hinge_is_affine_in_true_probability():
+    """With 0/1 targets on softmax outputs, every wrong class adds a constant 1."""
+    rng = np.random.default_rng(7)
+    probabilities = _softmax(rng.normal(scale=3.0, size=(64, 10))).astype("float32")
+    labels = rng.integers(0, 10, size=64)
+    true_probability = probabilities[np.arange(64), labels]
+    np.testing.assert_allclose(
+        losses.hinge(labels, probabilities), 0.9 + 0.1 * (1 - true_probability), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        losses.squared_hinge(labels, probabilities),
+        0.9 + 0.1 * (1 - true_probability) ** 2,
+        rtol=1e-6,
+    )
+
+
+def test_crossentropy_is_clipped():
+    labels = np.array([0, 1])
+    probabilities = np.array([[0.0, 1.0], [0.0, 1.0]], dtype="float32")
+    computed = np.asarray(losses.categorical_crossentropy(labels, probabilities))
+    assert np.all(np.isfinite(computed))
+    np.testing.assert_allclose(computed[0], -np.log(EPSILON), rtol=1e-4)
+    assert computed[1] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_label_shapes_and_dtypes(name):
+    labels, outputs = _example_outputs(name, 4, 10, seed=3)
+    expected = _numpy_loss(name, labels, outputs)
+    for label_variant in (
+        labels.astype("int32"),
+        labels.astype("int64"),
+        labels.reshape(-1, 1),
+        labels.astype("float32"),
+        labels.reshape(-1, 1).astype("float32"),
+        ops.convert_to_tensor(labels.reshape(-1, 1), dtype="float32"),
+    ):
+        computed = np.asarray(get_loss(name).function(label_variant, outputs))
+        np.testing.assert_allclose(computed, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_outputs(name, dtype):
+    labels, outputs = _example_outputs(name, 4, 10, seed=5)
+    low_precision = ops.cast(ops.convert_to_tensor(outputs), dtype)
+    computed = get_loss(name).function(labels, low_precision)
+    assert keras.backend.standardize_dtype(computed.dtype) == "float32"
+    rounded = np.asarray(ops.cast(low_precision, "float32"))
+    np.testing.assert_allclose(np.asarray(computed), _numpy_loss(name, labels, rounded), rtol=1e-5, atol=1e-6)
+
+
+def test_one_hot_labels_rejected():
+    outputs = np.full((2, 3), 1 / 3, dtype="float32")
+    with pytest.raises(ValueError, match="integer class labels"):
+        losses.hinge(np.eye(3, dtype="float32")[:2], outputs)
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_losses_train_and_evaluate_through_compile(name):
+    """Keras's own wrapping (label casting, rank matching, batch mean) gives the same loss."""
+    spec = get_loss(name)
+    rng = np.random.default_rng(11)
+    features = rng.normal(size=(6, 5)).astype("float32")
+    labels = rng.integers(0, 4, size=6)
+    inputs = keras.Input(shape=(5,))
+    outputs = keras.layers.Dense(4, activation=spec.output_activation)(inputs)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=spec.function)
+    predictions = np.asarray(model(features, training=False))
+    evaluated = model.evaluate(features, labels, batch_size=6, verbose=0)
+    assert evaluated == pytest.approx(_numpy_loss(name, labels, predictions).mean(), rel=1e-5)
+    trained = model.train_on_batch(features, labels)
+    assert np.isfinite(trained)
+    assert all(np.all(np.isfinite(np.asarray(weight))) for weight in model.trainable_weights)
+
+
+def test_model_with_loss_reloads_without_custom_objects(tmp_path):
+    inputs = keras.Input(shape=(3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.compile(optimizer="sgd", loss=losses.crammer_singer_hinge)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    features = np.ones((2, 3), dtype="float32")
+    labels = np.array([0, 1])
+    assert reloaded.evaluate(features, labels, verbose=0) == pytest.approx(
+        model.evaluate(features, labels, verbose=0), rel=1e-6
+    )
+
+
+def test_registry():
+    assert LOSS_NAMES == (
+        "categorical_crossentropy",
+        "hinge",
+        "squared_hinge",
+        "ova_hinge",
+        "ova_squared_hinge",
+        "crammer_singer_hinge",
+    )
+    for name, spec in LOSSES.items():
+        assert isinstance(spec, LossSpec)
+        assert spec.name == name
+        assert spec.output_activation in ("softmax", "linear")
+        assert spec.formula
+        assert spec.function.__doc__
+    assert [LOSSES[name].output_activation for name in LOSS_NAMES] == ["softmax"] * 3 + ["linear"] * 3
+    with pytest.raises(Exception):
+        LOSSES["hinge"].name = "other"
+
+
+def test_get_loss_error_lists_names():
+    with pytest.raises(ValueError) as error:
+        get_loss("cross_entropy")
+    for name in LOSS_NAMES:
+        assert name in str(error.value)
+
+
+def test_schema_enum_matches_registry():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    enum = schema["properties"]["train"]["properties"]["losses"]["items"]["enum"]
+    assert tuple(enum) == LOSS_NAMES
+
+
+JAX_CHECK = """
+import numpy as np
+import keras
+assert keras.backend.backend() == "jax", keras.backend.backend()
+from lossbench.losses import LOSSES
+rng = np.random.default_rng(0)
+labels = rng.integers(0, 10, size=(4, 1)).astype("float32")
+scores = rng.normal(size=(4, 10)).astype("float32")
+for name, spec in LOSSES.items():
+    outputs = keras.ops.softmax(scores) if spec.output_activation == "softmax" else scores
+    values = spec.function(labels, keras.ops.cast(outputs, "bfloat16"))
+    assert values.shape == (4,) and str(values.dtype) == "float32", (name, values)
+    values = np.asarray(spec.function(labels, outputs))
+    print(name, " ".join(f"{value:.7f}" for value in values))
+"""
+
+
+def test_losses_agree_on_jax_backend():
+    environment = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    completed = subprocess.run(
+        [sys.executable, "-c", JAX_CHECK], env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, size=(4, 1)).astype("float32")
+    scores = rng.normal(size=(4, 10)).astype("float32")
+    jax_values = {}
+    for line in completed.stdout.strip().splitlines():
+        name, *values = line.split()
+        jax_values[name] = np.array(values, dtype=float)
+    assert tuple(jax_values) == LOSS_NAMES
+    for name, spec in LOSSES.items():
+        outputs = _softmax(scores) if spec.output_activation == "softmax" else scores
+        np.testing.assert_allclose(jax_values[name], _numpy_loss(name, labels.ravel(), outputs), rtol=1e-5, atol=1e-6)

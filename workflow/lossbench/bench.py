@@ -1,0 +1,312 @@
+"""`lossbench bench`: throughput measured against this machine's own limit, in one run.
+
+In:  the validated params (the training settings), an output directory, `quick` (a reduced
+     run for CI), optionally a prepared-data directory and a data archive to time
+     preprocessing on.
+Out: a table on stdout and `<output_dir>/<device>.json` holding, per backend, batch size and
+     precision: `matmul_gflops` (the device's dense matmul rate, measured in the same run),
+     `train_images_per_s` (steady state, after warm-up, of the paper model with the real
+     input pipeline), `train_efficiency` (achieved FLOP/s / matmul FLOP/s, using the model's
+     analytic training FLOPs per image) and `epoch_efficiency` (the compute-bound ideal epoch
+     time / the measured time of a whole epoch as users run it: augmentation, validation,
+     logging, checkpoint). Also the input pipeline alone, `snakemake -n`, `dvc status` and
+     `dvc repro --dry` on this project, and the preprocess stage where an archive is given.
+
+Shared machines make absolute numbers noisy, so every figure that matters is a ratio
+against a baseline measured in the same run. Each backend runs in its own process (Keras
+fixes its backend at import), and the parent collects their JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _seconds(function, repeats: int = 1) -> float:
+    """Best wall time of `repeats` calls: the least disturbed by other work on the machine."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def matmul_gflops(dtype: str = "float32", size: int = 2048, repeats: int = 5) -> float:
+    """Dense square matmul rate of the active backend's device, in GFLOP/s (2 n^3 per product)."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    left = keras.ops.convert_to_tensor(rng.standard_normal((size, size)), dtype=dtype)
+    right = keras.ops.convert_to_tensor(rng.standard_normal((size, size)), dtype=dtype)
+
+    def product():
+        keras.ops.convert_to_numpy(keras.ops.sum(keras.ops.matmul(left, right)))
+
+    product()  # warm-up: kernels chosen, memory allocated
+    return 2.0 * size**3 / _seconds(product, repeats) / 1e9
+
+
+def train_images_per_s(config, batch_size: int, steps: int, warmup_steps: int) -> float:
+    """Steady-state training throughput of the paper model with its real input pipeline."""
+    import dataclasses
+
+    from lossbench.train import build_training_model, make_batches
+
+    config = dataclasses.replace(config, batch_size=batch_size)
+    model, _ = build_training_model(config, "categorical_crossentropy", seed=0, num_classes=10)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(batch_size * steps, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=batch_size * steps).astype(np.int32)
+    warmup = make_batches(images[: batch_size * warmup_steps], labels[: batch_size * warmup_steps], batch_size)
+    model.fit(**warmup, epochs=1, verbose=0)
+    timed = make_batches(images, labels, batch_size)
+    seconds = _seconds(lambda: model.fit(**timed, epochs=1, verbose=0))
+    return batch_size * steps / seconds
+
+
+def input_pipeline_images_per_s(config, images: np.ndarray, batch_size: int = 256) -> float:
+    """Scaling and augmentation alone (what feeds the model each step), in images/s."""
+    import keras
+
+    from lossbench.augment import build_augmentation
+
+    augmentation = build_augmentation(config.shift_fraction, config.horizontal_flip, seed=0)
+    rescale = keras.layers.Rescaling(1.0 / 255.0)
+
+    def one_pass():
+        for start in range(0, len(images), batch_size):
+            batch = rescale(keras.ops.convert_to_tensor(images[start:start + batch_size]))
+            keras.ops.convert_to_numpy(augmentation(batch, training=True))
+
+    one_pass()
+    return len(images) / _seconds(one_pass, repeats=2)
+
+
+def epoch_seconds(config, train_count: int, validation_count: int, data=None) -> float:
+    """Wall time of one whole epoch as users run it (train_model with epochs=1)."""
+    import dataclasses
+
+    from lossbench.train import train_model
+
+    if data is not None:
+        train_images, train_labels = data.train_images[:train_count], data.train_labels[:train_count]
+        test_images, test_labels = data.test_images[:validation_count], data.test_labels[:validation_count]
+    else:
+        rng = np.random.default_rng(1)
+        train_images = rng.integers(0, 256, size=(train_count, 32, 32, 3), dtype=np.uint8)
+        train_labels = (np.arange(train_count) % 10).astype(np.int32)
+        test_images = rng.integers(0, 256, size=(validation_count, 32, 32, 3), dtype=np.uint8)
+        test_labels = (np.arange(validation_count) % 10).astype(np.int32)
+    config = dataclasses.replace(config, epochs=1, validation="test")
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        # The first call pays for tracing and compilation, as every training job does once.
+        train_model(config, "categorical_crossentropy", 0, train_images[: config.batch_size * 4],
+                    train_labels[: config.batch_size * 4], test_images[: config.batch_size],
+                    test_labels[: config.batch_size], 10, scratch / "warm.keras", scratch / "warm",
+                    scratch / "warm-checkpoint")
+        started = time.perf_counter()
+        history_path = scratch / "log" / "history.json"
+        train_model(config, "categorical_crossentropy", 0, train_images, train_labels, test_images,
+                    test_labels, 10, scratch / "model.keras", scratch / "log", scratch / "checkpoint")
+        total = time.perf_counter() - started
+        epoch_only = json.loads(history_path.read_text())["epochs"][0]["seconds"]
+    logger.info("Epoch: %.1f s in fit (validation included), %.1f s with setup, logs, checkpoint.",
+                epoch_only, total)
+    return total
+
+
+def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> dict:
+    """Everything measured under the active Keras backend (run once per backend)."""
+    import dataclasses
+
+    import keras
+
+    from lossbench.model import forward_flops_per_image, training_flops_per_image
+    from lossbench.train import TrainConfig, describe_device, library_versions
+
+    config = dataclasses.replace(TrainConfig.from_params(params), width=1.0)
+    data = None
+    if data_dir is not None:
+        from lossbench.preprocess import load_prepared
+
+        data = load_prepared(data_dir)
+    train_flops = training_flops_per_image(1.0, 10)
+    forward_flops = forward_flops_per_image(1.0, 10)
+    on_gpu = describe_device().startswith("GPU")
+    precisions = ["float32", "mixed_bfloat16"] + (["mixed_float16"] if on_gpu else [])
+    batch_sizes = [32, 512 if on_gpu else 128]
+    if quick:
+        steps, warmup, train_count, validation_count = 6, 2, 256, 128
+    else:
+        steps, warmup = (200, 20) if on_gpu else (40, 5)
+        train_count, validation_count = 50_000, 10_000
+    matmul = {"float32": matmul_gflops("float32", 1024 if quick else 2048)}
+    matmul["bfloat16"] = matmul_gflops("bfloat16", 1024 if quick else 2048)
+    if on_gpu:
+        matmul["float16"] = matmul_gflops("float16", 2048)
+    rows = []
+    for precision in precisions:
+        # The matmul ceiling that applies: float32 for float32 training, else the half type.
+        ceiling = matmul["float32" if precision == "float32" else precision.removeprefix("mixed_")]
+        for batch_size in batch_sizes:
+            precision_config = dataclasses.replace(config, precision=precision)
+            images_per_s = train_images_per_s(precision_config, batch_size, steps, warmup)
+            row = {
+                "backend": keras.backend.backend(),
+                "precision": precision,
+                "batch_size": batch_size,
+                "matmul_gflops": round(ceiling, 2),
+                "train_images_per_s": round(images_per_s, 2),
+                "train_gflops": round(images_per_s * train_flops / 1e9, 2),
+                "train_efficiency": round(images_per_s * train_flops / 1e9 / ceiling, 4),
+            }
+            # A whole epoch costs minutes on a CPU, so in full mode only the paper's setting
+            # (batch 32, float32) runs one there; on a GPU every row does.
+            if quick or on_gpu or (batch_size == 32 and precision == "float32"):
+                measured = epoch_seconds(dataclasses.replace(precision_config, batch_size=batch_size),
+                                         train_count, validation_count, data)
+                ideal = (train_count * train_flops + validation_count * forward_flops) / (ceiling * 1e9)
+                row.update(epoch_images=train_count, epoch_validation_images=validation_count,
+                           epoch_seconds=round(measured, 3), ideal_epoch_seconds=round(ideal, 3),
+                           epoch_efficiency=round(ideal / measured, 4))
+            rows.append(row)
+            logger.info("%s", row)
+    sample = (data.train_images[:2048] if data is not None else
+              np.random.default_rng(2).integers(0, 256, size=(2048, 32, 32, 3), dtype=np.uint8))
+    return {
+        "backend": keras.backend.backend(),
+        "device": describe_device(),
+        "versions": library_versions(),
+        "matmul_gflops": {key: round(value, 2) for key, value in matmul.items()},
+        "training_gflop_per_image": train_flops / 1e9,
+        "forward_gflop_per_image": forward_flops / 1e9,
+        "input_pipeline_images_per_s": round(input_pipeline_images_per_s(config, sample), 1),
+        "rows": rows,
+    }
+
+
+def orchestration_seconds(project_dir: Path) -> dict:
+    """Parsing the DAG: `snakemake -n`, `dvc status` and `dvc repro --dry` (best of three)."""
+    binaries = Path(sys.executable).parent
+    environment = dict(os.environ, PATH=f"{binaries}:{os.environ.get('PATH', '')}")
+    timings = {}
+    for name, command in (
+        ("snakemake_dry_run_s", ["snakemake", "-n", "--quiet"]),
+        ("dvc_status_s", ["dvc", "status", "--quiet"]),
+        ("dvc_repro_dry_s", ["dvc", "repro", "--dry"]),
+    ):
+        def call():
+            subprocess.run(command, cwd=project_dir, env=environment, capture_output=True)
+
+        timings[name] = round(_seconds(call, repeats=3), 3)
+    return timings
+
+
+def preprocess_seconds(archive: Path) -> float:
+    from lossbench.preprocess import prepare
+
+    with tempfile.TemporaryDirectory() as scratch:
+        started = time.perf_counter()
+        prepare(archive, dataset="image_folder", output_dir=Path(scratch) / "prepared",
+                counts_path=Path(scratch) / "counts.json", train_size=None, test_size=None,
+                subset_seed=0)
+        return time.perf_counter() - started
+
+
+def _child(backend: str, params_path: Path, quick: bool, data_dir: Path | None) -> dict:
+    command = [sys.executable, "-m", "lossbench.bench", "--params", str(params_path)]
+    command += ["--quick"] if quick else []
+    command += ["--data", str(data_dir)] if data_dir else []
+    environment = dict(os.environ, KERAS_BACKEND=backend)
+    result = subprocess.run(command, env=environment, capture_output=True, text=True)
+    if result.returncode != 0:
+        logger.warning("The %s backend could not be measured:\n%s", backend, result.stderr[-2000:])
+        return {"backend": backend, "error": result.stderr.strip().splitlines()[-1:]}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def format_table(results: dict) -> str:
+    header = (f"{'backend':<11}{'precision':<16}{'batch':>6}{'matmul GF/s':>12}{'img/s':>9}"
+              f"{'train eff':>10}{'epoch s':>9}{'ideal s':>9}{'epoch eff':>10}")
+    lines = [header, "-" * len(header)]
+    for backend in results["backends"]:
+        for row in backend.get("rows", []):
+            lines.append(
+                f"{row['backend']:<11}{row['precision']:<16}{row['batch_size']:>6}"
+                f"{row['matmul_gflops']:>12.1f}{row['train_images_per_s']:>9.1f}"
+                f"{row['train_efficiency']:>10.3f}{row.get('epoch_seconds', float('nan')):>9.2f}"
+                f"{row.get('ideal_epoch_seconds', float('nan')):>9.2f}"
+                f"{row.get('epoch_efficiency', float('nan')):>10.3f}"
+            )
+        if "input_pipeline_images_per_s" in backend:
+            lines.append(f"{backend['backend']}: input pipeline alone "
+                         f"{backend['input_pipeline_images_per_s']:.0f} images/s")
+    for name, value in results.get("orchestration", {}).items():
+        lines.append(f"{name}: {value:.2f}")
+    if results.get("preprocess_seconds") is not None:
+        lines.append(f"preprocess (all images of {results['preprocess_archive']}): "
+                     f"{results['preprocess_seconds']:.2f} s")
+    return "\n".join(lines)
+
+
+def run(params: dict, output_dir: Path, quick: bool = False, data_dir: Path | None = None,
+        archive: Path | None = None, backends: tuple[str, ...] = ("tensorflow", "jax"),
+        params_path: Path = Path("params.yaml")) -> dict:
+    """Measure every backend in its own process, then the orchestrators; write the JSON."""
+    results = {
+        "quick": quick,
+        "command": " ".join(["lossbench", *sys.argv[1:]]),
+        "backends": [_child(backend, params_path, quick, data_dir) for backend in backends],
+        "orchestration": orchestration_seconds(PROJECT_ROOT),
+    }
+    if archive is not None:
+        results["preprocess_archive"] = str(archive)
+        results["preprocess_seconds"] = round(preprocess_seconds(archive), 2)
+    device = next((item["device"] for item in results["backends"] if "device" in item), "unknown")
+    results["device"] = device
+    slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / f"{slug}{'-quick' if quick else ''}.json"
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(temporary, path)
+    print(format_table(results))
+    print(f"Wrote {path}")
+    return results
+
+
+def _main() -> None:
+    """The per-backend child: measure under KERAS_BACKEND and print one JSON line."""
+    import argparse
+
+    from lossbench.params import load_params
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--data", type=Path, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    result = backend_measurements(load_params(args.params), args.quick, args.data)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    _main()
