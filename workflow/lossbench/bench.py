@@ -212,9 +212,14 @@ def orchestration_seconds(project_dir: Path) -> dict:
         ("dvc_repro_dry_s", ["dvc", "repro", "--dry"]),
     ):
         def call():
-            subprocess.run(command, cwd=project_dir, env=environment, capture_output=True)
+            subprocess.run(command, cwd=project_dir, env=environment, capture_output=True, check=True)
 
-        timings[name] = round(_seconds(call, repeats=3), 3)
+        try:
+            timings[name] = round(_seconds(call, repeats=3), 3)
+        except (OSError, subprocess.CalledProcessError) as error:
+            # A machine that only trains (a lent GPU) may have neither tool installed.
+            logger.warning("Could not time `%s`: %s", " ".join(command), error)
+            timings[name] = None
     return timings
 
 
@@ -258,7 +263,7 @@ def format_table(results: dict) -> str:
             lines.append(f"{backend['backend']}: input pipeline alone "
                          f"{backend['input_pipeline_images_per_s']:.0f} images/s")
     for name, value in results.get("orchestration", {}).items():
-        lines.append(f"{name}: {value:.2f}")
+        lines.append(f"{name}: {'not measured' if value is None else f'{value:.2f}'}")
     if results.get("preprocess_seconds") is not None:
         lines.append(f"preprocess (all images of {results['preprocess_archive']}): "
                      f"{results['preprocess_seconds']:.2f} s")

@@ -45,7 +45,9 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "evaluate": ("evaluate.batch_size", "evaluate.convergence_thresholds"),
     "compare": ("train.losses", "train.seeds", "compare.confidence_level"),
     "figures": ("train.losses", "train.seeds"),
-    "report": ("report.paper", "data.dataset", "data.url", "data.source"),
+    "report": (
+        "report.paper", "data.dataset", "data.url", "data.source", "model.width", "train.batch_size",
+    ),
 }
 
 

@@ -284,12 +284,16 @@ def write_training_logs(log_dir: Path, history: list[dict], run_info: dict) -> N
     dvclive's files are written afresh from the whole history each time, so a resumed run
     leaves exactly the logs an uninterrupted one would.
     """
-    from dvclive import Live
-
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     write_json(log_dir / "history.json", {"epochs": history})
     write_json(log_dir / "run.json", run_info)
+    try:
+        from dvclive import Live
+    except ImportError:
+        # Machines that only train (a lent GPU with no DVC) still get history.json and run.json.
+        logger.warning("dvclive is not installed: %s gets no files for `dvc plots`.", log_dir)
+        return
     with Live(dir=str(log_dir), resume=False, save_dvc_exp=False, dvcyaml=None, report=None) as live:
         for record in history:
             live.step = record["epoch"]

@@ -1,0 +1,262 @@
+"""The evaluate stage: metrics checked against hand computations, and one real run end to end.
+
+The end-to-end test saves a tiny Keras model whose outputs are known in closed form (the
+mean of each colour channel, scaled and put through a softmax) and evaluates it from files
+laid out as the pipeline lays them out: a prepared-data directory, a `.keras` model and a
+training log directory.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lossbench import evaluate
+
+CLASS_NAMES = ["red", "green", "blue"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers.
+# ---------------------------------------------------------------------------------------------
+
+
+def test_classification_metrics_match_a_hand_count():
+    labels = [0, 0, 1, 1, 2, 2]
+    scores = np.array([
+        [0.9, 0.1, 0.0],        # true 0, predicted 0: right
+        [0.2, 0.7, 0.1],        # true 0, predicted 1: wrong
+        [0.1, 0.8, 0.1],        # true 1, predicted 1: right
+        [0.1, 0.3, 0.6],        # true 1, predicted 2: wrong
+        [0.0, 0.1, 0.9],        # true 2, predicted 2: right
+        [np.nan, 0.1, 0.2],     # true 2, no finite prediction: an error, not in the matrix
+    ])
+    metrics = evaluate.classification_metrics(labels, scores, CLASS_NAMES)
+    assert metrics["accuracy"] == pytest.approx(3 / 6)
+    assert metrics["error"] == pytest.approx(3 / 6)
+    assert metrics["size"] == 6
+    assert metrics["non_finite_predictions"] == 1
+    assert metrics["per_class_accuracy"] == {"red": 0.5, "green": 0.5, "blue": 0.5}
+    assert metrics["confusion_matrix"] == [[1, 1, 0], [0, 1, 1], [0, 0, 1]]
+
+
+def test_all_nan_scores_count_as_wrong_not_as_class_zero():
+    # np.argmax would return 0 for every NaN row and so credit class 0's images as right.
+    scores = np.full((4, 3), np.nan)
+    metrics = evaluate.classification_metrics([0, 0, 1, 2], scores, CLASS_NAMES)
+    assert metrics["accuracy"] == 0.0 and metrics["non_finite_predictions"] == 4
+    assert np.sum(metrics["confusion_matrix"]) == 0
+
+
+def test_a_class_without_images_has_no_accuracy():
+    metrics = evaluate.classification_metrics([0, 1], np.eye(3)[[0, 1]], CLASS_NAMES)
+    assert metrics["per_class_accuracy"]["blue"] is None
+
+
+@pytest.mark.parametrize(
+    "labels, scores, message",
+    [
+        ([0, 1], np.zeros((2, 4)), "4 scores per image"),
+        ([0, 5], np.zeros((2, 3)), "Labels must lie"),
+        ([0, 1, 2], np.zeros((2, 3)), "do not match"),
+    ],
+)
+def test_classification_metrics_reject_mismatched_inputs(labels, scores, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate.classification_metrics(labels, scores, CLASS_NAMES)
+
+
+HISTORY = [
+    {"epoch": 1, "loss": 2.0, "accuracy": 0.30, "val_loss": 1.9, "val_accuracy": 0.40, "seconds": 10.0},
+    {"epoch": 2, "loss": 1.5, "accuracy": 0.50, "val_loss": 1.4, "val_accuracy": 0.55, "seconds": 11.0},
+    {"epoch": 3, "loss": 1.2, "accuracy": 0.60, "val_loss": 1.3, "val_accuracy": float("nan"), "seconds": 12.0},
+    {"epoch": 4, "loss": 1.0, "accuracy": 0.70, "val_loss": 1.1, "val_accuracy": 0.72, "seconds": 13.0},
+    {"epoch": 5, "loss": 0.9, "accuracy": 0.75, "val_loss": 1.2, "val_accuracy": 0.72, "seconds": 14.0},
+]
+
+
+def test_convergence_gives_first_epoch_and_cumulative_seconds():
+    result = evaluate.convergence(HISTORY, [0.5, 0.7, 0.8])
+    assert result == {
+        "50%": {"threshold": 0.5, "epoch": 2, "seconds": 21.0},
+        "70%": {"threshold": 0.7, "epoch": 4, "seconds": 46.0},
+        "80%": {"threshold": 0.8, "epoch": None, "seconds": None},
+    }
+    assert evaluate.threshold_key(0.725) == "72.5%"
+
+
+def test_convergence_seconds_unknown_after_an_epoch_without_a_time():
+    history = [dict(HISTORY[0], seconds=None), HISTORY[1]]
+    assert evaluate.convergence(history, [0.5])["50%"] == {"threshold": 0.5, "epoch": 2, "seconds": None}
+
+
+def test_history_summary_takes_last_train_and_earliest_best_validation():
+    assert evaluate.history_summary(HISTORY) == {
+        "train_accuracy": 0.75, "final_val_accuracy": 0.72,
+        "best_val_accuracy": 0.72, "best_val_epoch": 4,
+    }
+    diverged = HISTORY[:2] + [{"epoch": 3, "accuracy": float("nan"), "val_accuracy": None, "seconds": 1.0}]
+    summary = evaluate.history_summary(diverged)
+    assert summary["train_accuracy"] is None and summary["final_val_accuracy"] is None
+    assert summary["best_val_epoch"] == 2
+    assert evaluate.history_summary([])["best_val_accuracy"] is None
+
+
+def test_mean_loss_uses_the_registry_function():
+    from lossbench.losses import get_loss
+
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.25, 0.5, 0.25]])
+    labels = np.array([0, 2])
+    expected = -(math.log(0.7) + math.log(0.25)) / 2
+    result = evaluate.mean_loss(get_loss("categorical_crossentropy").function, labels, probabilities)
+    assert result == pytest.approx(expected, rel=1e-6)
+    # The paper's hinge on softmax outputs: 0.9 + 0.1 (1 - p_true) for 10 classes; here 3
+    # classes, so mean_k max(0, 1 - y_k p_k) = (2 + 1 - p_true) / 3.
+    hinge = evaluate.mean_loss(get_loss("hinge").function, labels, probabilities)
+    assert hinge == pytest.approx(((3 - 0.7) / 3 + (3 - 0.25) / 3) / 2, rel=1e-6)
+    nan_scores = np.full((2, 3), np.nan)
+    assert evaluate.mean_loss(get_loss("categorical_crossentropy").function, labels, nan_scores) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: files in, metrics JSON out.
+# ---------------------------------------------------------------------------------------------
+
+GAIN = 10.0  # the Dense layer's weight: scores = softmax(GAIN * channel means in [0, 1])
+
+
+def channel_images() -> tuple[np.ndarray, np.ndarray]:
+    """Twelve uint8 images of solid colours and their labels (the brightest channel, mostly)."""
+    colours = [
+        (200, 10, 10), (180, 40, 20), (90, 100, 20), (220, 0, 0),   # red; the third looks green
+        (10, 200, 10), (30, 150, 60), (20, 60, 40), (0, 250, 5),     # green; the third looks green too
+        (10, 10, 200), (40, 20, 160), (160, 20, 100), (5, 5, 255),   # blue; the third looks red
+    ]
+    labels = np.repeat(np.arange(3, dtype=np.int32), 4)
+    images = np.stack([np.full((32, 32, 3), colour, dtype=np.uint8) for colour in colours])
+    return images, labels
+
+
+def expected_probabilities(images: np.ndarray) -> np.ndarray:
+    means = images.astype(np.float64).mean(axis=(1, 2)) / 255.0
+    logits = GAIN * means
+    exponentials = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+
+def save_channel_model(path: Path, poison: bool = False) -> Path:
+    """A .keras model from uint8 images to softmax(GAIN * per-channel mean); NaN if poisoned."""
+    import keras
+
+    inputs = keras.Input(shape=(32, 32, 3), dtype="uint8", name="images")
+    features = keras.layers.Rescaling(1.0 / 255.0)(inputs)
+    features = keras.layers.GlobalAveragePooling2D()(features)
+    outputs = keras.layers.Dense(3, activation="softmax", name="dense")(features)
+    model = keras.Model(inputs, outputs)
+    kernel = np.eye(3, dtype=np.float32) * GAIN
+    if poison:
+        kernel[0, 0] = np.nan  # what a diverged run's weights look like
+    dense = model.get_layer("dense")
+    dense.kernel.assign(kernel)
+    dense.bias.assign(np.zeros(3, dtype=np.float32))
+    model.save(path)
+    return path
+
+
+def write_prepared(directory: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+    """A prepared-data directory as `lossbench preprocess` writes it (npy arrays, classes.json)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        np.save(directory / f"{split}_images.npy", images)
+        np.save(directory / f"{split}_labels.npy", labels)
+    (directory / "classes.json").write_text(json.dumps(CLASS_NAMES))
+    return directory
+
+
+def write_logs(directory: Path, loss="categorical_crossentropy", seed=7, diverged=False) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "history.json").write_text(json.dumps({"epochs": HISTORY}, allow_nan=True))
+    run_info = {
+        "loss": loss, "seed": seed, "epochs_planned": 5, "epochs_completed": 5,
+        "diverged": diverged, "diverged_epoch": 5 if diverged else None, "train_seconds": 60.0,
+        "device": "CPU: test", "backend": "tensorflow", "precision": "float32",
+        "validation": "test", "train_size": 12, "validation_size": 12,
+        "versions": {"python": "3", "keras": "3"}, "command": "lossbench train ...",
+    }
+    (directory / "run.json").write_text(json.dumps(run_info))
+    return directory
+
+
+def test_evaluate_run_writes_hand_checked_metrics(tmp_path):
+    images, labels = channel_images()
+    data_dir = write_prepared(tmp_path / "prepared", images, labels)
+    model_path = save_channel_model(tmp_path / "model.keras")
+    log_dir = write_logs(tmp_path / "log")
+    output = tmp_path / "metrics" / "categorical_crossentropy-seed7.json"
+
+    evaluate.run(
+        {"batch_size": 5, "convergence_thresholds": [0.5, 0.7, 0.8]},
+        loss_name="categorical_crossentropy", seed=7, data_dir=data_dir,
+        model_path=model_path, log_dir=log_dir, output=output,
+    )
+    text = output.read_text()
+    assert "NaN" not in text  # strict JSON
+    metrics = json.loads(text)
+
+    probabilities = expected_probabilities(images)
+    predictions = probabilities.argmax(axis=1)
+    # By hand: image 2 (red, looks green) and image 10 (blue, looks red) are predicted wrong.
+    assert list(predictions) == [0, 0, 1, 0, 1, 1, 1, 1, 2, 2, 0, 2]
+    assert metrics["test_accuracy"] == pytest.approx(10 / 12)
+    assert metrics["test_error"] == pytest.approx(2 / 12)
+    assert metrics["test_size"] == 12 and metrics["non_finite_predictions"] == 0
+    assert metrics["per_class_accuracy"] == pytest.approx({"red": 0.75, "green": 1.0, "blue": 0.75})
+    assert metrics["confusion_matrix"] == [[3, 1, 0], [0, 4, 0], [1, 0, 3]]
+    assert metrics["class_names"] == CLASS_NAMES
+    expected_loss = -np.mean(np.log(probabilities[np.arange(12), labels]))
+    assert metrics["test_loss"] == pytest.approx(expected_loss, rel=1e-5)
+    assert metrics["train_accuracy"] == 0.75
+    assert metrics["generalization_gap"] == pytest.approx(0.75 - 10 / 12)
+    assert metrics["best_val_accuracy"] == 0.72 and metrics["best_val_epoch"] == 4
+    assert metrics["convergence"]["70%"] == {"threshold": 0.7, "epoch": 4, "seconds": 46.0}
+    assert metrics["train_seconds"] == 60.0 and metrics["epochs_completed"] == 5
+    assert metrics["diverged"] is False and metrics["model_parameters"] == 12
+    assert metrics["setup"]["device"] == "CPU: test" and metrics["setup"]["validation"] == "test"
+    assert metrics["loss"] == "categorical_crossentropy" and metrics["seed"] == 7
+    assert not list(output.parent.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_a_diverged_model_still_gets_honest_metrics(tmp_path):
+    images, labels = channel_images()
+    data_dir = write_prepared(tmp_path / "prepared", images, labels)
+    model_path = save_channel_model(tmp_path / "model.keras", poison=True)
+    log_dir = write_logs(tmp_path / "log", loss="hinge", seed=0, diverged=True)
+    metrics = evaluate.run(
+        {"batch_size": 500, "convergence_thresholds": [0.5]}, loss_name="hinge", seed=0,
+        data_dir=data_dir, model_path=model_path, log_dir=log_dir, output=tmp_path / "m.json",
+    )
+    assert metrics["diverged"] is True and metrics["diverged_epoch"] == 5
+    assert metrics["test_accuracy"] == 0.0 and metrics["non_finite_predictions"] == 12
+    assert metrics["test_loss"] is None
+    assert json.loads((tmp_path / "m.json").read_text())["test_accuracy"] == 0.0
+
+
+def test_evaluate_run_refuses_mismatched_or_missing_inputs(tmp_path):
+    images, labels = channel_images()
+    data_dir = write_prepared(tmp_path / "prepared", images, labels)
+    model_path = save_channel_model(tmp_path / "model.keras")
+    log_dir = write_logs(tmp_path / "log", loss="hinge", seed=0)
+    arguments = dict(data_dir=data_dir, model_path=model_path, output=tmp_path / "m.json")
+    parameters = {"batch_size": 500, "convergence_thresholds": [0.5]}
+    with pytest.raises(ValueError, match="belongs to loss 'hinge'"):
+        evaluate.run(parameters, loss_name="squared_hinge", seed=0, log_dir=log_dir, **arguments)
+    with pytest.raises(FileNotFoundError, match="lossbench train"):
+        evaluate.run(parameters, loss_name="hinge", seed=0, log_dir=tmp_path / "absent", **arguments)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        evaluate.run(parameters, loss_name="hinge", seed=0, log_dir=log_dir,
+                     data_dir=data_dir, model_path=tmp_path / "absent.keras", output=tmp_path / "m.json")
+    with pytest.raises(ValueError, match="Unknown loss"):
+        evaluate.run(parameters, loss_name="no_such_loss", seed=0, log_dir=log_dir, **arguments)
+    assert not (tmp_path / "m.json").exists()

@@ -1,0 +1,293 @@
+"""The figures and report stages, fed a synthetic study of 3 losses x 3 seeds.
+
+The synthetic metrics are built by `lossbench.evaluate.build_metrics` from constructed scores,
+so they have exactly the layout the evaluate stage writes; the summary comes from the real
+`lossbench.compare.run`.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lossbench import compare, evaluate, figures, report
+from lossbench.params import load_params
+
+PROJECT = Path(__file__).resolve().parent.parent
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+TEST_SIZE = 200
+EPOCHS = 6
+
+# Final test accuracies per loss and seed: cross-entropy clearly best, hinge clearly worst.
+STUDY = {
+    "categorical_crossentropy": [0.86, 0.85, 0.875],
+    "hinge": [0.53, 0.56, 0.545],
+    "squared_hinge": [0.80, 0.82, 0.805],
+}
+
+
+def synthetic_history(final_accuracy: float, seed: int) -> list[dict]:
+    """Validation accuracy rising linearly to `final_accuracy`; training a little above it.
+
+    Runs ending at 85 % or more get there by epoch 2, the others only at the last epoch, so
+    the fastest loss to 80 % is known in advance.
+    """
+    reach_epoch = 2 if final_accuracy >= 0.85 else EPOCHS
+    history = []
+    for epoch in range(1, EPOCHS + 1):
+        fraction = min(1.0, epoch / reach_epoch)
+        history.append({
+            "epoch": epoch,
+            "loss": 2.0 - 1.5 * fraction + 0.01 * seed,
+            "accuracy": min(1.0, final_accuracy * fraction + 0.04),
+            "val_loss": 2.1 - 1.4 * fraction,
+            "val_accuracy": final_accuracy * fraction,
+            "learning_rate": 0.01,
+            "seconds": 10.0 + seed,
+        })
+    return history
+
+
+def write_study(
+    root: Path, study: dict[str, list[float]], diverged: tuple[str, int] | None = None
+) -> tuple[Path, list[Path], list[Path]]:
+    """Metrics files, training logs and the summary of a synthetic study under `root`.
+
+    The run `diverged` = (loss, seed), if given, turns NaN from epoch 3 on, as a diverged
+    run's history and scores do.
+    """
+    labels = np.arange(TEST_SIZE) % len(CLASS_NAMES)
+    metrics_paths, log_dirs = [], []
+    for loss, accuracies in study.items():
+        for seed, accuracy in enumerate(accuracies):
+            run_name = f"{loss}-seed{seed}"
+            history = synthetic_history(accuracy, seed)
+            is_diverged = diverged == (loss, seed)
+            if is_diverged:
+                history = history[:3]
+                history[2].update(loss=float("nan"), accuracy=float("nan"),
+                                  val_loss=float("nan"), val_accuracy=float("nan"))
+            run_info = {
+                "loss": loss, "seed": seed, "epochs_planned": EPOCHS, "epochs_completed": EPOCHS,
+                "diverged": is_diverged, "diverged_epoch": 3 if is_diverged else None,
+                "train_seconds": sum(record["seconds"] for record in history),
+                "device": "CPU: synthetic", "backend": "tensorflow", "precision": "float32",
+                "validation": "test", "train_size": 400, "validation_size": TEST_SIZE,
+                "versions": {"python": "3.11", "keras": "3.15.1", "lossbench": "0.1.0"},
+                "command": f"lossbench train --loss {loss} --seed {seed}",
+            }
+            log_dir = root / "training" / run_name
+            log_dir.mkdir(parents=True)
+            (log_dir / "history.json").write_text(json.dumps({"epochs": history}, allow_nan=True))
+            (log_dir / "run.json").write_text(json.dumps(run_info))
+            # The first round(accuracy * N) images are right, the rest predicted as the next class.
+            correct = round(accuracy * TEST_SIZE)
+            predicted = labels.copy()
+            predicted[correct:] = (labels[correct:] + 1) % len(CLASS_NAMES)
+            scores = np.eye(len(CLASS_NAMES))[predicted]
+            if is_diverged:
+                scores[:] = np.nan
+            metrics = evaluate.build_metrics(
+                loss, seed, labels, scores, CLASS_NAMES,
+                test_loss=1.0, history=history, run_info=run_info,
+                thresholds=[0.5, 0.7, 0.8], model_parameters=13_000,
+            )
+            path = root / "metrics" / f"{run_name}.json"
+            evaluate.write_json(path, metrics)
+            metrics_paths.append(path)
+            log_dirs.append(log_dir)
+    summary_path = root / "summary.json"
+    compare.run({"confidence_level": 0.95}, metrics_paths, summary_path)
+    return summary_path, metrics_paths, log_dirs
+
+
+def study_params(**data_changes) -> dict:
+    params = load_params(PROJECT / "params.yaml")
+    params["model"]["width"] = 0.1
+    params["train"]["epochs"] = EPOCHS
+    params["data"].update(data_changes)
+    return params
+
+
+def write_report(root: Path, study: dict, figures_dir: Path | None = None, **data_changes) -> str:
+    summary_path, _, _ = write_study(root, study)
+    if figures_dir is None:
+        figures_dir = root / "figures"
+        figures_dir.mkdir()
+    params = study_params(**data_changes)
+    return report.run(params["report"], summary_path, figures_dir, root / "report.md", params)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    summary_path, metrics_paths, log_dirs = write_study(root, STUDY)
+    output_dir = root / "reports" / "figures"
+    figures.run(summary_path, metrics_paths, log_dirs, output_dir)
+    return root, summary_path, metrics_paths, log_dirs, output_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures.
+# ---------------------------------------------------------------------------------------------
+
+
+def test_figures_are_valid_pngs(rendered):
+    from PIL import Image
+
+    root, _, _, _, output_dir = rendered
+    expected = {"loss_shapes.png", "validation_accuracy.png", "test_accuracy.png"}
+    expected |= {f"{kind}_{loss}.png" for kind in ("curves", "confusion") for loss in STUDY}
+    assert {path.name for path in output_dir.iterdir()} == expected
+    for path in output_dir.iterdir():
+        assert path.read_bytes()[:8] == PNG_SIGNATURE, path
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            assert image.size[0] > 300 and image.size[1] > 200
+    assert not [path for path in output_dir.parent.iterdir() if path.name.startswith(".")]
+
+
+def test_figures_replace_the_directory_whole(rendered):
+    _, summary_path, metrics_paths, log_dirs, output_dir = rendered
+    (output_dir / "stale.png").write_bytes(b"old")
+    figures.run(summary_path, metrics_paths, log_dirs, output_dir)
+    assert not (output_dir / "stale.png").exists()
+    assert (output_dir / "loss_shapes.png").read_bytes()[:8] == PNG_SIGNATURE
+    with pytest.raises(FileNotFoundError, match="lossbench train"):
+        figures.run(summary_path, metrics_paths, [output_dir.parent / "absent-seed0"], output_dir)
+    # The failed call left the previous figures in place and no staging directory behind.
+    assert (output_dir / "loss_shapes.png").is_file()
+    assert not [path for path in output_dir.parent.iterdir() if path.name.startswith(".")]
+
+
+def test_loss_shapes_come_from_the_registry():
+    panels = figures.loss_shape_curves(num_classes=10, points=101)
+    probability = panels["probability"]["x"]
+    assert set(panels["probability"]["curves"]) == {"categorical_crossentropy", "hinge", "squared_hinge"}
+    # The paper's Keras 1 hinge on softmax outputs: 0.9 + 0.1 (1 - p_true) for 10 classes.
+    assert panels["probability"]["curves"]["hinge"] == pytest.approx(0.9 + 0.1 * (1 - probability), abs=1e-6)
+    assert panels["probability"]["curves"]["categorical_crossentropy"] == pytest.approx(
+        -np.log(probability), rel=1e-4, abs=1e-6  # Keras clips p to 1 - 1e-7
+    )
+    margin = panels["margin"]["x"]
+    assert panels["margin"]["curves"]["crammer_singer_hinge"] == pytest.approx(np.maximum(0, 1 - margin), abs=1e-6)
+    score = panels["score"]["x"]
+    # Other scores at -1 satisfy their one-vs-all hinge: only the true class's term remains.
+    assert panels["score"]["curves"]["ova_hinge"] == pytest.approx(np.maximum(0, 1 - score) / 10, abs=1e-6)
+
+
+def test_histories_table_has_both_splits(rendered):
+    _, _, _, log_dirs, _ = rendered
+    table = figures.read_histories(log_dirs)
+    assert len(table) == len(log_dirs) * EPOCHS * 4
+    assert set(table["split"]) == {"training", "validation"}
+    assert set(table["loss"]) == set(STUDY)
+
+
+# ---------------------------------------------------------------------------------------------
+# Report.
+# ---------------------------------------------------------------------------------------------
+
+
+def table_row(text: str, loss: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"| `{loss}` |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_report_has_the_table_paper_columns_and_figure_links(rendered, tmp_path):
+    root, summary_path, _, _, output_dir = rendered
+    params = study_params(source="../shared/data/cifar10-jpeg.tar.gz", dataset="image_folder")
+    output = root / "reports" / "report.md"
+    text = report.run(params["report"], summary_path, output_dir, output, params)
+    assert output.read_text() == text
+
+    header = next(line for line in text.splitlines() if line.startswith("| Loss |"))
+    assert "Paper val. accuracy" in header and "Paper train accuracy" in header and "Epochs to 80 %" in header
+    ce = table_row(text, "categorical_crossentropy")
+    mean = np.mean(STUDY["categorical_crossentropy"])
+    assert ce[1] == "3"
+    assert ce[2].startswith(f"{100 * mean:.1f} % ± ")
+    assert ce[3] == "85 %" and ce[4] == f"{100 * (mean - 0.85):+.1f} pp"
+    assert ce[6] == "91 %"
+    assert ce[9] == "2.0" and table_row(text, "squared_hinge")[9] == "6.0"
+    hinge = table_row(text, "hinge")
+    assert hinge[3] == "55 %" and hinge[9] == "never"
+    assert table_row(text, "squared_hinge")[3] == "82 %"
+
+    for name in ("loss_shapes", "test_accuracy", "validation_accuracy", "curves_hinge", "confusion_hinge"):
+        assert f"](figures/{name}.png)" in text
+        assert (output.parent / "figures" / f"{name}.png").is_file()
+    assert "Not rendered" not in text
+    assert "not the official archive" in text and "measured on that copy" in text
+    assert "far shorter than the paper's 100" in text
+    assert "width 0.1" in text and "13,000 parameters" in text
+    assert "CPU: synthetic" in text and "keras 3.15.1" in text
+    assert re.search(r"Produced by `.+` with lossbench \S+, Python", text)
+
+
+def test_conclusions_follow_the_numbers(tmp_path):
+    text = write_report(tmp_path / "a", STUDY)
+    assert "**`categorical_crossentropy` has the highest mean test accuracy**" in text
+    assert "significantly higher than `squared_hinge`" in text
+    assert "The paper's ranking (`categorical_crossentropy` > `squared_hinge` > `hinge`) is reproduced." in text
+    assert "Fastest to 80 % validation accuracy: `categorical_crossentropy`" in text
+
+    swapped = dict(STUDY, hinge=[0.90, 0.91, 0.92])
+    text = write_report(tmp_path / "b", swapped)
+    assert "**`hinge` has the highest mean test accuracy**" in text
+    assert "**`categorical_crossentropy` has the highest" not in text
+    assert "is not reproduced: ours is `hinge` > `categorical_crossentropy` > `squared_hinge`" in text
+
+    close = dict(STUDY, squared_hinge=[0.87, 0.84, 0.86])
+    text = write_report(tmp_path / "c", close)
+    assert "not significantly different from `squared_hinge`" in text
+
+
+def test_one_seed_gives_no_significance_test_and_notes_missing_figures(tmp_path):
+    one_seed = {loss: accuracies[:1] for loss, accuracies in STUDY.items()}
+    text = write_report(tmp_path, one_seed)
+    assert "Fewer than 3 seeds shared by any two losses: no significance test" in text
+    assert "Paired t-tests" not in text
+    assert table_row(text, "hinge")[2] == "53.0 %"  # no interval with one seed
+    assert "Not rendered: loss_shapes.png" in text
+    assert "downloaded from https://www.cs.toronto.edu" in text
+    assert "not the official archive" not in text
+
+
+def test_report_names_missing_inputs(tmp_path):
+    params = study_params()
+    with pytest.raises(FileNotFoundError, match="lossbench compare"):
+        report.run(params["report"], tmp_path / "absent.json", tmp_path, tmp_path / "r.md", params)
+    (tmp_path / "summary.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="lossbench figures"):
+        report.run(params["report"], tmp_path / "summary.json", tmp_path / "nope", tmp_path / "r.md", params)
+    with pytest.raises(ValueError, match="not a summary"):
+        report.run(params["report"], tmp_path / "summary.json", tmp_path, tmp_path / "r.md", params)
+
+
+def test_ties_and_chance_level_are_stated(tmp_path):
+    study = {
+        "categorical_crossentropy": [0.86, 0.85, 0.875],
+        "hinge": [0.10, 0.105, 0.095],  # chance for 10 classes
+        "squared_hinge": [0.86, 0.85, 0.875],
+    }
+    text = write_report(tmp_path, study)
+    assert "**`categorical_crossentropy`, `squared_hinge` tie for the highest mean test accuracy**" in text
+    assert "Not above chance (10.0 % for 10 classes): `hinge`." in text
+    assert "not significantly different from `squared_hinge`" in text
+
+
+def test_a_diverged_run_is_drawn_and_reported(tmp_path):
+    summary_path, metrics_paths, log_dirs = write_study(tmp_path, STUDY, diverged=("hinge", 2))
+    summary = json.loads(summary_path.read_text())
+    assert summary["losses"]["hinge"]["diverged_seeds"] == [2]
+    assert summary["losses"]["hinge"]["test_accuracy"]["mean"] == pytest.approx((0.53 + 0.56 + 0.0) / 3)
+    written = figures.run(summary_path, metrics_paths, log_dirs, tmp_path / "figures")
+    assert all(path.read_bytes()[:8] == PNG_SIGNATURE for path in written)
+    params = study_params()
+    text = report.run(params["report"], summary_path, tmp_path / "figures", tmp_path / "report.md", params)
+    assert "Diverged runs" in text and "`hinge` (seed 2)" in text

@@ -1,0 +1,341 @@
+"""The `compare` stage: aggregate the per-run metrics over seeds and compare the losses.
+
+In:  the metrics JSON of every (loss, seed) run (written by `lossbench evaluate`) and
+     `compare.confidence_level` from params.yaml.
+Out: `reports/summary.json`, a DVC metric (`cache: false`):
+
+     {
+       "confidence_level": 0.95, "alpha": 0.05, "runs": 18,
+       "thresholds": [0.5, 0.7, 0.8],
+       "losses": {
+         "<loss>": {
+           "seeds": [0, 1, 2], "runs": 3, "diverged_runs": 0, "diverged_seeds": [],
+           "test_accuracy": {"n", "mean", "std", "ci_low", "ci_high"},
+           "test_loss", "train_accuracy", "generalization_gap", "best_val_accuracy",
+           "best_val_epoch", "final_val_accuracy", "train_seconds": {...},
+           "convergence": {"80%": {"threshold": 0.8, "reached": 2,
+                                   "epoch": {...}, "seconds": {...}}, ...}
+         }, ...
+       },
+       "comparisons": {
+         "<loss a> vs <loss b>": {
+           "loss_a", "loss_b", "metric": "test_accuracy", "n": 3, "seeds": [0, 1, 2],
+           "tested": true, "mean_difference", "ci_low", "ci_high", "t_statistic",
+           "p_value", "p_value_holm", "significant"
+         }, ...
+       },
+       "setup": {"devices": [...], "backends": [...], "precisions": [...], "validation": [...],
+                 "train_size": [...], "validation_size": [...], "test_size": [...],
+                 "epochs_planned": [...], "model_parameters": [...], "num_classes": [...],
+                 "versions": {"python": [...], "keras": [...], ...}}
+     }
+
+Statistics:
+- Each `{"n", "mean", "std", "ci_low", "ci_high"}` summarises the runs with a finite value:
+  `std` is the sample standard deviation (ddof=1) and the interval is the Student-t interval
+  of the mean at `confidence_level`. With one run, `std` and the interval are null; with
+  none, everything but `n` is null. Epochs and seconds to a threshold are summarised over the
+  runs that reached it (`reached` says how many).
+- Pairs of losses are compared on test accuracy by a paired t-test over the seeds both have
+  (scipy.stats.ttest_rel): seed s of both losses shares its initial weights' seed, shuffling
+  and augmentation, so pairing removes that shared variation. A pair with fewer than 3 shared
+  seeds is listed with `tested: false` and null statistics. `mean_difference` is a - b, with
+  its t interval. p-values are also adjusted for the number of tested pairs by Holm's method
+  (`p_value_holm`); `significant` is `p_value_holm < alpha`, alpha = 1 - confidence_level.
+- `setup` lists the distinct values seen across the runs (one value when all runs agree), so
+  the report can say what the numbers were measured on.
+- Lists and nulls are invisible to `dvc metrics show/diff`, but harmless to them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+logger = logging.getLogger(__name__)
+
+MINIMUM_PAIRED_SEEDS = 3
+
+# Per-run numbers summarised over seeds for each loss.
+SUMMARISED_METRICS = (
+    "test_accuracy",
+    "test_loss",
+    "train_accuracy",
+    "generalization_gap",
+    "best_val_accuracy",
+    "best_val_epoch",
+    "final_val_accuracy",
+    "train_seconds",
+)
+
+REQUIRED_KEYS = ("loss", "seed", "test_accuracy")
+
+
+def _finite_values(values: Iterable[Any]) -> list[float]:
+    finite = []
+    for value in values:
+        if value is None or isinstance(value, bool):
+            continue
+        number = float(value)
+        if math.isfinite(number):
+            finite.append(number)
+    return finite
+
+
+def describe(values: Iterable[Any], confidence_level: float) -> dict[str, Any]:
+    """n, mean, sample standard deviation and Student-t interval of the mean.
+
+    Missing and non-finite values are left out. Returns {"n", "mean", "std", "ci_low",
+    "ci_high"}; std and the interval are None for n < 2, the mean too for n = 0.
+    """
+    from scipy import stats
+
+    _check_confidence_level(confidence_level)
+    finite = _finite_values(values)
+    count = len(finite)
+    result: dict[str, Any] = {"n": count, "mean": None, "std": None, "ci_low": None, "ci_high": None}
+    if count == 0:
+        return result
+    mean = math.fsum(finite) / count
+    result["mean"] = mean
+    if count < 2:
+        return result
+    if max(finite) - min(finite) <= 1e-12 * max(1.0, abs(mean)):
+        # Equal values up to rounding (0.8 - 0.7 and 0.7 - 0.6 differ in the last bit):
+        # an exact zero, so that a paired test reports "no variation" instead of a huge t.
+        std = 0.0
+    else:
+        std = math.sqrt(math.fsum((value - mean) ** 2 for value in finite) / (count - 1))
+    # The quantile times the standard error, computed directly rather than through
+    # scipy.stats.t.interval, which returns NaN bounds when every value is equal.
+    half_width = float(stats.t.ppf(0.5 + confidence_level / 2.0, count - 1)) * std / math.sqrt(count)
+    result.update(std=std, ci_low=mean - half_width, ci_high=mean + half_width)
+    return result
+
+
+def paired_comparison(
+    values_a: dict[int, Any],
+    values_b: dict[int, Any],
+    confidence_level: float,
+    minimum_seeds: int = MINIMUM_PAIRED_SEEDS,
+) -> dict[str, Any]:
+    """Paired t-test of a - b over the seeds where both have a finite value.
+
+    Args:
+        values_a, values_b: {seed: value} of the two losses.
+        confidence_level: the level of the interval of the mean difference.
+        minimum_seeds: fewer shared seeds than this give `tested: False`.
+
+    Returns:
+        {"n", "seeds", "tested", "mean_difference", "ci_low", "ci_high", "t_statistic",
+         "p_value"}; the statistics are None when not tested. When every seed shows the
+        same difference the t statistic is undefined and `p_value` is None.
+    """
+    from scipy import stats
+
+    seeds = sorted(
+        seed for seed in set(values_a) & set(values_b)
+        if _finite_values([values_a[seed]]) and _finite_values([values_b[seed]])
+    )
+    result: dict[str, Any] = {
+        "n": len(seeds), "seeds": seeds, "tested": False, "mean_difference": None,
+        "ci_low": None, "ci_high": None, "t_statistic": None, "p_value": None,
+    }
+    if len(seeds) < minimum_seeds:
+        return result
+    first = [float(values_a[seed]) for seed in seeds]
+    second = [float(values_b[seed]) for seed in seeds]
+    differences = describe([a - b for a, b in zip(first, second)], confidence_level)
+    result.update(
+        tested=True,
+        mean_difference=differences["mean"],
+        ci_low=differences["ci_low"],
+        ci_high=differences["ci_high"],
+    )
+    if differences["std"] and differences["std"] > 0:
+        test = stats.ttest_rel(first, second)
+        result.update(t_statistic=float(test.statistic), p_value=float(test.pvalue))
+    return result
+
+
+def holm_adjust(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of p-values (None entries stay None and do not count)."""
+    indexed = sorted((p, index) for index, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running_maximum = 0.0
+    count = len(indexed)
+    for rank, (p_value, index) in enumerate(indexed):
+        running_maximum = max(running_maximum, min(1.0, (count - rank) * p_value))
+        adjusted[index] = running_maximum
+    return adjusted
+
+
+def _distinct(values: Iterable[Any]) -> list[Any]:
+    """The distinct non-null values, in order of first appearance."""
+    seen: list[Any] = []
+    for value in values:
+        if value is not None and value not in seen:
+            seen.append(value)
+    return seen
+
+
+def collect_setup(runs: Sequence[dict]) -> dict[str, Any]:
+    """The distinct setup values across runs (device, backend, data sizes, versions...)."""
+    setups = [run.get("setup", {}) for run in runs]
+    version_names = _distinct(name for setup in setups for name in setup.get("versions", {}))
+    return {
+        "devices": _distinct(setup.get("device") for setup in setups),
+        "backends": _distinct(setup.get("backend") for setup in setups),
+        "precisions": _distinct(setup.get("precision") for setup in setups),
+        "validation": _distinct(setup.get("validation") for setup in setups),
+        "train_size": _distinct(setup.get("train_size") for setup in setups),
+        "validation_size": _distinct(setup.get("validation_size") for setup in setups),
+        "test_size": _distinct(run.get("test_size") for run in runs),
+        "epochs_planned": _distinct(run.get("epochs_planned") for run in runs),
+        "model_parameters": _distinct(run.get("model_parameters") for run in runs),
+        "num_classes": _distinct(len(run["class_names"]) for run in runs if run.get("class_names")),
+        "versions": {
+            name: _distinct(setup.get("versions", {}).get(name) for setup in setups)
+            for name in version_names
+        },
+    }
+
+
+def summarise(runs: Sequence[dict], confidence_level: float) -> dict[str, Any]:
+    """The summary dictionary (layout in the module docstring) of per-run metrics dicts."""
+    _check_confidence_level(confidence_level)
+    if not runs:
+        raise ValueError("There are no runs to compare: pass at least one metrics file.")
+    by_loss: dict[str, dict[int, dict]] = {}
+    for run in runs:
+        seeds = by_loss.setdefault(run["loss"], {})
+        if run["seed"] in seeds:
+            raise ValueError(
+                f"Two metrics files hold loss {run['loss']!r}, seed {run['seed']}. Pass each "
+                "run's metrics file once."
+            )
+        seeds[run["seed"]] = run
+
+    # Every run keys its thresholds the same way ("80%"), as `lossbench evaluate` wrote them.
+    threshold_keys: dict[float, str] = {}
+    for run in runs:
+        for key, value in run.get("convergence", {}).items():
+            threshold_keys.setdefault(float(value["threshold"]), key)
+    thresholds = sorted(threshold_keys)
+    losses: dict[str, Any] = {}
+    for loss, seeds in by_loss.items():
+        ordered = [seeds[seed] for seed in sorted(seeds)]
+        entry: dict[str, Any] = {
+            "seeds": sorted(seeds),
+            "runs": len(ordered),
+            "diverged_runs": sum(bool(run.get("diverged")) for run in ordered),
+            "diverged_seeds": [run["seed"] for run in ordered if run.get("diverged")],
+        }
+        for name in SUMMARISED_METRICS:
+            entry[name] = describe((run.get(name) for run in ordered), confidence_level)
+        entry["convergence"] = {}
+        for threshold in thresholds:
+            key = threshold_keys[threshold]
+            reached = [
+                run["convergence"][key] for run in ordered
+                if run.get("convergence", {}).get(key, {}).get("epoch") is not None
+            ]
+            entry["convergence"][key] = {
+                "threshold": threshold,
+                "reached": len(reached),
+                "epoch": describe((value["epoch"] for value in reached), confidence_level),
+                "seconds": describe((value.get("seconds") for value in reached), confidence_level),
+            }
+        losses[loss] = entry
+
+    comparisons: dict[str, Any] = {}
+    for loss_a, loss_b in itertools.combinations(by_loss, 2):
+        comparison = paired_comparison(
+            {seed: run.get("test_accuracy") for seed, run in by_loss[loss_a].items()},
+            {seed: run.get("test_accuracy") for seed, run in by_loss[loss_b].items()},
+            confidence_level,
+        )
+        comparisons[f"{loss_a} vs {loss_b}"] = {
+            "loss_a": loss_a, "loss_b": loss_b, "metric": "test_accuracy", **comparison,
+        }
+    # Rounded so that 1 - 0.95 reads 0.05 rather than 0.050000000000000044.
+    alpha = round(1.0 - confidence_level, 12)
+    keys = list(comparisons)
+    for key, adjusted in zip(keys, holm_adjust([comparisons[key]["p_value"] for key in keys])):
+        comparisons[key]["p_value_holm"] = adjusted
+        comparisons[key]["significant"] = adjusted is not None and adjusted < alpha
+
+    return {
+        "confidence_level": confidence_level,
+        "alpha": alpha,
+        "runs": len(runs),
+        "thresholds": thresholds,
+        "losses": losses,
+        "comparisons": comparisons,
+        "setup": collect_setup(runs),
+    }
+
+
+def _check_confidence_level(confidence_level: float) -> None:
+    if not 0.0 < float(confidence_level) < 1.0:
+        raise ValueError(
+            f"compare.confidence_level must lie strictly between 0 and 1, got {confidence_level}."
+        )
+
+
+def read_metrics(paths: Sequence[str | os.PathLike]) -> list[dict]:
+    """Load per-run metrics files, checking that each is one `lossbench evaluate` wrote."""
+    runs = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"The metrics file {path} does not exist. Run `lossbench evaluate` for that run "
+                "first (or `dvc repro` / `snakemake`), or remove its loss or seed from "
+                "train.losses / train.seeds in params.yaml."
+            )
+        try:
+            metrics = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON ({error}); rerun `lossbench evaluate`.") from error
+        missing = [key for key in REQUIRED_KEYS if not isinstance(metrics, dict) or key not in metrics]
+        if missing:
+            raise ValueError(
+                f"{path} lacks {', '.join(missing)}: it is not a metrics file from "
+                "`lossbench evaluate`. Rerun that stage."
+            )
+        runs.append(metrics)
+    return runs
+
+
+def write_json(path: str | os.PathLike, value: Any) -> None:
+    """Write strict JSON to a temporary file beside `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(value, indent=2, allow_nan=False) + "\n"
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def run(compare_params: dict, metrics_paths: Sequence[str | os.PathLike], output: str | os.PathLike) -> dict:
+    """The CLI's entry point: read the metrics files, write the summary JSON, return it."""
+    confidence_level = float(compare_params.get("confidence_level", 0.95))
+    _check_confidence_level(confidence_level)
+    summary = summarise(read_metrics(metrics_paths), confidence_level)
+    write_json(output, summary)
+    for loss, entry in summary["losses"].items():
+        accuracy = entry["test_accuracy"]
+        logger.info("%s: test accuracy %s over %d run(s).", loss,
+                    "n/a" if accuracy["mean"] is None else f"{accuracy['mean']:.4f}", entry["runs"])
+    return summary

@@ -1,0 +1,442 @@
+"""The `evaluate` stage: measure one trained model, for one (loss, seed), on the test set.
+
+In:  the trained model (`data/models/<loss>-seed<seed>.keras`, taking uint8 images and
+     returning one score row per image), the prepared data (`lossbench.preprocess.
+     load_prepared`), the run's training log directory (`history.json`, `run.json`) and
+     `evaluate.batch_size` / `evaluate.convergence_thresholds` from params.yaml.
+Out: one small JSON file of metrics (a DVC metric, `cache: false`, so `dvc metrics diff`
+     compares runs across commits). Its top-level numbers are flat so that DVC shows each
+     as its own row:
+
+     {
+       "loss": "hinge", "seed": 0,
+       "test_accuracy": 0.53, "test_error": 0.47, "test_loss": 0.947, "test_size": 10000,
+       "non_finite_predictions": 0,
+       "train_accuracy": 0.55, "generalization_gap": 0.02,
+       "final_val_accuracy": 0.53, "best_val_accuracy": 0.54, "best_val_epoch": 97,
+       "train_seconds": 26800.0, "epochs_planned": 100, "epochs_completed": 100,
+       "diverged": false, "diverged_epoch": null, "model_parameters": 1376148,
+       "convergence": {"50%": {"threshold": 0.5, "epoch": 61, "seconds": 16400.2}, ...},
+       "per_class_accuracy": {"airplane": 0.61, ...},
+       "class_names": ["airplane", ...],
+       "confusion_matrix": [[612, 20, ...], ...],
+       "setup": {"device": ..., "backend": ..., "precision": ..., "validation": "test",
+                 "train_size": 50000, "validation_size": 10000, "versions": {...},
+                 "command": ..., "evaluation_backend": "tensorflow"}
+     }
+
+     `confusion_matrix[i][j]` counts test images of true label i predicted as label j.
+     DVC's `metrics show/diff` skip lists (the matrix, `class_names`) and nulls without
+     complaint, so the matrix stays in this file, where `lossbench figures` reads it.
+
+Definitions:
+- `train_accuracy` is the last epoch's training accuracy as Keras logged it during that epoch
+  (on augmented images, averaged over the epoch's batches), as the paper's Keras 1 reported
+  it. `generalization_gap` is `train_accuracy - test_accuracy`.
+- Validation figures come from `history.json`. With `train.validation: test`, as in the
+  paper, the "validation" set *is* the test set, so `best_val_accuracy` is an optimistic,
+  test-selected number; `test_accuracy` is always that of the final model.
+- `convergence` gives, per threshold, the first epoch whose validation accuracy reached it and
+  the cumulative training wall time up to the end of that epoch (null if never reached).
+- A diverged run (non-finite weights, hence non-finite scores) still gets a metrics file. An
+  image whose score row holds any NaN or infinity has no prediction: it counts as an error
+  (never as chance), is left out of the confusion matrix, and is counted in
+  `non_finite_predictions`. `test_loss` is null when the mean loss is not finite.
+- Every value that is not finite is written as null, so the file is strict JSON.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers: numbers in, numbers out. The tests check these against hand computations.
+# ---------------------------------------------------------------------------------------------
+
+
+def finite_or_none(value: Any) -> float | None:
+    """`value` as a float, or None when it is missing, NaN or infinite."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def threshold_key(threshold: float) -> str:
+    """The JSON key of a convergence threshold: 0.5 -> "50%", 0.725 -> "72.5%"."""
+    return f"{round(float(threshold) * 100.0, 6):g}%"
+
+
+def predicted_labels(scores: np.ndarray) -> np.ndarray:
+    """The arg-max label of each score row, or -1 where the row holds a non-finite value.
+
+    NumPy's argmax would pick the first NaN's index, which would credit a diverged model with
+    "predictions" of one arbitrary class; -1 marks such a row as having no prediction.
+    """
+    scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise ValueError(f"Scores must have shape (images, classes), got shape {scores.shape}.")
+    finite_rows = np.all(np.isfinite(scores), axis=1)
+    labels = np.full(scores.shape[0], -1, dtype=np.int64)
+    if np.any(finite_rows):
+        labels[finite_rows] = np.argmax(scores[finite_rows], axis=1)
+    return labels
+
+
+def classification_metrics(
+    labels: Sequence[int] | np.ndarray,
+    scores: np.ndarray,
+    class_names: Sequence[str],
+) -> dict[str, Any]:
+    """Accuracy, error, per-class accuracy and the confusion matrix of one set of scores.
+
+    Args:
+        labels: true class index of each image, shape (images,).
+        scores: one row of class scores per image, shape (images, classes); probabilities
+            or raw scores alike, since only the arg-max matters.
+        class_names: the name of each class index, len == classes.
+
+    Returns:
+        {"accuracy", "error", "size", "non_finite_predictions",
+         "per_class_accuracy": {name: fraction or None for a class with no images},
+         "confusion_matrix": list of lists, rows true labels, columns predicted labels}.
+        Rows of non-finite scores count as errors and are not in the confusion matrix.
+    """
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    scores = np.asarray(scores)
+    num_classes = len(class_names)
+    if scores.ndim != 2 or scores.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"Scores of shape {scores.shape} do not match {labels.shape[0]} labels: expected "
+            f"({labels.shape[0]}, {num_classes})."
+        )
+    if scores.shape[1] != num_classes:
+        raise ValueError(
+            f"The model returns {scores.shape[1]} scores per image but the data has "
+            f"{num_classes} classes ({', '.join(class_names)}). Evaluate the model on the "
+            "prepared data it was trained on."
+        )
+    if labels.size == 0:
+        raise ValueError("There are no test images to evaluate: the prepared test set is empty.")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(
+            f"Labels must lie in 0..{num_classes - 1}; found {labels.min()}..{labels.max()}."
+        )
+
+    predictions = predicted_labels(scores)
+    correct = predictions == labels
+    has_prediction = predictions >= 0
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (labels[has_prediction], predictions[has_prediction]), 1)
+
+    per_class = {}
+    for index, name in enumerate(class_names):
+        in_class = labels == index
+        # A class without test images (possible in tiny subsets) has no accuracy; null
+        # says so, where 0 would claim the model got every one of them wrong.
+        per_class[str(name)] = float(correct[in_class].mean()) if np.any(in_class) else None
+
+    accuracy = float(correct.mean())
+    return {
+        "accuracy": accuracy,
+        "error": 1.0 - accuracy,
+        "size": int(labels.size),
+        "non_finite_predictions": int(np.count_nonzero(~has_prediction)),
+        "per_class_accuracy": per_class,
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def convergence(history: Sequence[dict], thresholds: Iterable[float]) -> dict[str, dict]:
+    """The first epoch whose validation accuracy reaches each threshold, and when.
+
+    Args:
+        history: the `epochs` list of `history.json`: dicts with at least "epoch",
+            "val_accuracy" and "seconds" (that epoch's wall time).
+        thresholds: validation accuracies, as fractions.
+
+    Returns:
+        {threshold_key(threshold): {"threshold", "epoch", "seconds"}}, where "seconds" is
+        the training wall time summed over epochs 1..epoch. Both are None where the
+        threshold was never reached; "seconds" is also None if an epoch's time is missing.
+    """
+    result = {}
+    for threshold in thresholds:
+        threshold = float(threshold)
+        epoch = seconds = None
+        elapsed = 0.0
+        for record in history:
+            epoch_seconds = finite_or_none(record.get("seconds"))
+            # One epoch without a recorded time makes every later cumulative time unknown.
+            if elapsed is not None:
+                elapsed = None if epoch_seconds is None else elapsed + epoch_seconds
+            accuracy = finite_or_none(record.get("val_accuracy"))
+            if accuracy is not None and accuracy >= threshold:
+                epoch, seconds = int(record["epoch"]), elapsed
+                break
+        result[threshold_key(threshold)] = {"threshold": threshold, "epoch": epoch, "seconds": seconds}
+    return result
+
+
+def history_summary(history: Sequence[dict]) -> dict[str, Any]:
+    """The final training accuracy and the best and final validation accuracies.
+
+    Returns {"train_accuracy", "final_val_accuracy", "best_val_accuracy", "best_val_epoch"};
+    a value is None where the history has no finite one (an empty or diverged history).
+    The best epoch is the earliest one reaching the maximum, so ties favour faster training.
+    """
+    last = history[-1] if history else {}
+    best_accuracy, best_epoch = None, None
+    for record in history:
+        accuracy = finite_or_none(record.get("val_accuracy"))
+        if accuracy is not None and (best_accuracy is None or accuracy > best_accuracy):
+            best_accuracy, best_epoch = accuracy, int(record["epoch"])
+    return {
+        "train_accuracy": finite_or_none(last.get("accuracy")),
+        "final_val_accuracy": finite_or_none(last.get("val_accuracy")),
+        "best_val_accuracy": best_accuracy,
+        "best_val_epoch": best_epoch,
+    }
+
+
+def mean_loss(loss_function, labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """The mean over images of `loss_function(labels, scores)`, or None if not finite."""
+    from keras import ops
+
+    per_image = ops.convert_to_numpy(
+        loss_function(np.asarray(labels, dtype=np.int32), np.asarray(scores, dtype=np.float32))
+    )
+    return finite_or_none(np.mean(np.asarray(per_image, dtype=np.float64)))
+
+
+def build_metrics(
+    loss_name: str,
+    seed: int,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    class_names: Sequence[str],
+    test_loss: float | None,
+    history: Sequence[dict],
+    run_info: dict,
+    thresholds: Iterable[float],
+    model_parameters: int | None = None,
+    evaluation_backend: str | None = None,
+) -> dict[str, Any]:
+    """Assemble the metrics file's dictionary (layout in the module docstring)."""
+    classification = classification_metrics(labels, scores, class_names)
+    from_history = history_summary(history)
+    train_accuracy = from_history["train_accuracy"]
+    gap = None if train_accuracy is None else train_accuracy - classification["accuracy"]
+    diverged_epoch = run_info.get("diverged_epoch")
+    return {
+        "loss": loss_name,
+        "seed": int(seed),
+        "test_accuracy": classification["accuracy"],
+        "test_error": classification["error"],
+        "test_loss": finite_or_none(test_loss),
+        "test_size": classification["size"],
+        "non_finite_predictions": classification["non_finite_predictions"],
+        "train_accuracy": train_accuracy,
+        "generalization_gap": gap,
+        "final_val_accuracy": from_history["final_val_accuracy"],
+        "best_val_accuracy": from_history["best_val_accuracy"],
+        "best_val_epoch": from_history["best_val_epoch"],
+        "train_seconds": finite_or_none(run_info.get("train_seconds")),
+        "epochs_planned": run_info.get("epochs_planned"),
+        "epochs_completed": run_info.get("epochs_completed", len(history)),
+        "diverged": bool(run_info.get("diverged", False)),
+        "diverged_epoch": None if diverged_epoch is None else int(diverged_epoch),
+        "model_parameters": model_parameters,
+        "convergence": convergence(history, thresholds),
+        "per_class_accuracy": classification["per_class_accuracy"],
+        "class_names": [str(name) for name in class_names],
+        "confusion_matrix": classification["confusion_matrix"],
+        "setup": {
+            "device": run_info.get("device"),
+            "backend": run_info.get("backend"),
+            "precision": run_info.get("precision"),
+            "validation": run_info.get("validation"),
+            "train_size": run_info.get("train_size"),
+            "validation_size": run_info.get("validation_size"),
+            "versions": run_info.get("versions", {}),
+            "command": run_info.get("command"),
+            "evaluation_backend": evaluation_backend,
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Files.
+# ---------------------------------------------------------------------------------------------
+
+
+def write_json(path: str | os.PathLike, value: Any) -> None:
+    """Write strict JSON to a temporary file beside `path`, then rename it into place.
+
+    Readers (and DVC) therefore never see a half-written file, and a crash leaves the
+    previous file intact. NaN and infinity are refused: callers turn them into null first.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(value, indent=2, allow_nan=False) + "\n"
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_training_logs(log_dir: str | os.PathLike) -> tuple[list[dict], dict]:
+    """(history epochs, run information) from a training log directory."""
+    log_dir = Path(log_dir)
+    files = {name: log_dir / name for name in ("history.json", "run.json")}
+    for name, path in files.items():
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: {log_dir} is not a finished training log directory. Run "
+                "`lossbench train` for this loss and seed first (or `dvc repro` / `snakemake`)."
+            )
+    try:
+        # history.json may hold NaN for a diverged epoch; Python's json reads NaN tokens.
+        history = json.loads(files["history.json"].read_text())["epochs"]
+        run_info = json.loads(files["run.json"].read_text())
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"The training logs in {log_dir} are not in the expected format ({error}). "
+            "Rerun `lossbench train` for this loss and seed to rewrite them."
+        ) from error
+    return list(history), dict(run_info)
+
+
+def load_model(model_path: str | os.PathLike):
+    """Load a trained `.keras` model for inference (no optimizer, no loss)."""
+    import keras
+
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise FileNotFoundError(
+            f"The model {model_path} does not exist. Run `lossbench train` for this loss and "
+            "seed first (or `dvc repro` / `snakemake`)."
+        )
+    # The training model holds lossbench's augmentation layers; importing their module
+    # registers them with Keras so that the saved model can be rebuilt.
+    for module in ("lossbench.augment", "lossbench.losses"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+    return keras.saving.load_model(model_path, compile=False)
+
+
+def predict_scores(model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """The model's score rows for uint8 `images`, batch by batch, as a float64 array."""
+    from keras import ops
+
+    if batch_size < 1:
+        raise ValueError(f"evaluate.batch_size must be at least 1, got {batch_size}.")
+    batches = []
+    for start in range(0, len(images), batch_size):
+        # training=False keeps the model's augmentation layers inactive.
+        outputs = model(images[start:start + batch_size], training=False)
+        batches.append(np.asarray(ops.convert_to_numpy(outputs), dtype=np.float64))
+    return np.concatenate(batches, axis=0)
+
+
+def evaluate_model(
+    evaluate_params: dict,
+    loss_name: str,
+    seed: int,
+    model,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    class_names: Sequence[str],
+    history: Sequence[dict],
+    run_info: dict,
+) -> dict[str, Any]:
+    """Metrics of an in-memory model; `run` adds the reading of files around this."""
+    import keras
+
+    from lossbench.losses import get_loss
+
+    spec = get_loss(loss_name)
+    scores = predict_scores(model, test_images, int(evaluate_params.get("batch_size", 500)))
+    return build_metrics(
+        loss_name,
+        seed,
+        test_labels,
+        scores,
+        class_names,
+        test_loss=mean_loss(spec.function, test_labels, scores),
+        history=history,
+        run_info=run_info,
+        thresholds=evaluate_params.get("convergence_thresholds", [0.5, 0.7, 0.8]),
+        model_parameters=int(model.count_params()),
+        evaluation_backend=keras.backend.backend(),
+    )
+
+
+def run(
+    evaluate_params: dict,
+    loss_name: str,
+    seed: int,
+    data_dir: str | os.PathLike,
+    model_path: str | os.PathLike,
+    log_dir: str | os.PathLike,
+    output: str | os.PathLike,
+) -> dict[str, Any]:
+    """The CLI's entry point: evaluate one (loss, seed) run and write its metrics JSON.
+
+    Returns the metrics dictionary written to `output`.
+    """
+    from lossbench.losses import get_loss
+    from lossbench.preprocess import load_prepared
+
+    get_loss(loss_name)  # fail on an unknown loss name before loading anything large
+    history, run_info = read_training_logs(log_dir)
+    # The CLI wires model, logs and output by name; a mismatch would silently attribute one
+    # run's numbers to another, so it stops here.
+    for key, expected in (("loss", loss_name), ("seed", seed)):
+        if key in run_info and run_info[key] != expected:
+            raise ValueError(
+                f"{Path(log_dir) / 'run.json'} belongs to {key} {run_info[key]!r}, but "
+                f"--{key} is {expected!r}. Pass the log directory of the same run."
+            )
+    data = load_prepared(data_dir)
+    model = load_model(model_path)
+    metrics = evaluate_model(
+        evaluate_params,
+        loss_name,
+        seed,
+        model,
+        data.test_images,
+        data.test_labels,
+        data.class_names,
+        history,
+        run_info,
+    )
+    write_json(output, metrics)
+    logger.info(
+        "%s seed %d: test accuracy %.4f on %d images%s; metrics in %s.",
+        loss_name, seed, metrics["test_accuracy"], metrics["test_size"],
+        " (diverged run)" if metrics["diverged"] else "", output,
+    )
+    return metrics
