@@ -1,0 +1,412 @@
+"""Tests of lossbench.preprocess on small synthetic archives of each supported layout."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from archives import (
+    CIFAR10_CLASSES,
+    CIFAR100_CLASSES,
+    UNSAFE_KINDS,
+    add_bytes,
+    make_cifar10_archive,
+    make_cifar100_archive,
+    make_image_folder_archive,
+    make_malicious_pickle_archive,
+    make_unsafe_archive,
+    png_bytes,
+    random_images,
+)
+from lossbench import cli, preprocess
+from lossbench.download import ArchiveError, UnsafeArchiveError
+from lossbench.preprocess import load_prepared, prepare, stratified_subset
+
+PROJECT_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
+
+
+def prepare_into(tmp_path: Path, archive: Path, dataset: str, **options) -> tuple[dict, Path]:
+    output_dir = tmp_path / "prepared"
+    counts = prepare(
+        archive,
+        dataset=dataset,
+        output_dir=output_dir,
+        counts_path=tmp_path / "counts.json",
+        **options,
+    )
+    return counts, output_dir
+
+
+def assert_round_trip(output_dir: Path, expected) -> None:
+    data = load_prepared(output_dir)
+    for split in ("train", "test"):
+        images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        assert images.dtype == np.uint8
+        assert images.shape == getattr(expected, f"{split}_images").shape
+        assert labels.dtype == np.int32
+        np.testing.assert_array_equal(images, getattr(expected, f"{split}_images"))
+        np.testing.assert_array_equal(labels, getattr(expected, f"{split}_labels"))
+    assert data.class_names == tuple(expected.class_names)
+    assert json.loads((output_dir / "classes.json").read_text()) == list(expected.class_names)
+
+
+# ---------------------------------------------------------------------------------------
+# Layouts
+# ---------------------------------------------------------------------------------------
+
+
+def test_cifar10_round_trip(tmp_path):
+    expected = make_cifar10_archive(tmp_path)
+
+    counts, output_dir = prepare_into(tmp_path, expected.path, "cifar10")
+
+    assert_round_trip(output_dir, expected)
+    assert load_prepared(output_dir).train_images.shape == (50, 32, 32, 3)
+    assert counts["train"] == {"total": 50, "per_class": {name: 5 for name in CIFAR10_CLASSES}}
+    assert counts["test"]["total"] == 20
+
+
+def test_cifar100_round_trip_keeps_the_meta_label_order(tmp_path):
+    expected = make_cifar100_archive(tmp_path)
+
+    counts, output_dir = prepare_into(tmp_path, expected.path, "cifar100")
+
+    assert_round_trip(output_dir, expected)
+    assert load_prepared(output_dir).class_names == CIFAR100_CLASSES
+    assert list(counts["train"]["per_class"]) == list(CIFAR100_CLASSES)
+    assert load_prepared(output_dir).num_classes == 100
+
+
+@pytest.mark.parametrize("prefix", ["cifar10-jpeg", ""], ids=["with-top-folder", "bare"])
+def test_image_folder_round_trip(tmp_path, prefix):
+    expected = make_image_folder_archive(tmp_path, prefix=prefix)
+
+    counts, output_dir = prepare_into(tmp_path, expected.path, "image_folder")
+
+    assert_round_trip(output_dir, expected)
+    assert expected.class_names == ("airplane", "cat", "dog")  # alphabetical, not as listed
+    assert counts == {
+        "train": {"total": 12, "per_class": {"airplane": 4, "cat": 6, "dog": 2}},
+        "test": {"total": 6, "per_class": {"airplane": 2, "cat": 3, "dog": 1}},
+    }
+    assert json.loads((tmp_path / "counts.json").read_text()) == counts
+
+
+def test_image_folder_in_parallel_matches_serial(tmp_path, monkeypatch):
+    expected = make_image_folder_archive(tmp_path)
+    # Force the worker pool onto this tiny archive: two-image chunks over two processes.
+    monkeypatch.setattr(preprocess, "PARALLEL_MINIMUM_IMAGES", 1)
+    monkeypatch.setattr(preprocess, "DECODE_CHUNK_IMAGES", 2)
+
+    _counts, output_dir = prepare_into(tmp_path, expected.path, "image_folder", workers=2)
+
+    assert_round_trip(output_dir, expected)
+
+
+def test_image_folder_converts_grayscale_and_jpeg(tmp_path):
+    gray = random_images(1, seed=3)[0][:, :, 0]
+    color = random_images(1, seed=4)[0]
+    jpeg = io.BytesIO()
+    Image.fromarray(color).save(jpeg, format="JPEG", quality=95)
+    gray_png = io.BytesIO()
+    Image.fromarray(gray, mode="L").save(gray_png, format="PNG")
+    archive = tmp_path / "mixed.tar"
+    with tarfile.open(archive, "w") as tar:
+        add_bytes(tar, "train/a/gray.png", gray_png.getvalue())
+        add_bytes(tar, "train/b/color.JPG", jpeg.getvalue())
+        add_bytes(tar, "test/a/gray.png", gray_png.getvalue())
+        add_bytes(tar, "train/a/._gray.png", b"macOS resource fork, not an image")
+        add_bytes(tar, "train/a/notes.txt", b"not an image")
+
+    _counts, output_dir = prepare_into(tmp_path, archive, "image_folder")
+
+    data = load_prepared(output_dir)
+    np.testing.assert_array_equal(data.train_images[0], np.repeat(gray[:, :, None], 3, axis=2))
+    expected_jpeg = np.asarray(Image.open(io.BytesIO(jpeg.getvalue())).convert("RGB"))
+    np.testing.assert_array_equal(data.train_images[1], expected_jpeg)
+    assert data.train_labels.tolist() == [0, 1]
+    assert data.class_names == ("a", "b")
+
+
+def test_image_of_wrong_size_is_named(tmp_path):
+    archive = tmp_path / "sizes.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        add_bytes(tar, "train/cat/good.png", png_bytes(random_images(1, seed=1)[0]))
+        add_bytes(tar, "train/cat/big.png", png_bytes(np.zeros((64, 48, 3), np.uint8)))
+        add_bytes(tar, "test/cat/good.png", png_bytes(random_images(1, seed=2)[0]))
+
+    with pytest.raises(ValueError, match=r"train/cat/big\.png is 48x64"):
+        prepare_into(tmp_path, archive, "image_folder")
+
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_undecodable_image_is_named(tmp_path):
+    archive = tmp_path / "broken.tar"
+    with tarfile.open(archive, "w") as tar:
+        add_bytes(tar, "train/cat/broken.jpg", b"\xff\xd8 not really a jpeg")
+        add_bytes(tar, "test/cat/good.png", png_bytes(random_images(1, seed=2)[0]))
+
+    with pytest.raises(ValueError, match=r"train/cat/broken\.jpg cannot be decoded"):
+        prepare_into(tmp_path, archive, "image_folder")
+
+
+def test_test_class_without_training_images_is_refused(tmp_path):
+    archive = tmp_path / "classes.tar"
+    image = png_bytes(random_images(1, seed=1)[0])
+    with tarfile.open(archive, "w") as tar:
+        add_bytes(tar, "train/cat/0.png", image)
+        add_bytes(tar, "test/dog/0.png", image)
+
+    with pytest.raises(ValueError, match="dog"):
+        prepare_into(tmp_path, archive, "image_folder")
+
+
+# ---------------------------------------------------------------------------------------
+# Wrong or unsafe archives
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "dataset", "found"),
+    [
+        (make_cifar10_archive, "image_folder", "cifar10"),
+        (make_cifar10_archive, "cifar100", "cifar10"),
+        (make_cifar100_archive, "cifar10", "cifar100"),
+        (make_image_folder_archive, "cifar10", "image_folder"),
+    ],
+)
+def test_wrong_dataset_says_which_to_set(tmp_path, make, dataset, found):
+    archive = make(tmp_path).path
+
+    with pytest.raises(ValueError) as error:
+        prepare_into(tmp_path, archive, dataset)
+
+    assert f"Set data.dataset: {found} in params.yaml" in str(error.value)
+    assert not (tmp_path / "prepared").exists()
+    assert not (tmp_path / "counts.json").exists()
+
+
+def test_unknown_layout_lists_the_layouts(tmp_path):
+    archive = tmp_path / "other.tar"
+    with tarfile.open(archive, "w") as tar:
+        add_bytes(tar, "readme.txt", b"hello")
+
+    with pytest.raises(ValueError, match="no dataset layout"):
+        prepare_into(tmp_path, archive, "cifar10")
+
+
+def test_unknown_dataset_name(tmp_path):
+    archive = make_cifar10_archive(tmp_path).path
+
+    with pytest.raises(ValueError, match=r"data\.dataset"):
+        prepare_into(tmp_path, archive, "mnist")
+
+
+@pytest.mark.parametrize("kind", UNSAFE_KINDS)
+def test_unsafe_member_is_refused(tmp_path, kind):
+    archive = make_unsafe_archive(tmp_path, kind)
+
+    with pytest.raises(UnsafeArchiveError):
+        prepare_into(tmp_path, archive, "image_folder")
+
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_malicious_pickle_is_not_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    archive = make_malicious_pickle_archive(tmp_path, marker)
+
+    with pytest.raises(ArchiveError, match="refusing to load"):
+        prepare_into(tmp_path, archive, "cifar10")
+
+    assert not marker.exists()
+
+
+def test_missing_batch_is_named(tmp_path):
+    source = make_cifar10_archive(tmp_path).path
+    archive = tmp_path / "partial.tar"
+    with tarfile.open(source) as full, tarfile.open(archive, "w") as partial:
+        for member in full.getmembers():
+            if not member.name.endswith("data_batch_3"):
+                partial.addfile(member, full.extractfile(member))
+
+    with pytest.raises(ArchiveError, match="data_batch_3"):
+        prepare_into(tmp_path, archive, "cifar10")
+
+
+def test_not_a_tar_and_truncated_archives(tmp_path):
+    text = tmp_path / "text.tar.gz"
+    text.write_text("not an archive")
+    with pytest.raises(ArchiveError, match="not a readable tar"):
+        prepare_into(tmp_path, text, "cifar10")
+
+    whole = make_cifar10_archive(tmp_path).path.read_bytes()
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ArchiveError, match="truncated or corrupt"):
+        prepare_into(tmp_path, truncated, "cifar10")
+
+
+def test_missing_archive_says_to_download(tmp_path):
+    with pytest.raises(FileNotFoundError, match="lossbench download"):
+        prepare_into(tmp_path, tmp_path / "absent.tar.gz", "cifar10")
+
+
+# ---------------------------------------------------------------------------------------
+# Subsets
+# ---------------------------------------------------------------------------------------
+
+
+def test_stratified_subset_uses_largest_remainders():
+    labels = np.repeat([0, 1, 2], [6, 4, 2])
+
+    # Shares 2.5, 1.67, 0.83: floors 2, 1, 0 and the two leftovers go to the largest
+    # remainders, classes 2 (0.83) and 1 (0.67).
+    chosen = stratified_subset(labels, 5, seed=0)
+
+    assert Counter(labels[chosen].tolist()) == {0: 2, 1: 2, 2: 1}
+    assert list(chosen) == sorted(chosen)
+    assert len(set(chosen.tolist())) == 5
+
+
+@pytest.mark.parametrize("size", [1, 7, 10, 33, 99, 100])
+def test_stratified_subset_sizes_and_balance(size):
+    labels = np.arange(100) % 10  # ten classes of ten
+
+    chosen = stratified_subset(labels, size, seed=1)
+
+    assert len(chosen) == size
+    per_class = np.bincount(labels[chosen], minlength=10)
+    assert per_class.max() - per_class.min() <= 1
+
+
+def test_stratified_subset_seeds():
+    labels = np.arange(1000) % 10
+
+    first = stratified_subset(labels, 100, seed=7)
+    again = stratified_subset(labels, 100, seed=7)
+    other = stratified_subset(labels, 100, seed=8)
+
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_prepare_subsets_are_stratified_rows_of_the_full_set(tmp_path):
+    expected = make_cifar10_archive(tmp_path)
+
+    counts, output_dir = prepare_into(
+        tmp_path, expected.path, "cifar10", train_size=23, test_size=10, subset_seed=3
+    )
+
+    data = load_prepared(output_dir)
+    assert data.train_images.shape == (23, 32, 32, 3)
+    assert data.test_images.shape == (10, 32, 32, 3)
+    assert counts["train"]["total"] == 23 and counts["test"]["total"] == 10
+    assert sorted(counts["train"]["per_class"].values()) == [2] * 7 + [3] * 3
+    assert set(counts["test"]["per_class"].values()) == {1}
+    # Every chosen image is the full set's image at the index the subset function picks.
+    indices = stratified_subset(expected.train_labels, 23, seed=3)
+    np.testing.assert_array_equal(data.train_images, expected.train_images[indices])
+    np.testing.assert_array_equal(data.train_labels, expected.train_labels[indices])
+
+
+def test_prepare_subset_changes_with_the_seed_only(tmp_path):
+    expected = make_cifar10_archive(tmp_path)
+
+    def train_images(seed: int, test_size: int | None) -> np.ndarray:
+        prepare_into(
+            tmp_path, expected.path, "cifar10", train_size=20, test_size=test_size, subset_seed=seed
+        )
+        return load_prepared(tmp_path / "prepared").train_images
+
+    first = train_images(0, None)
+    np.testing.assert_array_equal(first, train_images(0, 10))  # the test size does not matter
+    assert not np.array_equal(first, train_images(1, None))
+
+
+@pytest.mark.parametrize(
+    ("key", "options"),
+    [("data.train_size", {"train_size": 51}), ("data.test_size", {"test_size": 21})],
+)
+def test_oversize_subset_names_the_key(tmp_path, key, options):
+    expected = make_cifar10_archive(tmp_path)
+
+    with pytest.raises(ValueError) as error:
+        prepare_into(tmp_path, expected.path, "cifar10", **options)
+
+    assert key in str(error.value)
+    assert ("50" if key == "data.train_size" else "20") in str(error.value)
+    assert not (tmp_path / "prepared").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# Output files
+# ---------------------------------------------------------------------------------------
+
+
+def test_existing_output_is_replaced_and_no_temporaries_remain(tmp_path):
+    expected = make_cifar10_archive(tmp_path)
+    output_dir = tmp_path / "prepared"
+    output_dir.mkdir()
+    (output_dir / "stale.npy").write_bytes(b"old")
+
+    prepare_into(tmp_path, expected.path, "cifar10")
+
+    assert sorted(path.name for path in output_dir.iterdir()) == sorted(preprocess.PREPARED_FILES)
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+
+
+def test_load_prepared_tells_how_to_make_the_data(tmp_path):
+    with pytest.raises(FileNotFoundError, match="lossbench preprocess"):
+        load_prepared(tmp_path / "nothing")
+
+
+def test_run_reads_the_data_section(tmp_path):
+    expected = make_cifar10_archive(tmp_path)
+    data_params = {"dataset": "cifar10", "train_size": 10, "test_size": None, "subset_seed": 0}
+
+    counts = preprocess.run(
+        data_params,
+        archive=expected.path,
+        output_dir=tmp_path / "prepared",
+        counts_path=tmp_path / "counts.json",
+    )
+
+    assert counts["train"]["total"] == 10
+    assert counts["test"]["total"] == 20
+
+
+def test_cli_preprocess(tmp_path, capsys):
+    expected = make_image_folder_archive(tmp_path)
+    params = yaml.safe_load(PROJECT_PARAMS.read_text())
+    params["data"]["dataset"] = "image_folder"
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    arguments = [
+        "--params",
+        str(params_path),
+        "preprocess",
+        "--input",
+        str(expected.path),
+        "--output",
+        str(tmp_path / "prepared"),
+        "--counts",
+        str(tmp_path / "counts.json"),
+    ]
+
+    assert cli.main(arguments) == 0
+    assert_round_trip(tmp_path / "prepared", expected)
+
+    params["data"]["dataset"] = "cifar10"
+    params_path.write_text(yaml.safe_dump(params))
+    assert cli.main(arguments) == 2
+    assert "data.dataset: image_folder" in capsys.readouterr().err
