@@ -1,12 +1,10 @@
 """The two orchestrators describe one DAG: same stages, inputs, outputs, params and commands.
 
-Snakemake's view comes from `snakemake --detailed-summary` (one line per output file, with
-its rule, inputs and shell command); DVC's from its own index of dvc.yaml. Neither needs the
+Snakemake's view comes from a forced dry run (`snakemake -n --forceall -p`: every job with
+its inputs, outputs and shell command); DVC's from its own index of dvc.yaml. Neither needs the
 data to exist, so this runs in seconds.
 """
 
-import csv
-import io
 import re
 import subprocess
 import sys
@@ -22,22 +20,25 @@ LOG_SUFFIX = re.compile(r"\s*2>&1 \| tee \S+$")
 
 
 def snakemake_jobs() -> dict[str, dict]:
-    """{job name as DVC names it: {"inputs", "outputs", "cmd"}} from Snakemake's summary."""
+    """{job name as DVC names it: {"inputs", "outputs", "cmd"}} from a forced dry run."""
     result = subprocess.run(
-        [*SNAKEMAKE, "--detailed-summary", "--cores", "1"],
+        [*SNAKEMAKE, "--dry-run", "--forceall", "--printshellcmds", "--cores", "1"],
         cwd=PROJECT, capture_output=True, text=True, check=True,
     )
-    table = result.stdout[result.stdout.index("output_file"):]
     jobs: dict[str, dict] = {}
-    for row in csv.DictReader(io.StringIO(table), delimiter="\t"):
-        if row["rule"] == "all":
+    for block in re.split(r"^rule ", result.stdout + result.stderr, flags=re.M)[1:]:
+        rule = block.split(":", 1)[0]
+        if rule == "all":
             continue
-        command = LOG_SUFFIX.sub("", " ".join(row["shellcmd"].split()))
+        fields = dict(re.findall(r"^    (input|output): (.*)$", block, re.M))
+        command = LOG_SUFFIX.sub("", re.search(r"^Shell command: (.*)$", block, re.M)[1].strip())
         match = re.search(r"--loss (\S+) --seed (\d+)", command)
-        name = row["rule"] + (f"@{match[1]}-{match[2]}" if match else "")
-        job = jobs.setdefault(name, {"inputs": set(), "outputs": set(), "cmd": command})
-        job["outputs"].add(row["output_file"].rstrip("/"))
-        job["inputs"].update(path.rstrip("/") for path in row["input-file(s)"].split(",") if path)
+        name = rule + (f"@{match[1]}-{match[2]}" if match else "")
+        jobs[name] = {
+            "inputs": {path for path in fields.get("input", "").split(", ") if path},
+            "outputs": {path for path in fields["output"].split(", ")},
+            "cmd": " ".join(command.split()),
+        }
     return jobs
 
 

@@ -12,6 +12,9 @@ from lossbench.params import stage_fingerprint, validate_params
 validate(config, schema="../schemas/params.schema.yaml")
 config = validate_params(config, source="params.yaml")
 
+# The software every rule runs, for `snakemake --use-conda` (the pinned project environment).
+ENVIRONMENT = "../../environment.yml"
+
 LOSSES = config["train"]["losses"]
 SEEDS = config["train"]["seeds"]
 RUNS = [f"{loss}-seed{seed}" for loss in LOSSES for seed in SEEDS]

@@ -8,6 +8,8 @@ rule download:
         "data/raw/archive",
     params:
         values=stage_values("download"),
+    conda:
+        ENVIRONMENT
     log:
         "reports/logs/download.log",
     shell:
@@ -23,6 +25,8 @@ rule preprocess:
         counts="reports/data/counts.json",
     params:
         values=stage_values("preprocess"),
+    conda:
+        ENVIRONMENT
     log:
         "reports/logs/preprocess.log",
     shell:

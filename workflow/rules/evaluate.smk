@@ -11,6 +11,8 @@ rule evaluate:
         "reports/metrics/{loss}-seed{seed}.json",
     params:
         values=stage_values("evaluate"),
+    conda:
+        ENVIRONMENT
     log:
         "reports/logs/evaluate/{loss}-seed{seed}.log",
     shell:

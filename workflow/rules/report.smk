@@ -9,6 +9,8 @@ rule compare:
         "reports/summary.json",
     params:
         values=stage_values("compare"),
+    conda:
+        ENVIRONMENT
     log:
         "reports/logs/compare.log",
     shell:
@@ -25,6 +27,8 @@ rule figures:
         directory("reports/figures"),
     params:
         values=stage_values("figures"),
+    conda:
+        ENVIRONMENT
     log:
         "reports/logs/figures.log",
     shell:
@@ -41,6 +45,8 @@ rule report:
         "reports/report.md",
     params:
         values=stage_values("report"),
+    conda:
+        ENVIRONMENT
     log:
         "reports/logs/report.log",
     shell:

@@ -16,6 +16,8 @@ rule train:
         checkpoint_dir="data/checkpoints/{loss}-seed{seed}",
     resources:
         gpu=1,
+    conda:
+        ENVIRONMENT
     log:
         "reports/logs/train/{loss}-seed{seed}.log",
     shell:
