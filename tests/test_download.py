@@ -243,7 +243,42 @@ def test_truncated_every_time_fails_after_retries(server, payload_archive, tmp_p
     assert "data.source" in str(error.value)
     assert len(server.requests) == FAST["retries"] + 1
     assert not output.exists()
+    # What arrived stays under the temporary name, so that the next run can resume it.
+    assert leftovers(tmp_path) == ["archive.tar.gz.part"]
+
+
+def test_a_later_run_resumes_an_interrupted_download(server, payload_archive, tmp_path):
+    payload = payload_archive.read_bytes()
+    keep = len(payload) // 2
+    server.behaviours["/data.tar.gz"] = truncate(payload, keep=keep)
+    output = tmp_path / "archive.tar.gz"
+    md5 = digests(payload_archive)[0]
+    with pytest.raises(ConnectionError):
+        fetch_archive(server.url("/data.tar.gz"), output, md5=md5, sha256=None, **FAST)
+    server.requests.clear()
+    server.behaviours["/data.tar.gz"] = serve(payload)
+
+    fetch_archive(server.url("/data.tar.gz"), output, md5=md5, sha256=None, **FAST)
+
+    assert output.read_bytes() == payload
+    assert [request["range"] for request in server.requests] == [f"bytes={keep}-"]
     assert leftovers(tmp_path) == []
+
+
+def test_a_partial_download_of_another_source_is_discarded(server, payload_archive, tmp_path):
+    payload = payload_archive.read_bytes()
+    server.behaviours["/data.tar.gz"] = serve(payload)
+    output = tmp_path / "archive.tar.gz"
+    output.with_name("archive.tar.gz.part").write_bytes(b"x" * 100)
+    output.with_name("archive.tar.gz.part.source").write_text("http://elsewhere/other.tar.gz")
+
+    fetch_archive(server.url("/data.tar.gz"), output, md5=digests(payload_archive)[0],
+                  sha256=None, **FAST)
+
+    assert output.read_bytes() == payload
+    assert [request["range"] for request in server.requests] == [None]
+    assert leftovers(tmp_path) == []
+    assert not output.with_name("archive.tar.gz.part.source").exists()
 
 
 def test_drop_once_then_resume_with_range(server, payload_archive, tmp_path):

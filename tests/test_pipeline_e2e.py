@@ -81,7 +81,7 @@ def dvc_changed_stages(root: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("lossbench")
-    for name in ("Snakefile", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
+    for name in ("Snakefile", "dvc.yaml", "params.yaml", "environment.yml", ".dvcignore", ".gitignore"):
         shutil.copy(PROJECT / name, root / name)
     shutil.copytree(PROJECT / "workflow", root / "workflow",
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))

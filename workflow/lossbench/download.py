@@ -116,19 +116,41 @@ def fetch_archive(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".part")
-    # A leftover from an interrupted earlier run may come from another source; start afresh.
-    partial.unlink(missing_ok=True)
-
+    # `<output>.part.source` names the URL a partial download came from. An interrupted
+    # download of the same URL is resumed on the next run (the archive is 170 MB); a leftover
+    # of any other source is discarded.
+    partial_source = output.with_name(output.name + ".part.source")
     scheme = urllib.parse.urlsplit(source).scheme.lower()
+    resumable = (
+        scheme in NETWORK_SCHEMES
+        and partial.is_file()
+        and partial_source.is_file()
+        and partial_source.read_text() == source
+    )
+    if resumable:
+        logger.info("Resuming an earlier, interrupted download of %s (%s bytes held).",
+                    source, f"{partial.stat().st_size:,}")
+    else:
+        partial.unlink(missing_ok=True)
+        partial_source.unlink(missing_ok=True)
+
     try:
         if scheme in NETWORK_SCHEMES:
-            _download(
-                source,
-                partial,
-                retries=retries,
-                backoff_seconds=backoff_seconds,
-                timeout_seconds=timeout_seconds,
-            )
+            partial_source.write_text(source)
+            try:
+                _download(
+                    source,
+                    partial,
+                    retries=retries,
+                    backoff_seconds=backoff_seconds,
+                    timeout_seconds=timeout_seconds,
+                )
+            except (ConnectionError, KeyboardInterrupt):
+                # Keep what arrived, under its temporary name, for the next run to resume.
+                if partial.is_file() and partial.stat().st_size:
+                    logger.warning("Kept %s bytes in %s; the next run resumes from there.",
+                                   f"{partial.stat().st_size:,}", partial)
+                raise
             _verify_checksums(partial, source, md5=md5, sha256=sha256)
         else:
             local_path = _local_path(source)
@@ -147,9 +169,15 @@ def fetch_archive(
                 _verify_checksums(partial, source, md5=md5, sha256=sha256)
         check_members(partial)
         os.replace(partial, output)
-    except BaseException:
-        # Whatever went wrong, including Ctrl-C, no half-written or unverified file remains.
-        partial.unlink(missing_ok=True)
+        partial_source.unlink(missing_ok=True)
+    except BaseException as error:
+        # Whatever went wrong, no half-written or unverified file is left under the output's
+        # name. Only an interrupted network transfer keeps its `.part` to resume from.
+        interrupted = isinstance(error, (ConnectionError, KeyboardInterrupt))
+        if not (interrupted and scheme in NETWORK_SCHEMES and partial.is_file()
+                and partial.stat().st_size):
+            partial.unlink(missing_ok=True)
+            partial_source.unlink(missing_ok=True)
         raise
     logger.info("Archive ready at %s (%s bytes).", output, f"{output.stat().st_size:,}")
     return output
