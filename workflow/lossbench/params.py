@@ -36,6 +36,7 @@ TRAIN_KEYS = (
     "train.validation",
     "train.holdout_fraction",
     "train.precision",
+    "train.steps_per_execution",
 )
 
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {

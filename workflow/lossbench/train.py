@@ -60,6 +60,7 @@ class TrainConfig:
     validation: str
     holdout_fraction: float
     precision: str
+    steps_per_execution: int
 
     @classmethod
     def from_params(cls, params: dict) -> "TrainConfig":
@@ -228,6 +229,7 @@ def build_training_model(config: TrainConfig, loss_name: str, seed: int, num_cla
         optimizer=optimizer,
         loss=loss.function,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        steps_per_execution=config.steps_per_execution,
     )
     return model, augmentation
 
@@ -294,7 +296,21 @@ def write_training_logs(log_dir: Path, history: list[dict], run_info: dict) -> N
         # Machines that only train (a lent GPU with no DVC) still get history.json and run.json.
         logger.warning("dvclive is not installed: %s gets no files for `dvc plots`.", log_dir)
         return
-    with Live(dir=str(log_dir), resume=False, save_dvc_exp=False, dvcyaml=None, report=None) as live:
+
+    class FilesOnlyLive(Live):
+        """dvclive's files without its DVC integration, which this pipeline does not need.
+
+        The stage declares these files as its outputs itself. Left alone, `Live()` opens the
+        DVC repository, runs `dvc init` in a git repository that has none, and fails in a
+        git repository without commits (dvclive 3.49: "Empty git repo").
+        """
+
+        def _init_dvc(self):
+            self._dvc_repo = None
+
+    with FilesOnlyLive(
+        dir=str(log_dir), resume=False, save_dvc_exp=False, dvcyaml=None, report=None
+    ) as live:
         for record in history:
             live.step = record["epoch"]
             for name in ("loss", "accuracy"):
