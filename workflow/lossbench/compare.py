@@ -54,9 +54,10 @@ import json
 import logging
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+
+from lossbench.atomic import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -311,21 +312,6 @@ def read_metrics(paths: Sequence[str | os.PathLike]) -> list[dict]:
             )
         runs.append(metrics)
     return runs
-
-
-def write_json(path: str | os.PathLike, value: Any) -> None:
-    """Write strict JSON to a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(value, indent=2, allow_nan=False) + "\n"
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def run(compare_params: dict, metrics_paths: Sequence[str | os.PathLike], output: str | os.PathLike) -> dict:

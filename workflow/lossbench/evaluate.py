@@ -52,11 +52,12 @@ import json
 import logging
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from lossbench.atomic import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -283,25 +284,6 @@ def build_metrics(
 # ---------------------------------------------------------------------------------------------
 # Files.
 # ---------------------------------------------------------------------------------------------
-
-
-def write_json(path: str | os.PathLike, value: Any) -> None:
-    """Write strict JSON to a temporary file beside `path`, then rename it into place.
-
-    Readers (and DVC) therefore never see a half-written file, and a crash leaves the
-    previous file intact. NaN and infinity are refused: callers turn them into null first.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(value, indent=2, allow_nan=False) + "\n"
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def read_training_logs(log_dir: str | os.PathLike) -> tuple[list[dict], dict]:

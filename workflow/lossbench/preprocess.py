@@ -44,6 +44,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from lossbench.atomic import write_json
 from lossbench.download import ArchiveError, TarContents, read_archive
 
 logger = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ def prepare(
         for split in SPLITS
     }
     _write_prepared(output_dir, splits, class_names)
-    _write_json_atomically(counts_path, counts)
+    write_json(counts_path, counts)
     logger.info(
         "Prepared %s training and %s test images of %d classes in %s.",
         f"{counts['train']['total']:,}",
@@ -556,18 +557,3 @@ def _write_prepared(output_dir: Path, splits: dict[str, _Split], class_names: li
         raise
 
 
-def _write_json_atomically(path: Path, value: object) -> None:
-    """Write ``value`` as JSON to a temporary file beside ``path``, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(value, handle, indent=2)
-            handle.write("\n")
-        os.chmod(temporary, 0o644)  # mkstemp makes the file private to its owner.
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -28,10 +28,10 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from lossbench.atomic import write_text
 from lossbench.params import STAGE_PARAMS
 
 # The params.yaml keys this stage reads (besides the summary and figures it is given).
@@ -578,19 +578,6 @@ def render_report(
         "",
     ]
     return "\n".join(lines)
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def run(

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lossbench.atomic import write_json
 from lossbench.params import TRAIN_KEYS, get_key
 
 logger = logging.getLogger(__name__)
@@ -66,15 +67,6 @@ class TrainConfig:
     def from_params(cls, params: dict) -> "TrainConfig":
         values = {key.split(".")[-1]: get_key(params, key) for key in TRAIN_KEYS}
         return cls(**values)
-
-
-def write_json(path: Path, value) -> None:
-    """Write JSON to a temporary name beside `path`, then rename, so readers never see half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(value, indent=2, sort_keys=False, allow_nan=True) + "\n")
-    os.replace(temporary, path)
 
 
 def split_validation(
@@ -416,7 +408,12 @@ def train_model(
             verbose="auto",
         )
         seconds = time.perf_counter() - started
-        values = {name: float(series[-1]) for name, series in result.history.items() if series}
+        # Non-finite values are written as null: the logs stay strict JSON after divergence.
+        values = {
+            name: float(series[-1]) if math.isfinite(float(series[-1])) else None
+            for name, series in result.history.items()
+            if series
+        }
         learning_rate = float(
             keras.ops.convert_to_numpy(model.optimizer.learning_rate)
         )
