@@ -417,9 +417,15 @@ def conclusions(summary: dict, paper: dict, params: dict) -> list[str]:
         text = f"Test accuracy minus the paper's validation accuracy: {differences}."
         if len(compared) > 1:
             paper_order = sorted(compared, key=lambda loss: -paper[loss]["validation_accuracy"])
-            ours = " > ".join(f"`{loss}`" for loss in compared)
+            means = [losses[loss]["test_accuracy"]["mean"] for loss in compared]
+            # Equal means are a tie, which reproduces no strict ranking.
+            strict = all(higher > lower for higher, lower in zip(means, means[1:]))
+            ours = f"`{compared[0]}`" + "".join(
+                f" {'>' if higher > lower else '='} `{loss}`"
+                for loss, higher, lower in zip(compared[1:], means, means[1:])
+            )
             theirs = " > ".join(f"`{loss}`" for loss in paper_order)
-            if compared == paper_order:
+            if compared == paper_order and strict:
                 text += f" The paper's ranking ({theirs}) is reproduced."
             else:
                 text += f" The paper's ranking ({theirs}) is not reproduced: ours is {ours}."
