@@ -65,8 +65,10 @@ def test_holm_adjustment_by_hand():
     ]
 
 
-def metrics(loss, seed, accuracy, diverged=False, epoch_80=None, device="CPU: test"):
+def metrics(loss, seed, accuracy, diverged=False, epoch_80=None, device="CPU: test", dead_channels=0):
     return {
+        "final_conv_active_fraction": 0.0 if dead_channels == 10 else 0.3,
+        "final_conv_dead_channels": dead_channels, "final_conv_channels": 10,
         "loss": loss, "seed": seed, "test_accuracy": accuracy, "test_error": 1 - accuracy,
         "test_loss": 1.0, "test_size": 100, "train_accuracy": accuracy + 0.05,
         "generalization_gap": 0.05, "best_val_accuracy": accuracy + 0.01, "best_val_epoch": 4,
@@ -141,3 +143,36 @@ def test_run_reports_missing_and_duplicate_files(tmp_path):
     with pytest.raises(ValueError, match="lacks loss"):
         compare.run({"confidence_level": 0.95}, [tmp_path / "bad.json"], tmp_path / "s.json")
     assert not (tmp_path / "s.json").exists()
+
+
+def test_runs_with_a_dead_final_layer_are_counted(tmp_path):
+    runs = [
+        metrics("categorical_crossentropy", 0, 0.10, dead_channels=10),   # all 10 dead
+        metrics("categorical_crossentropy", 1, 0.60, dead_channels=9),    # one alive: not dead
+        metrics("categorical_crossentropy", 2, 0.62),
+        metrics("hinge", 0, 0.10, dead_channels=10),
+        metrics("hinge", 1, 0.10, dead_channels=10),
+        metrics("squared_hinge", 0, 0.5),
+    ]
+    old = metrics("squared_hinge", 1, 0.55)  # a metrics file from before final_conv_* existed
+    for key in ("final_conv_active_fraction", "final_conv_dead_channels", "final_conv_channels"):
+        del old[key]
+    runs.append(old)
+    nulls = metrics("squared_hinge", 2, 0.0, diverged=True)  # diverged: unknown, not dead
+    nulls.update(final_conv_active_fraction=None, final_conv_dead_channels=None)
+    runs.append(nulls)
+    summary = compare.run({"confidence_level": 0.95}, write_runs(tmp_path, runs), tmp_path / "s.json")
+    losses = summary["losses"]
+    ce = losses["categorical_crossentropy"]
+    assert ce["dead_final_layer_runs"] == 1 and ce["dead_final_layer_seeds"] == [0]
+    assert ce["test_accuracy"]["n"] == 3  # every run still counts in test_accuracy
+    assert ce["test_accuracy_alive"]["n"] == 2
+    assert ce["test_accuracy_alive"]["mean"] == pytest.approx(0.61)
+    assert ce["final_conv_active_fraction"]["mean"] == pytest.approx(0.2)
+    hinge = losses["hinge"]
+    assert hinge["dead_final_layer_runs"] == 2 and hinge["dead_final_layer_seeds"] == [0, 1]
+    assert hinge["test_accuracy_alive"] == {"n": 0, "mean": None, "std": None, "ci_low": None, "ci_high": None}
+    squared = losses["squared_hinge"]
+    assert squared["dead_final_layer_runs"] == 0 and squared["dead_final_layer_seeds"] == []
+    assert squared["test_accuracy_alive"]["n"] == 3
+    assert squared["diverged_runs"] == 1

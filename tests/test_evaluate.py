@@ -223,6 +223,9 @@ def test_evaluate_run_writes_hand_checked_metrics(tmp_path):
     assert metrics["convergence"]["70%"] == {"threshold": 0.7, "epoch": 4, "seconds": 46.0}
     assert metrics["train_seconds"] == 60.0 and metrics["epochs_completed"] == 5
     assert metrics["diverged"] is False and metrics["model_parameters"] == 12
+    # This model has no conv_9: the final-layer metrics are null, and evaluation goes on.
+    assert metrics["final_conv_active_fraction"] is None
+    assert metrics["final_conv_dead_channels"] is None and metrics["final_conv_channels"] is None
     assert metrics["setup"]["device"] == "CPU: test" and metrics["setup"]["validation"] == "test"
     assert metrics["loss"] == "categorical_crossentropy" and metrics["seed"] == 7
     assert not list(output.parent.glob(".*.tmp"))  # no temporary file left behind
@@ -260,3 +263,104 @@ def test_evaluate_run_refuses_mismatched_or_missing_inputs(tmp_path):
     with pytest.raises(ValueError, match="Unknown loss"):
         evaluate.run(parameters, loss_name="no_such_loss", seed=0, log_dir=log_dir, **arguments)
     assert not (tmp_path / "m.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The final convolution's activity: a dead class-score layer is detected.
+# ---------------------------------------------------------------------------------------------
+
+
+def test_activation_summary_by_hand():
+    # Two batches of (images, positions, channels=3); channel 2 is never positive.
+    first = np.array([[[1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]])
+    second = np.array([[[0.0, 2.0, 0.0], [3.0, 0.0, 0.0]]])
+    result = evaluate.activation_summary([first, second])
+    assert result == {"final_conv_active_fraction": 3 / 12, "final_conv_dead_channels": 1,
+                      "final_conv_channels": 3}
+    dead = evaluate.activation_summary([np.zeros((4, 2, 2, 3))])
+    assert dead["final_conv_active_fraction"] == 0.0 and dead["final_conv_dead_channels"] == 3
+    # NaN activations (a diverged run) are not "dead": the values are unknown.
+    diverged = evaluate.activation_summary([np.full((2, 3), np.nan)])
+    assert diverged == {"final_conv_active_fraction": None, "final_conv_dead_channels": None,
+                        "final_conv_channels": 3}
+    assert evaluate.final_layer_dead({"final_conv_channels": 3, "final_conv_dead_channels": 3})
+    assert not evaluate.final_layer_dead({"final_conv_channels": 3, "final_conv_dead_channels": 2})
+    assert not evaluate.final_layer_dead({"final_conv_channels": None, "final_conv_dead_channels": None})
+    assert not evaluate.final_layer_dead({})
+
+
+THRESHOLD = 0.5  # conv_9 = relu(pixel - THRESHOLD) per colour channel, pixels scaled to [0, 1]
+
+
+def save_conv9_model(path: Path, bias: float = -THRESHOLD, nested: bool = True) -> Path:
+    """A .keras model shaped like the training model, with a conv_9 computed in closed form.
+
+    nested: uint8 images -> Rescaling -> augmentation -> classifier model (conv_9 -> flatten
+    -> dense -> output), as `lossbench train` builds it. Otherwise conv_9 follows the
+    Rescaling directly in one model. conv_9 is a 1x1 convolution with identity kernel and
+    bias `bias`, so channel c is relu(pixel_c / 255 + bias); a bias of -10 with a zero
+    kernel makes it dead everywhere.
+    """
+    import keras
+
+    from lossbench.augment import build_augmentation
+
+    def classifier_layers(features):
+        features = keras.layers.Conv2D(3, 1, activation="relu", name="conv_9")(features)
+        features = keras.layers.Flatten(name="flatten")(features)
+        features = keras.layers.Dense(3, name="dense")(features)
+        return keras.layers.Activation("softmax", dtype="float32", name="output")(features)
+
+    inputs = keras.Input(shape=(32, 32, 3), dtype="uint8", name="images")
+    scaled = keras.layers.Rescaling(1.0 / 255.0, name="scale_to_unit_range")(inputs)
+    if nested:
+        classifier_inputs = keras.Input(shape=(32, 32, 3), name="images")
+        classifier = keras.Model(classifier_inputs, classifier_layers(classifier_inputs), name="all_cnn")
+        outputs = classifier(build_augmentation(0.1, True, 0)(scaled))
+    else:
+        outputs = classifier_layers(scaled)
+    model = keras.Model(inputs, outputs, name="lossbench_test")
+    conv = (model.get_layer("all_cnn") if nested else model).get_layer("conv_9")
+    dead = bias <= -1.0
+    kernel = np.zeros((1, 1, 3, 3), dtype=np.float32) if dead else np.eye(3, dtype=np.float32)[None, None]
+    conv.kernel.assign(kernel)
+    conv.bias.assign(np.full(3, bias, dtype=np.float32))
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_final_conv_activity_is_measured_on_scaled_images(tmp_path, nested):
+    images, labels = channel_images()
+    data_dir = write_prepared(tmp_path / "prepared", images, labels)
+    model_path = save_conv9_model(tmp_path / "model.keras", nested=nested)
+    metrics = evaluate.run(
+        {"batch_size": 5, "convergence_thresholds": [0.5]}, loss_name="categorical_crossentropy",
+        seed=7, data_dir=data_dir, model_path=model_path, log_dir=write_logs(tmp_path / "log"),
+        output=tmp_path / "m.json",
+    )
+    # By hand: a channel is positive where its uint8 value exceeds 127.5 (solid colours, so
+    # every position of an image agrees); 10 of the 36 colour values do.
+    expected = float(np.mean(images[:, 0, 0, :] / 255.0 > THRESHOLD))
+    assert expected == pytest.approx(10 / 36)
+    assert metrics["final_conv_active_fraction"] == pytest.approx(expected)
+    assert metrics["final_conv_dead_channels"] == 0 and metrics["final_conv_channels"] == 3
+    written = json.loads((tmp_path / "m.json").read_text())
+    assert written["final_conv_active_fraction"] == pytest.approx(expected)
+
+
+def test_a_dead_final_conv_is_reported(tmp_path, caplog):
+    images, labels = channel_images()
+    data_dir = write_prepared(tmp_path / "prepared", images, labels)
+    model_path = save_conv9_model(tmp_path / "model.keras", bias=-10.0)
+    with caplog.at_level("WARNING", logger="lossbench.evaluate"):
+        metrics = evaluate.run(
+            {"batch_size": 5, "convergence_thresholds": [0.5]}, loss_name="categorical_crossentropy",
+            seed=7, data_dir=data_dir, model_path=model_path, log_dir=write_logs(tmp_path / "log"),
+            output=tmp_path / "m.json",
+        )
+    assert metrics["final_conv_active_fraction"] == 0.0
+    assert metrics["final_conv_dead_channels"] == metrics["final_conv_channels"] == len(CLASS_NAMES)
+    # The dense layer sees zeros for every image: one class for all, a third of them right.
+    assert metrics["test_accuracy"] == pytest.approx(1 / 3)
+    assert "every channel of conv_9 is dead" in caplog.text

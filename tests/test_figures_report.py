@@ -52,12 +52,14 @@ def synthetic_history(final_accuracy: float, seed: int) -> list[dict]:
 
 
 def write_study(
-    root: Path, study: dict[str, list[float]], diverged: tuple[str, int] | None = None
+    root: Path, study: dict[str, list[float]], diverged: tuple[str, int] | None = None,
+    dead: frozenset[tuple[str, int]] = frozenset(),
 ) -> tuple[Path, list[Path], list[Path]]:
     """Metrics files, training logs and the summary of a synthetic study under `root`.
 
     The run `diverged` = (loss, seed), if given, turns NaN from epoch 3 on, as a diverged
-    run's history and scores do.
+    run's history and scores do. The runs in `dead` have every conv_9 channel dead (the
+    others 30 % of conv_9's activations positive, no dead channel).
     """
     labels = np.arange(TEST_SIZE) % len(CLASS_NAMES)
     metrics_paths, log_dirs = [], []
@@ -94,6 +96,11 @@ def write_study(
                 loss, seed, labels, scores, CLASS_NAMES,
                 test_loss=1.0, history=history, run_info=run_info,
                 thresholds=[0.5, 0.7, 0.8], model_parameters=13_000,
+                final_conv=(
+                    {"final_conv_active_fraction": 0.0, "final_conv_dead_channels": 10, "final_conv_channels": 10}
+                    if (loss, seed) in dead else
+                    {"final_conv_active_fraction": 0.3, "final_conv_dead_channels": 0, "final_conv_channels": 10}
+                ),
             )
             path = root / "metrics" / f"{run_name}.json"
             evaluate.write_json(path, metrics)
@@ -112,8 +119,10 @@ def study_params(**data_changes) -> dict:
     return params
 
 
-def write_report(root: Path, study: dict, figures_dir: Path | None = None, **data_changes) -> str:
-    summary_path, _, _ = write_study(root, study)
+def write_report(
+    root: Path, study: dict, figures_dir: Path | None = None, dead=frozenset(), **data_changes
+) -> str:
+    summary_path, _, _ = write_study(root, study, dead=dead)
     if figures_dir is None:
         figures_dir = root / "figures"
         figures_dir.mkdir()
@@ -235,6 +244,7 @@ def test_conclusions_follow_the_numbers(tmp_path):
     assert "significantly higher than `squared_hinge`" in text
     assert "The paper's ranking (`categorical_crossentropy` > `squared_hinge` > `hinge`) is reproduced." in text
     assert "Fastest to 80 % validation accuracy: `categorical_crossentropy`" in text
+    assert "final ReLU layer" not in text and "dead final layer" not in text
 
     swapped = dict(STUDY, hinge=[0.90, 0.91, 0.92])
     text = write_report(tmp_path / "b", swapped)
@@ -293,3 +303,30 @@ def test_a_diverged_run_is_drawn_and_reported(tmp_path):
     params = study_params()
     text = report.run(params["report"], summary_path, tmp_path / "figures", tmp_path / "report.md", params)
     assert "Diverged runs" in text and "`hinge` (seed 2)" in text
+
+
+def test_runs_with_a_dead_final_layer_are_named_not_blamed_on_the_loss(tmp_path):
+    study = {
+        "categorical_crossentropy": [0.10, 0.60, 0.62],   # seed 0: final layer dead
+        "hinge": [0.53, 0.56, 0.545],
+        "squared_hinge": [0.10, 0.10, 0.10],               # every seed dead
+    }
+    dead = frozenset({("categorical_crossentropy", 0)} | {("squared_hinge", seed) for seed in range(3)})
+    text = write_report(tmp_path, study, dead=dead)
+    bullet = next(line for line in text.splitlines() if "final ReLU layer" in line)
+    assert "**4 runs lost their final ReLU layer**: `categorical_crossentropy` (seed 0), `squared_hinge` (seeds 0, 1, 2)." in bullet
+    assert "all 10 class-score units of the last convolution (`conv_9`" in bullet
+    assert "output 0 on every test image" in bullet and "chance (10.0 % for 10 classes)" in bullet
+    assert "not evidence about the loss" in bullet
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    alive = summary["losses"]["categorical_crossentropy"]["test_accuracy_alive"]
+    assert alive["n"] == 2 and alive["mean"] == pytest.approx(0.61)
+    assert f"`categorical_crossentropy` {report.accuracy_with_interval(alive)} (n = 2)" in bullet
+    assert bullet.rstrip().endswith("`squared_hinge`: none remain.")
+    assert "`hinge`" not in bullet
+    # The chance-level bullet points at the dead layers instead of leaving the loss blamed.
+    # (categorical_crossentropy's interval, over 0.10, 0.60 and 0.62, reaches down to chance too.)
+    assert (
+        "Not above chance (10.0 % for 10 classes): `categorical_crossentropy` (1 of 3 runs with a dead "
+        "final layer, below), `squared_hinge` (3 of 3 runs with a dead final layer, below)."
+    ) in text

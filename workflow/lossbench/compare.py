@@ -10,9 +10,12 @@ Out: `reports/summary.json`, a DVC metric (`cache: false`):
        "losses": {
          "<loss>": {
            "seeds": [0, 1, 2], "runs": 3, "diverged_runs": 0, "diverged_seeds": [],
+           "dead_final_layer_runs": 1, "dead_final_layer_seeds": [0],
            "test_accuracy": {"n", "mean", "std", "ci_low", "ci_high"},
+           "test_accuracy_alive": {...},
            "test_loss", "train_accuracy", "generalization_gap", "best_val_accuracy",
-           "best_val_epoch", "final_val_accuracy", "train_seconds": {...},
+           "best_val_epoch", "final_val_accuracy", "train_seconds",
+           "final_conv_active_fraction": {...},
            "convergence": {"80%": {"threshold": 0.8, "reached": 2,
                                    "epoch": {...}, "seconds": {...}}, ...}
          }, ...
@@ -42,6 +45,13 @@ Statistics:
   seeds is listed with `tested: false` and null statistics. `mean_difference` is a - b, with
   its t interval. p-values are also adjusted for the number of tested pairs by Holm's method
   (`p_value_holm`); `significant` is `p_value_holm < alpha`, alpha = 1 - confidence_level.
+- A run's final layer is dead when every channel of its last convolution (`conv_9`, the
+  class-score layer) was 0 on every test image (`final_conv_dead_channels ==
+  final_conv_channels` in its metrics, see `lossbench.evaluate`): such a model predicts one
+  class for every image, so its accuracy is chance whatever the loss. `dead_final_layer_runs`
+  and `dead_final_layer_seeds` count and name them; `test_accuracy_alive` summarises test
+  accuracy over the other runs (runs whose metrics lack the `final_conv_*` values, or hold
+  null there, count as alive). `test_accuracy` still includes every run.
 - `setup` lists the distinct values seen across the runs (one value when all runs agree), so
   the report can say what the numbers were measured on.
 - Lists and nulls are invisible to `dvc metrics show/diff`, but harmless to them.
@@ -58,6 +68,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from lossbench.atomic import write_json
+from lossbench.evaluate import final_layer_dead
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +84,7 @@ SUMMARISED_METRICS = (
     "best_val_epoch",
     "final_val_accuracy",
     "train_seconds",
+    "final_conv_active_fraction",
 )
 
 REQUIRED_KEYS = ("loss", "seed", "test_accuracy")
@@ -237,9 +249,14 @@ def summarise(runs: Sequence[dict], confidence_level: float) -> dict[str, Any]:
             "runs": len(ordered),
             "diverged_runs": sum(bool(run.get("diverged")) for run in ordered),
             "diverged_seeds": [run["seed"] for run in ordered if run.get("diverged")],
+            "dead_final_layer_runs": sum(final_layer_dead(run) for run in ordered),
+            "dead_final_layer_seeds": [run["seed"] for run in ordered if final_layer_dead(run)],
         }
         for name in SUMMARISED_METRICS:
             entry[name] = describe((run.get(name) for run in ordered), confidence_level)
+        entry["test_accuracy_alive"] = describe(
+            (run.get("test_accuracy") for run in ordered if not final_layer_dead(run)), confidence_level
+        )
         entry["convergence"] = {}
         for threshold in thresholds:
             key = threshold_keys[threshold]

@@ -16,6 +16,8 @@ Out: one small JSON file of metrics (a DVC metric, `cache: false`, so `dvc metri
        "final_val_accuracy": 0.53, "best_val_accuracy": 0.54, "best_val_epoch": 97,
        "train_seconds": 26800.0, "epochs_planned": 100, "epochs_completed": 100,
        "diverged": false, "diverged_epoch": null, "model_parameters": 1376148,
+       "final_conv_active_fraction": 0.31, "final_conv_dead_channels": 0,
+       "final_conv_channels": 10,
        "convergence": {"50%": {"threshold": 0.5, "epoch": 61, "seconds": 16400.2}, ...},
        "per_class_accuracy": {"airplane": 0.61, ...},
        "class_names": ["airplane", ...],
@@ -42,6 +44,24 @@ Definitions:
   image whose score row holds any NaN or infinity has no prediction: it counts as an error
   (never as chance), is left out of the confusion matrix, and is counted in
   `non_finite_predictions`. `test_loss` is null when the mean loss is not finite.
+- `final_conv_*` describe the last convolution, `conv_9`: the 1x1 convolution with one
+  channel per class and a ReLU, whose output the Dense layer reads. They are measured on the
+  evaluated test images (the model as evaluated: no augmentation). `final_conv_active_fraction`
+  is the fraction of its activations (images x positions x channels) that are positive;
+  `final_conv_dead_channels` counts the channels never positive on any test image;
+  `final_conv_channels` is its channel count. Why: a ReLU unit whose input is negative for
+  every image outputs 0 and gets no gradient, so it stays dead. When all of `conv_9`'s units
+  are dead, the Dense layer sees the same all-zero input for every image and predicts one
+  class for all of them, so the run sits at chance (a CE loss of ln 10 on CIFAR-10) whatever
+  the loss. This happens to the paper's architecture (ReLU on the class-score layer, no batch
+  normalisation) under SGD, notably in short or narrow runs; `lossbench compare` counts such
+  runs and `lossbench report` names them instead of blaming the loss.
+  `conv_9` is looked up in the model and in the models nested in it (the training model
+  wraps the classifier behind `Rescaling` and the augmentation); when it is nested, it is
+  fed the images through the outer model's `Rescaling` (uint8 / 255 without one). All three
+  are null for a model with no layer named `conv_9`; the fraction and the dead-channel count
+  are null when any activation is not finite (a diverged run is reported as diverged, not as
+  dead).
 - Every value that is not finite is written as null, so the file is strict JSON.
 """
 
@@ -225,6 +245,42 @@ def mean_loss(loss_function, labels: np.ndarray, scores: np.ndarray) -> float | 
     return finite_or_none(np.mean(np.asarray(per_image, dtype=np.float64)))
 
 
+def activation_summary(batches: Iterable[np.ndarray]) -> dict[str, Any]:
+    """How much of a ReLU layer is active, from its output batches (channels last).
+
+    Returns {"final_conv_active_fraction": positive activations / all activations,
+    "final_conv_dead_channels": channels positive nowhere in any batch,
+    "final_conv_channels": the channel count}. The first two are None when any activation
+    is not finite or there are no activations.
+    """
+    positive = total = 0
+    ever_positive = None
+    finite = True
+    for batch in batches:
+        batch = np.asarray(batch)
+        if batch.ndim < 2:
+            raise ValueError(f"Activations must have a channel axis last, got shape {batch.shape}.")
+        finite = finite and bool(np.all(np.isfinite(batch)))
+        is_positive = batch > 0
+        positive += int(np.count_nonzero(is_positive))
+        total += int(is_positive.size)
+        channel_positive = np.any(is_positive.reshape(-1, batch.shape[-1]), axis=0)
+        ever_positive = channel_positive if ever_positive is None else ever_positive | channel_positive
+    channels = None if ever_positive is None else int(ever_positive.size)
+    if not finite or total == 0:
+        return {"final_conv_active_fraction": None, "final_conv_dead_channels": None,
+                "final_conv_channels": channels}
+    return {
+        "final_conv_active_fraction": positive / total,
+        "final_conv_dead_channels": int(np.count_nonzero(~ever_positive)),
+        "final_conv_channels": channels,
+    }
+
+
+NO_FINAL_CONV = {"final_conv_active_fraction": None, "final_conv_dead_channels": None,
+                 "final_conv_channels": None}
+
+
 def build_metrics(
     loss_name: str,
     seed: int,
@@ -237,8 +293,14 @@ def build_metrics(
     thresholds: Iterable[float],
     model_parameters: int | None = None,
     evaluation_backend: str | None = None,
+    final_conv: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the metrics file's dictionary (layout in the module docstring)."""
+    """Assemble the metrics file's dictionary (layout in the module docstring).
+
+    `final_conv` is `activation_summary`'s dictionary (or `final_conv_activity`'s); without
+    it the three `final_conv_*` values are null.
+    """
+    final_conv = {**NO_FINAL_CONV, **(final_conv or {})}
     classification = classification_metrics(labels, scores, class_names)
     from_history = history_summary(history)
     train_accuracy = from_history["train_accuracy"]
@@ -263,6 +325,9 @@ def build_metrics(
         "diverged": bool(run_info.get("diverged", False)),
         "diverged_epoch": None if diverged_epoch is None else int(diverged_epoch),
         "model_parameters": model_parameters,
+        "final_conv_active_fraction": finite_or_none(final_conv["final_conv_active_fraction"]),
+        "final_conv_dead_channels": final_conv["final_conv_dead_channels"],
+        "final_conv_channels": final_conv["final_conv_channels"],
         "convergence": convergence(history, thresholds),
         "per_class_accuracy": classification["per_class_accuracy"],
         "class_names": [str(name) for name in class_names],
@@ -279,6 +344,13 @@ def build_metrics(
             "evaluation_backend": evaluation_backend,
         },
     }
+
+
+def final_layer_dead(metrics: dict) -> bool:
+    """Whether a run's metrics say that every channel of its final conv layer is dead."""
+    channels = metrics.get("final_conv_channels")
+    dead = metrics.get("final_conv_dead_channels")
+    return channels is not None and dead is not None and channels > 0 and dead == channels
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,6 +415,77 @@ def predict_scores(model, images: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate(batches, axis=0)
 
 
+FINAL_CONV_LAYER = "conv_9"
+
+
+def find_layer(model, name: str):
+    """(the model holding the layer called `name`, the layer), searching nested models.
+
+    Looks at `model`'s own layers first, then depth first into layers that hold layers
+    (a nested Functional model or a Sequential). Returns (None, None) when there is none.
+    """
+    layers = list(getattr(model, "layers", None) or [])
+    for layer in layers:
+        if layer.name == name:
+            return model, layer
+    for layer in layers:
+        if getattr(layer, "layers", None):
+            owner, found = find_layer(layer, name)
+            if found is not None:
+                return owner, found
+    return None, None
+
+
+def _input_scaling(model) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, offset) of `model`'s own Rescaling layer, or (1/255, 0) without exactly one."""
+    import keras
+
+    rescaling = [layer for layer in model.layers if isinstance(layer, keras.layers.Rescaling)]
+    if len(rescaling) != 1:
+        return np.float32(1.0 / 255.0), np.float32(0.0)
+    layer = rescaling[0]
+    return np.asarray(layer.scale, dtype=np.float32), np.asarray(layer.offset, dtype=np.float32)
+
+
+def final_conv_activity(
+    model, images: np.ndarray, batch_size: int, layer_name: str = FINAL_CONV_LAYER
+) -> dict[str, Any]:
+    """`activation_summary` of the layer `layer_name` (conv_9) on uint8 `images`.
+
+    When the layer sits in `model` itself, the sub-model from `model`'s input takes the images
+    as they are. When it sits in a nested model (the training model's classifier), the
+    sub-model starts at that model's input and gets the images scaled as the outer model's
+    `Rescaling` scales them (uint8 / 255 without one) as float32: the layers between, the
+    augmentation, do nothing at inference. Returns all-null values when there is no such
+    layer or no sub-model can be built to it (a subclassed model).
+    """
+    import keras
+    from keras import ops
+
+    if batch_size < 1:
+        raise ValueError(f"evaluate.batch_size must be at least 1, got {batch_size}.")
+    owner, layer = find_layer(model, layer_name)
+    if layer is None:
+        logger.info("The model has no layer %r: final_conv_* metrics are null.", layer_name)
+        return dict(NO_FINAL_CONV)
+    try:
+        sub_model = keras.Model(owner.input, layer.output)
+    except (AttributeError, ValueError, TypeError) as error:
+        logger.warning("Cannot read the output of layer %r (%s): final_conv_* metrics are null.",
+                       layer_name, error)
+        return dict(NO_FINAL_CONV)
+    scale, offset = _input_scaling(model)
+
+    def batches():
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size]
+            if owner is not model:
+                batch = batch.astype(np.float32) * scale + offset
+            yield ops.convert_to_numpy(sub_model(batch, training=False))
+
+    return activation_summary(batches())
+
+
 def evaluate_model(
     evaluate_params: dict,
     loss_name: str,
@@ -360,7 +503,8 @@ def evaluate_model(
     from lossbench.losses import get_loss
 
     spec = get_loss(loss_name)
-    scores = predict_scores(model, test_images, int(evaluate_params.get("batch_size", 500)))
+    batch_size = int(evaluate_params.get("batch_size", 500))
+    scores = predict_scores(model, test_images, batch_size)
     return build_metrics(
         loss_name,
         seed,
@@ -373,6 +517,7 @@ def evaluate_model(
         thresholds=evaluate_params.get("convergence_thresholds", [0.5, 0.7, 0.8]),
         model_parameters=int(model.count_params()),
         evaluation_backend=keras.backend.backend(),
+        final_conv=final_conv_activity(model, test_images, batch_size),
     )
 
 
@@ -421,4 +566,10 @@ def run(
         loss_name, seed, metrics["test_accuracy"], metrics["test_size"],
         " (diverged run)" if metrics["diverged"] else "", output,
     )
+    if final_layer_dead(metrics):
+        logger.warning(
+            "%s seed %d: every channel of %s is dead (0 on every test image), so the model "
+            "predicts one class for all images: its accuracy says nothing about the loss.",
+            loss_name, seed, FINAL_CONV_LAYER,
+        )
     return metrics

@@ -11,6 +11,8 @@ Out: one Markdown file with
        convergence threshold, training time, and beside them the paper's figures with the
        differences;
      - conclusions generated from those numbers (ranking and ties, losses not above chance,
+       runs whose final ReLU layer died (every class-score unit of `conv_9` 0 on every test
+       image, so a constant prediction: chance accuracy that says nothing about the loss),
        significance of the paired tests, convergence, overfitting, divergence, agreement
        with the paper, and every way this setup differs from the paper's: fewer epochs, a
        narrower model, another copy of the data, data subsets...);
@@ -306,10 +308,20 @@ def conclusions(summary: dict, paper: dict, params: dict) -> list[str]:
         chance = 1.0 / class_counts[0]
         at_chance = [loss for loss in ranking if not above_chance(losses[loss]["test_accuracy"], chance)]
         if at_chance:
+            named = []
+            for loss in at_chance:
+                dead = losses[loss].get("dead_final_layer_runs", 0)
+                named.append(f"`{loss}`" + (
+                    f" ({dead} of {losses[loss]['runs']} runs with a dead final layer, below)" if dead else ""
+                ))
             bullets.append(
                 f"Not above chance ({percent(chance)} for {class_counts[0]} classes): "
-                f"{', '.join(f'`{loss}`' for loss in at_chance)}."
+                f"{', '.join(named)}."
             )
+
+    dead_bullet = dead_final_layer_conclusion(summary)
+    if dead_bullet:
+        bullets.append(dead_bullet)
 
     # Significance of the differences, from the paired tests.
     comparisons = summary.get("comparisons", {})
@@ -433,6 +445,43 @@ def conclusions(summary: dict, paper: dict, params: dict) -> list[str]:
 
     bullets += caveats(summary, params)
     return [f"- {bullet}" for bullet in bullets]
+
+
+def dead_final_layer_conclusion(summary: dict) -> str | None:
+    """The bullet naming the runs whose final ReLU layer died, or None when there are none."""
+    losses = summary["losses"]
+    dead = {loss: entry for loss, entry in losses.items() if entry.get("dead_final_layer_runs")}
+    if not dead:
+        return None
+    runs = sum(entry["dead_final_layer_runs"] for entry in dead.values())
+    named = ", ".join(
+        f"`{loss}` (seed{'s' if len(entry['dead_final_layer_seeds']) > 1 else ''} "
+        f"{joined(entry['dead_final_layer_seeds'])})"
+        for loss, entry in dead.items()
+    )
+    class_counts = summary.get("setup", {}).get("num_classes", [])
+    units = f"all {class_counts[0]} class-score units" if len(class_counts) == 1 else "all class-score units"
+    chance = (
+        f" ({percent(1.0 / class_counts[0])} for {class_counts[0]} classes)" if len(class_counts) == 1 else ""
+    )
+    text = (
+        f"**{runs} run{'s' if runs > 1 else ''} lost {'their' if runs > 1 else 'its'} final ReLU layer**: "
+        f"{named}. In {'each' if runs > 1 else 'it'}, {units} of the last convolution (`conv_9`, "
+        "a ReLU on the class scores) output 0 on every test image, so the dense layer saw the "
+        "same input for every image and predicted one class for all of them: the accuracy is "
+        f"chance{chance}. This is a failure of the paper's architecture (a ReLU on the "
+        "class-score layer, no batch normalisation) under this training setup, not evidence "
+        "about the loss; these runs still count in the means above."
+    )
+    remaining = []
+    for loss, entry in dead.items():
+        alive = entry.get("test_accuracy_alive") or {}
+        if alive.get("mean") is None:
+            remaining.append(f"`{loss}`: none remain")
+        else:
+            remaining.append(f"`{loss}` {accuracy_with_interval(alive)} (n = {alive['n']})")
+    text += " Mean test accuracy over the remaining seeds: " + "; ".join(remaining) + "."
+    return text
 
 
 def caveats(summary: dict, params: dict) -> list[str]:
