@@ -7,6 +7,8 @@
 #            -> compare -> figures -> report
 #
 # Run everything, one GPU job at a time:   snakemake --cores 1 --resources gpu=1
+# The same through a profile:              snakemake --workflow-profile workflow/profiles/local
+# On a SLURM cluster, a job per (loss, seed): snakemake --workflow-profile workflow/profiles/slurm
 # Parameters: params.yaml (validated against workflow/schemas/params.schema.yaml).
 
 from snakemake.utils import min_version
@@ -22,6 +24,16 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+
+
+# Light rules run in the main Snakemake process (the login node under the SLURM profile):
+# download needs the internet, which compute nodes often lack; the others take seconds.
+localrules:
+    all,
+    download,
+    compare,
+    figures,
+    report,
 
 
 rule all:

@@ -55,14 +55,21 @@ def matmul_gflops(dtype: str = "float32", size: int = 2048, repeats: int = 5) ->
     right = keras.ops.convert_to_tensor(rng.standard_normal((size, size)), dtype=dtype)
 
     def product():
-        keras.ops.convert_to_numpy(keras.ops.sum(keras.ops.matmul(left, right)))
+        # A float32 scalar: NumPy cannot hold a bfloat16 scalar that TensorFlow hands over.
+        keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.sum(keras.ops.matmul(left, right)), "float32"))
 
     product()  # warm-up: kernels chosen, memory allocated
     return 2.0 * size**3 / _seconds(product, repeats) / 1e9
 
 
-def train_images_per_s(config, batch_size: int, steps: int, warmup_steps: int) -> float:
-    """Steady-state training throughput of the paper model with its real input pipeline."""
+def train_images_per_s(config, batch_size: int, max_steps: int, warmup_steps: int,
+                       target_seconds: float) -> float:
+    """Steady-state training throughput of the paper model with its real input pipeline.
+
+    After `warmup_steps` (tracing, compilation) a two-step probe estimates the rate, and the
+    timed run takes as many steps as fit in `target_seconds` (2 to `max_steps`): slow
+    settings, such as bfloat16 emulated on a CPU without bfloat16 units, stay affordable.
+    """
     import dataclasses
 
     from lossbench.train import build_training_model, make_batches
@@ -70,13 +77,17 @@ def train_images_per_s(config, batch_size: int, steps: int, warmup_steps: int) -
     config = dataclasses.replace(config, batch_size=batch_size)
     model, _ = build_training_model(config, "categorical_crossentropy", seed=0, num_classes=10)
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(batch_size * steps, 32, 32, 3), dtype=np.uint8)
-    labels = rng.integers(0, 10, size=batch_size * steps).astype(np.int32)
-    warmup = make_batches(images[: batch_size * warmup_steps], labels[: batch_size * warmup_steps], batch_size)
-    model.fit(**warmup, epochs=1, verbose=0)
-    timed = make_batches(images, labels, batch_size)
-    seconds = _seconds(lambda: model.fit(**timed, epochs=1, verbose=0))
-    return batch_size * steps / seconds
+    images = rng.integers(0, 256, size=(batch_size * max_steps, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=batch_size * max_steps).astype(np.int32)
+
+    def fit(steps: int) -> float:
+        batches = make_batches(images[: batch_size * steps], labels[: batch_size * steps], batch_size)
+        return _seconds(lambda: model.fit(**batches, epochs=1, verbose=0))
+
+    fit(warmup_steps)
+    probe_rate = 2 / fit(2)
+    steps = int(min(max_steps, max(2, round(target_seconds * probe_rate))))
+    return batch_size * steps / fit(steps)
 
 
 def input_pipeline_images_per_s(config, images: np.ndarray, batch_size: int = 256) -> float:
@@ -152,10 +163,12 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
     precisions = ["float32", "mixed_bfloat16"] + (["mixed_float16"] if on_gpu else [])
     batch_sizes = [32, 512 if on_gpu else 128]
     if quick:
-        steps, warmup, train_count, validation_count = 6, 2, 256, 128
+        max_steps, warmup, target_seconds, train_count, validation_count = 6, 1, 2.0, 128, 64
     else:
-        steps, warmup = (200, 20) if on_gpu else (40, 5)
-        train_count, validation_count = 50_000, 10_000
+        max_steps, warmup = (400, 20) if on_gpu else (60, 3)
+        target_seconds, train_count, validation_count = 20.0, 50_000, 10_000
+    # Past this projected length a whole-epoch measurement is skipped (noted in its row).
+    longest_epoch_seconds = 900.0
     matmul = {"float32": matmul_gflops("float32", 1024 if quick else 2048)}
     matmul["bfloat16"] = matmul_gflops("bfloat16", 1024 if quick else 2048)
     if on_gpu:
@@ -165,8 +178,11 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
         # The matmul ceiling that applies: float32 for float32 training, else the half type.
         ceiling = matmul["float32" if precision == "float32" else precision.removeprefix("mixed_")]
         for batch_size in batch_sizes:
+            if quick and precision != "float32" and batch_size != 32:
+                continue  # the quick run keeps one row per reduced precision
             precision_config = dataclasses.replace(config, precision=precision)
-            images_per_s = train_images_per_s(precision_config, batch_size, steps, warmup)
+            images_per_s = train_images_per_s(precision_config, batch_size, max_steps, warmup,
+                                              target_seconds)
             row = {
                 "backend": keras.backend.backend(),
                 "precision": precision,
@@ -176,9 +192,13 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
                 "train_gflops": round(images_per_s * train_flops / 1e9, 2),
                 "train_efficiency": round(images_per_s * train_flops / 1e9 / ceiling, 4),
             }
-            # A whole epoch costs minutes on a CPU, so in full mode only the paper's setting
-            # (batch 32, float32) runs one there; on a GPU every row does.
-            if quick or on_gpu or (batch_size == 32 and precision == "float32"):
+            # A whole epoch costs minutes on a CPU, so there only the paper's setting (batch
+            # 32, float32) runs one, and only if it is projected to end in reasonable time.
+            projected = train_count / images_per_s
+            paper_setting = batch_size == 32 and precision == "float32"
+            if (on_gpu or paper_setting) and projected > longest_epoch_seconds:
+                row["epoch_skipped"] = f"projected {projected:.0f} s > {longest_epoch_seconds:.0f} s"
+            elif on_gpu or paper_setting:
                 measured = epoch_seconds(dataclasses.replace(precision_config, batch_size=batch_size),
                                          train_count, validation_count, data)
                 ideal = (train_count * train_flops + validation_count * forward_flops) / (ceiling * 1e9)

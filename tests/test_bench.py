@@ -1,0 +1,37 @@
+"""`lossbench bench --quick`: the benchmark runs end to end and reports every figure.
+
+Numbers are printed, never asserted: on shared machines only ratios measured in the same run
+mean anything, and those belong in the benchmark's own output.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_benchmark_writes_every_key(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "lossbench.cli", "--params", str(PROJECT / "params.yaml"), "bench",
+         "--quick", "--output", str(tmp_path), "--backends", "tensorflow,jax"],
+        cwd=PROJECT, capture_output=True, text=True,
+    )
+    print(result.stdout)  # the table, for whoever reads the CI log
+    assert result.returncode == 0, result.stderr[-3000:]
+    [written] = tmp_path.glob("*-quick.json")
+    results = json.loads(written.read_text())
+    assert {backend["backend"] for backend in results["backends"]} == {"tensorflow", "jax"}
+    for backend in results["backends"]:
+        assert "error" not in backend, backend
+        assert backend["matmul_gflops"]["float32"] > 0
+        assert backend["input_pipeline_images_per_s"] > 0
+        rows = {(row["batch_size"], row["precision"]): row for row in backend["rows"]}
+        assert {(32, "float32"), (128, "float32"), (32, "mixed_bfloat16")} <= set(rows)
+        for row in rows.values():
+            for key in ("matmul_gflops", "train_images_per_s", "train_efficiency"):
+                assert row[key] > 0, (key, row)
+        assert rows[(32, "float32")]["epoch_efficiency"] > 0
+    assert set(results["orchestration"]) == {"snakemake_dry_run_s", "dvc_status_s", "dvc_repro_dry_s"}
+    assert "train eff" in result.stdout

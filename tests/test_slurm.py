@@ -1,0 +1,289 @@
+"""Scale-out: the study through Snakemake's SLURM executor, and parameter sweeps through DVC.
+
+1. Against a real one-node SLURM cluster (tests/slurm/start-slurm.sh: slurmctld + slurmd on
+   this machine, with one fake GPU), a tiny study (two losses, one seed, one epoch, a few
+   hundred real CIFAR-10 images) runs end to end with
+   `snakemake --workflow-profile workflow/profiles/slurm`. Each training job must have gone
+   through sbatch as its own SLURM job holding one GPU (`scontrol show job`: TresPerJob
+   gres:gpu:1), its per-job SLURM log must be kept, the metrics must land in reports/ as in a
+   local run, and `dvc commit` must then record them (`dvc status` up to date).
+
+   The test starts the cluster itself (tests/slurm/start-slurm.sh) when SLURM is installed, or
+   when `CI` or `LOSSBENCH_SLURM_TEST=1` is set (the script then installs slurm-wlm and munge
+   with apt, which needs root or passwordless sudo). It is skipped, with the reason, when SLURM
+   is neither installed nor allowed to be installed, when it cannot be installed, or when this
+   machine already has a SLURM configuration that start-slurm.sh did not write (a real
+   cluster's: the test never touches one).
+
+2. `dvc exp run --queue` + `dvc queue start -j 1`, the documented way to sweep a parameter
+   through DVC: two queued experiments (two learning rates) both finish and both show their
+   metrics in `dvc exp show --json`.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT = Path(__file__).resolve().parent.parent
+SHARED_ARCHIVE = PROJECT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+SHARED_SHA256 = "ff26949c34c4e67da3fa472a1f142e33365dea058f94f1fa369b14ef3d986968"
+BIN = Path(sys.executable).parent
+START_SLURM = PROJECT / "tests" / "slurm" / "start-slurm.sh"
+STOP_SLURM = PROJECT / "tests" / "slurm" / "stop-slurm.sh"
+LOSSES = ["categorical_crossentropy", "hinge"]
+RUNS = [f"{loss}-seed0" for loss in LOSSES]
+# Outer limits (seconds): the tiny study takes about 2 minutes through SLURM on 2 cores.
+SLURM_INSTALL_TIMEOUT = 600
+SLURM_RUN_TIMEOUT = 900
+QUEUE_TIMEOUT = 900
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not SHARED_ARCHIVE.is_file(),
+        reason=f"the real-image archive {SHARED_ARCHIVE} is absent (it is only on lossbench's "
+        "development and CI machines); these tests need real CIFAR-10 images",
+    ),
+]
+
+
+def environment():
+    return dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", PYTHONUNBUFFERED="1")
+
+
+def run(command, cwd, check=True, timeout=600):
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
+                            env=environment(), timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def make_tiny_project(root: Path, **extra) -> Path:
+    """A copy of the project whose params.yaml describes a study of a minute or two."""
+    for name in ("Snakefile", "dvc.yaml", "params.yaml", "environment.yml", "pyproject.toml",
+                 ".dvcignore", ".gitignore"):
+        if (PROJECT / name).is_file():
+            shutil.copy(PROJECT / name, root / name)
+    shutil.copytree(PROJECT / "workflow", root / "workflow",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    changes = {
+        "data.dataset": "image_folder",
+        "data.source": str(SHARED_ARCHIVE),  # absolute: queued DVC experiments run elsewhere
+        "data.md5": None,
+        "data.sha256": SHARED_SHA256,
+        "data.train_size": 200,
+        "data.test_size": 100,
+        "model.width": 0.1,
+        "train.losses": LOSSES,
+        "train.seeds": [0],
+        "train.epochs": 1,
+        **extra,
+    }
+    for dotted, value in changes.items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return root
+
+
+def git_dvc_init(root: Path):
+    run(["git", "init", "-q"], root)
+    run(["git", "config", "user.email", "ci@lossbench.invalid"], root)
+    run(["git", "config", "user.name", "lossbench CI"], root)
+    run(["dvc", "init", "-q"], root)
+    run(["dvc", "config", "core.analytics", "false"], root)
+
+
+# ------------------------------------------------------------------------------------------
+# 1. SLURM
+
+
+SBIN_PATH = f"{os.environ.get('PATH', '')}:/usr/local/sbin:/usr/sbin:/sbin"
+
+
+def slurm_installed() -> bool:
+    return all(shutil.which(tool, path=SBIN_PATH)
+               for tool in ("sbatch", "squeue", "scontrol", "slurmctld", "slurmd"))
+
+
+def slurmctld_running() -> bool:
+    return subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """Start (and, where allowed, install) the one-node test cluster; skip where impossible.
+    A cluster this fixture started is stopped afterwards; one already running is left alone."""
+    allowed = bool(os.environ.get("CI")) or os.environ.get("LOSSBENCH_SLURM_TEST") == "1"
+    if not slurm_installed() and not allowed:
+        pytest.skip("SLURM is not installed here; set LOSSBENCH_SLURM_TEST=1 (CI sets CI) to let "
+                    "tests/slurm/start-slurm.sh install slurm-wlm and munge with apt (root or "
+                    "passwordless sudo) and start a one-node cluster")
+    was_running = slurmctld_running()
+    try:
+        result = subprocess.run(["bash", str(START_SLURM)], capture_output=True, text=True,
+                                timeout=SLURM_INSTALL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{START_SLURM} did not finish in {SLURM_INSTALL_TIMEOUT} s")
+    output = result.stdout + result.stderr
+    if result.returncode == 2:  # cannot install, or a configuration that is not ours
+        pytest.skip(f"no test SLURM cluster: {output.strip()[-600:]}")
+    assert result.returncode == 0, f"{START_SLURM} failed:\n{output[-4000:]}"
+    yield output
+    if not was_running:
+        subprocess.run(["bash", str(STOP_SLURM)], capture_output=True, timeout=120)
+
+
+def run_with_timeout(command, cwd, timeout):
+    """Run `command`; past `timeout`, interrupt it (Snakemake then cancels its SLURM jobs)."""
+    with subprocess.Popen(command, cwd=cwd, env=environment(), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)
+            try:
+                output, _ = process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                output, _ = process.communicate()
+            raise AssertionError(f"{command} did not finish in {timeout} s:\n{output[-6000:]}")
+    return process.returncode, output
+
+
+def submitted_jobs(output: str) -> dict[str, list[str]]:
+    """SLURM job ids by rule, from Snakemake's 'Job N has been submitted with SLURM jobid J
+    (log: .../slurm_logs/rule_<rule>/...)' lines."""
+    jobs: dict[str, list[str]] = {}
+    for slurm_id, log in re.findall(r"submitted with SLURM jobid (\d+) \(log: (\S+?)\)", output):
+        rule = re.search(r"/rule_([A-Za-z0-9_]+)/", log).group(1)
+        jobs.setdefault(rule, []).append(slurm_id)
+    return jobs
+
+
+def show_job(slurm_id: str) -> dict[str, str]:
+    text = subprocess.run(["scontrol", "show", "job", "--oneliner", slurm_id], capture_output=True,
+                          text=True, check=True).stdout
+    return dict(re.findall(r"(\w+)=(\S*)", text))
+
+
+@pytest.fixture(scope="module")
+def slurm_study(slurm_cluster, tmp_path_factory):
+    root = make_tiny_project(tmp_path_factory.mktemp("lossbench-slurm"))
+    started = time.monotonic()
+    returncode, output = run_with_timeout(
+        [
+            "snakemake", "--workflow-profile", "workflow/profiles/slurm",
+            # The test cluster has no accounting storage, so `sacct` cannot answer: poll with
+            # squeue (finished jobs stay visible for MinJobAge = 1 h), and soon.
+            "--slurm-status-command", "squeue",
+            "--slurm-init-seconds-before-status-checks", "2",
+        ],
+        root, SLURM_RUN_TIMEOUT,
+    )
+    elapsed = time.monotonic() - started
+    assert returncode == 0, f"snakemake through SLURM failed:\n{output[-8000:]}"
+    return root, output, elapsed
+
+
+def test_the_study_runs_through_slurm(slurm_study):
+    root, output, elapsed = slurm_study
+    for run_name in RUNS:
+        metrics = json.loads((root / f"reports/metrics/{run_name}.json").read_text())
+        assert 0.0 <= metrics["test_accuracy"] <= 1.0
+        assert metrics["epochs_completed"] == 1
+    assert json.loads((root / "reports/data/counts.json").read_text())["train"]["total"] == 200
+    report = (root / "reports/report.md").read_text()
+    assert all(loss in report for loss in LOSSES)
+    print(f"tiny study through SLURM: {elapsed:.0f} s")
+
+
+def test_each_training_is_a_slurm_job_holding_a_gpu(slurm_study):
+    root, output, _ = slurm_study
+    jobs = submitted_jobs(output)
+    assert len(jobs.get("train", [])) == len(RUNS), f"training jobs submitted: {jobs}\n{output[-4000:]}"
+    trained = set()
+    for slurm_id in jobs["train"]:
+        job = show_job(slurm_id)
+        assert job["JobState"] == "COMPLETED", job
+        # sbatch --gpus=1 (SLURM 22.05 writes gres:gpu:1, later versions gres/gpu:1).
+        assert re.fullmatch(r"gres[:/]gpu:1", job.get("TresPerJob", "")), job
+        assert Path(job["WorkDir"]).resolve() == root.resolve()
+        # The plugin's comment names the rule and the job's wildcards (loss, seed).
+        trained.add(re.fullmatch(r"rule_train_wildcards_([a-z_]+)_0", job["Comment"]).group(1))
+        # One SLURM log per job, kept although the job succeeded.
+        log = Path(job["StdOut"])
+        assert log.is_file() and root.resolve() in log.resolve().parents, job
+        assert "rule train" in log.read_text() or "localrule train" in log.read_text()
+    assert trained == set(LOSSES)
+    # No other job asks for a GPU.
+    for rule, ids in jobs.items():
+        if rule != "train":
+            for slurm_id in ids:
+                assert "gpu" not in show_job(slurm_id).get("TresPerJob", ""), rule
+
+
+def test_dvc_records_the_cluster_run(slurm_study):
+    root, _, _ = slurm_study
+    git_dvc_init(root)
+    run(["dvc", "commit", "--force"], root)
+    status = run(["dvc", "status"], root).stdout
+    assert "up to date" in status.lower(), status
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], root).stdout)
+    assert any(f"reports/metrics/{RUNS[0]}.json" in json.dumps(value) for value in metrics.values()), metrics
+
+
+# ------------------------------------------------------------------------------------------
+# 2. DVC experiment queue
+
+
+def test_dvc_queue_runs_queued_experiments(tmp_path):
+    root = make_tiny_project(tmp_path, **{"train.losses": ["categorical_crossentropy"]})
+    git_dvc_init(root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "tiny study"], root)
+    rates = {"lr-high": 0.02, "lr-low": 0.005}
+    for name, rate in rates.items():
+        run(["dvc", "exp", "run", "--queue", "--name", name, "-S", f"train.learning_rate={rate}"], root)
+    run(["dvc", "queue", "start", "-j", "1"], root)
+    deadline = time.monotonic() + QUEUE_TIMEOUT
+    try:
+        while True:
+            status = run(["dvc", "queue", "status"], root).stdout
+            if not re.search(r"\b(Queued|Running)\b", status):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the DVC queue did not finish in {QUEUE_TIMEOUT} s:\n{status}")
+            time.sleep(5)
+    finally:
+        run(["dvc", "queue", "stop", "--kill"], root, check=False)
+    assert status.count("Success") == len(rates), (
+        status + run(["dvc", "queue", "logs", "lr-high"], root, check=False).stdout[-3000:])
+
+    experiments = json.loads(run(["dvc", "exp", "show", "--json"], root).stdout)
+    found = {}
+    for baseline in experiments:
+        for experiment in baseline.get("experiments") or []:
+            for revision in experiment.get("revs", []):
+                data = revision.get("data") or {}
+                name = revision.get("name") or data.get("name")
+                if name not in rates:
+                    continue
+                rate = data["params"]["params.yaml"]["data"]["train"]["learning_rate"]
+                metrics = data["metrics"]["reports/metrics/categorical_crossentropy-seed0.json"]["data"]
+                found[name] = (rate, metrics)
+    assert set(found) == set(rates), json.dumps(experiments)[:3000]
+    for name, (rate, metrics) in found.items():
+        assert rate == rates[name]
+        assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["epochs_completed"] == 1
