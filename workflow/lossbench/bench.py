@@ -228,7 +228,7 @@ def orchestration_seconds(project_dir: Path) -> dict:
     timings = {}
     for name, command in (
         ("snakemake_dry_run_s", ["snakemake", "-n", "--quiet"]),
-        ("dvc_status_s", ["dvc", "status", "--quiet"]),
+        ("dvc_status_s", ["dvc", "status"]),
         ("dvc_repro_dry_s", ["dvc", "repro", "--dry"]),
     ):
         def call():
