@@ -292,7 +292,7 @@ def format_table(results: dict) -> str:
 
 def run(params: dict, output_dir: Path, quick: bool = False, data_dir: Path | None = None,
         archive: Path | None = None, backends: tuple[str, ...] = ("tensorflow", "jax"),
-        params_path: Path = Path("params.yaml")) -> dict:
+        params_path: Path = Path("params.yaml"), name: str | None = None) -> dict:
     """Measure every backend in its own process, then the orchestrators; write the JSON."""
     results = {
         "quick": quick,
@@ -308,7 +308,7 @@ def run(params: dict, output_dir: Path, quick: bool = False, data_dir: Path | No
     slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / f"{slug}{'-quick' if quick else ''}.json"
+    path = output_dir / f"{name or slug}{'-quick' if quick else ''}.json"
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(json.dumps(results, indent=2) + "\n")
     os.replace(temporary, path)

@@ -98,6 +98,7 @@ def _bench(args: argparse.Namespace, params: dict) -> None:
         archive=args.archive,
         backends=tuple(args.backends.split(",")),
         params_path=args.params,
+        name=args.name,
     )
 
 
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--archive", type=Path, default=None, help="time preprocessing this archive")
     stage.add_argument("--backends", default="tensorflow,jax", help="comma-separated Keras backends")
     stage.add_argument("--quick", action="store_true", help="a reduced, fast run (for CI)")
+    stage.add_argument("--name", default=None, help="JSON file name (default: the device's name)")
     stage.set_defaults(handler=_bench)
     return parser
 
