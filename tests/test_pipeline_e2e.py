@@ -12,45 +12,14 @@ In a temporary git repository holding a copy of the project, with `data.source` 
 """
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-PROJECT = Path(__file__).resolve().parent.parent
-SHARED_ARCHIVE = PROJECT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
-SHARED_SHA256 = "ff26949c34c4e67da3fa472a1f142e33365dea058f94f1fa369b14ef3d986968"
-BIN = Path(sys.executable).parent
+from projects import copy_project, init_repository, needs_real_images, run, set_params
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not SHARED_ARCHIVE.is_file(),
-        reason=f"the real-image archive {SHARED_ARCHIVE} is absent (it is only on lossbench's "
-        "development and CI machines); this test needs real CIFAR-10 images",
-    ),
-]
-
-
-def run(command, cwd, check=True):
-    environment = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", PYTHONUNBUFFERED="1")
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=environment)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{command} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
-
-
-def set_params(root: Path, **changes):
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for dotted, value in changes.items():
-        section, key = dotted.split(".")
-        params[section][key] = value
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+pytestmark = [pytest.mark.slow, needs_real_images]
 
 
 def snakemake_changed_stages(root: Path) -> set[str]:
@@ -81,18 +50,9 @@ def dvc_changed_stages(root: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lossbench")
-    for name in ("Snakefile", "dvc.yaml", "params.yaml", "environment.yml", ".dvcignore", ".gitignore"):
-        shutil.copy(PROJECT / name, root / name)
-    shutil.copytree(PROJECT / "workflow", root / "workflow",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    set_params(
-        root,
+    root = copy_project(
+        tmp_path_factory.mktemp("lossbench"),
         **{
-            "data.dataset": "image_folder",
-            "data.source": str(SHARED_ARCHIVE),
-            "data.md5": None,
-            "data.sha256": SHARED_SHA256,
             "data.train_size": 400,
             "data.test_size": 200,
             "model.width": 0.1,
@@ -101,11 +61,7 @@ def project(tmp_path_factory):
             "train.epochs": 2,
         },
     )
-    run(["git", "init", "-q"], root)
-    run(["git", "config", "user.email", "ci@lossbench.invalid"], root)
-    run(["git", "config", "user.name", "lossbench CI"], root)
-    run(["dvc", "init", "-q"], root)
-    shutil.copy(PROJECT / ".dvc" / "config", root / ".dvc" / "config")
+    init_repository(root)
     return root
 
 

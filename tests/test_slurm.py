@@ -26,17 +26,13 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-PROJECT = Path(__file__).resolve().parent.parent
-SHARED_ARCHIVE = PROJECT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
-SHARED_SHA256 = "ff26949c34c4e67da3fa472a1f142e33365dea058f94f1fa369b14ef3d986968"
-BIN = Path(sys.executable).parent
+from projects import PROJECT, copy_project, environment, init_repository, needs_real_images, run
+
 START_SLURM = PROJECT / "tests" / "slurm" / "start-slurm.sh"
 STOP_SLURM = PROJECT / "tests" / "slurm" / "stop-slurm.sh"
 LOSSES = ["categorical_crossentropy", "hinge"]
@@ -46,63 +42,23 @@ SLURM_INSTALL_TIMEOUT = 600
 SLURM_RUN_TIMEOUT = 900
 QUEUE_TIMEOUT = 900
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not SHARED_ARCHIVE.is_file(),
-        reason=f"the real-image archive {SHARED_ARCHIVE} is absent (it is only on lossbench's "
-        "development and CI machines); these tests need real CIFAR-10 images",
-    ),
-]
-
-
-def environment():
-    return dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", PYTHONUNBUFFERED="1")
-
-
-def run(command, cwd, check=True, timeout=600):
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                            env=environment(), timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{command} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
+pytestmark = [pytest.mark.slow, needs_real_images]
 
 
 def make_tiny_project(root: Path, **extra) -> Path:
     """A copy of the project whose params.yaml describes a study of a minute or two."""
-    for name in ("Snakefile", "dvc.yaml", "params.yaml", "environment.yml", "pyproject.toml",
-                 ".dvcignore", ".gitignore"):
-        if (PROJECT / name).is_file():
-            shutil.copy(PROJECT / name, root / name)
-    shutil.copytree(PROJECT / "workflow", root / "workflow",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    changes = {
-        "data.dataset": "image_folder",
-        "data.source": str(SHARED_ARCHIVE),  # absolute: queued DVC experiments run elsewhere
-        "data.md5": None,
-        "data.sha256": SHARED_SHA256,
-        "data.train_size": 200,
-        "data.test_size": 100,
-        "model.width": 0.1,
-        "train.losses": LOSSES,
-        "train.seeds": [0],
-        "train.epochs": 1,
-        **extra,
-    }
-    for dotted, value in changes.items():
-        section, key = dotted.split(".")
-        params[section][key] = value
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return root
-
-
-def git_dvc_init(root: Path):
-    run(["git", "init", "-q"], root)
-    run(["git", "config", "user.email", "ci@lossbench.invalid"], root)
-    run(["git", "config", "user.name", "lossbench CI"], root)
-    run(["dvc", "init", "-q"], root)
-    run(["dvc", "config", "core.analytics", "false"], root)
+    return copy_project(
+        root,
+        **{
+            "data.train_size": 200,
+            "data.test_size": 100,
+            "model.width": 0.1,
+            "train.losses": LOSSES,
+            "train.seeds": [0],
+            "train.epochs": 1,
+            **extra,
+        },
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -236,7 +192,7 @@ def test_each_training_is_a_slurm_job_holding_a_gpu(slurm_study):
 
 def test_dvc_records_the_cluster_run(slurm_study):
     root, _, _ = slurm_study
-    git_dvc_init(root)
+    init_repository(root)
     run(["dvc", "commit", "--force"], root)
     status = run(["dvc", "status"], root).stdout
     assert "up to date" in status.lower(), status
@@ -250,7 +206,7 @@ def test_dvc_records_the_cluster_run(slurm_study):
 
 def test_dvc_queue_runs_queued_experiments(tmp_path):
     root = make_tiny_project(tmp_path, **{"train.losses": ["categorical_crossentropy"]})
-    git_dvc_init(root)
+    init_repository(root)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "tiny study"], root)
     rates = {"lr-high": 0.02, "lr-low": 0.005}

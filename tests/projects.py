@@ -1,0 +1,81 @@
+"""Scaffolding for the end-to-end tests: a throwaway copy of the project on real images.
+
+`copy_project(root, **changes)` copies what both orchestrators read (Snakefile, dvc.yaml,
+params.yaml, environment.yml, workflow/, ...) into `root`, points `data.source` at the shared
+JPEG copy of CIFAR-10 and applies `changes` ({"section.key": value}) to params.yaml;
+`init_repository(root)` makes it a git + DVC repository with the project's DVC settings;
+`run(command, cwd)` runs a tool from this virtual environment and fails with its output.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT = Path(__file__).resolve().parent.parent
+SHARED_ARCHIVE = PROJECT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+SHARED_SHA256 = "ff26949c34c4e67da3fa472a1f142e33365dea058f94f1fa369b14ef3d986968"
+BIN = Path(sys.executable).parent
+
+needs_real_images = pytest.mark.skipif(
+    not SHARED_ARCHIVE.is_file(),
+    reason=f"the real-image archive {SHARED_ARCHIVE} is absent (it is only on lossbench's "
+    "development and CI machines); this test needs real CIFAR-10 images",
+)
+
+
+def environment() -> dict[str, str]:
+    return dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", PYTHONUNBUFFERED="1")
+
+
+def run(command, cwd, check=True, timeout=900):
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
+                            env=environment(), timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def set_params(root: Path, **changes) -> None:
+    """Apply {"section.key": value} changes to root/params.yaml."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def copy_project(root: Path, **changes) -> Path:
+    """A copy of the project reading the shared real images, with `changes` to params.yaml."""
+    for name in ("Snakefile", "dvc.yaml", "params.yaml", "environment.yml", "pyproject.toml",
+                 ".dvcignore", ".gitignore"):
+        shutil.copy(PROJECT / name, root / name)
+    shutil.copytree(PROJECT / "workflow", root / "workflow",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    set_params(
+        root,
+        **{
+            "data.dataset": "image_folder",
+            # Absolute: queued DVC experiments run in copies elsewhere.
+            "data.source": str(SHARED_ARCHIVE),
+            "data.md5": None,
+            "data.sha256": SHARED_SHA256,
+            **changes,
+        },
+    )
+    return root
+
+
+def init_repository(root: Path) -> None:
+    """git init + dvc init, with the project's DVC settings (hardlinked cache, no analytics)."""
+    run(["git", "init", "-q"], root)
+    run(["git", "config", "user.email", "ci@lossbench.invalid"], root)
+    run(["git", "config", "user.name", "lossbench CI"], root)
+    run(["dvc", "init", "-q"], root)
+    shutil.copy(PROJECT / ".dvc" / "config", root / ".dvc" / "config")
