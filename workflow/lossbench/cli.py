@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         args.handler(args, params)
     except (ParamsError, ValueError, FileNotFoundError, ConnectionError) as error:
-        # User-facing problems end with their message, not a traceback.
+        # User-facing problems end with their message, not a traceback (--verbose shows it).
+        if args.verbose:
+            raise
         print(f"lossbench {args.stage}: error: {error}", file=sys.stderr)
         return 2
     return 0
