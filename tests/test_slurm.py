@@ -153,7 +153,7 @@ def slurm_study(slurm_cluster, tmp_path_factory):
     return root, output, elapsed
 
 
-def test_the_study_runs_through_slurm(slurm_study):
+def test_the_study_runs_through_slurm(slurm_study, capsys):
     root, output, elapsed = slurm_study
     for run_name in RUNS:
         metrics = json.loads((root / f"reports/metrics/{run_name}.json").read_text())
@@ -162,10 +162,11 @@ def test_the_study_runs_through_slurm(slurm_study):
     assert json.loads((root / "reports/data/counts.json").read_text())["train"]["total"] == 200
     report = (root / "reports/report.md").read_text()
     assert all(loss in report for loss in LOSSES)
-    print(f"tiny study through SLURM: {elapsed:.0f} s")
+    with capsys.disabled():
+        print(f"\ntiny study through the SLURM profile: {elapsed:.0f} s")
 
 
-def test_each_training_is_a_slurm_job_holding_a_gpu(slurm_study):
+def test_each_training_is_a_slurm_job_holding_a_gpu(slurm_study, capsys):
     root, output, _ = slurm_study
     jobs = submitted_jobs(output)
     assert len(jobs.get("train", [])) == len(RUNS), f"training jobs submitted: {jobs}\n{output[-4000:]}"
@@ -183,6 +184,12 @@ def test_each_training_is_a_slurm_job_holding_a_gpu(slurm_study):
         assert log.is_file() and root.resolve() in log.resolve().parents, job
         assert "rule train" in log.read_text() or "localrule train" in log.read_text()
     assert trained == set(LOSSES)
+    # Shown in CI's log (outside pytest's capture), as evidence that the jobs went through sbatch.
+    with capsys.disabled():
+        for slurm_id in jobs["train"]:
+            job = show_job(slurm_id)
+            print(f"\nSLURM job {slurm_id} (sbatch): {job['Comment']}, "
+                  f"TresPerJob={job.get('TresPerJob')}, JobState={job['JobState']}")
     # No other job asks for a GPU.
     for rule, ids in jobs.items():
         if rule != "train":
