@@ -25,6 +25,8 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "params.schem
 
 TRAIN_KEYS = (
     "model.width",
+    "model.init",
+    "model.stride2_padding",
     "train.epochs",
     "train.batch_size",
     "train.learning_rate",
@@ -33,6 +35,7 @@ TRAIN_KEYS = (
     "train.nesterov",
     "train.shift_fraction",
     "train.horizontal_flip",
+    "train.shuffle",
     "train.validation",
     "train.holdout_fraction",
     "train.precision",
@@ -43,11 +46,12 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "download": ("data.dataset", "data.url", "data.md5", "data.sha256", "data.source"),
     "preprocess": ("data.dataset", "data.train_size", "data.test_size", "data.subset_seed"),
     "train": TRAIN_KEYS,
-    "evaluate": ("evaluate.batch_size", "evaluate.convergence_thresholds"),
+    "evaluate": ("evaluate.batch_size", "evaluate.convergence_thresholds", "evaluate.collapse_share"),
     "compare": ("train.losses", "train.seeds", "compare.confidence_level"),
     "figures": ("train.losses", "train.seeds"),
     "report": (
         "report.paper", "data.dataset", "data.url", "data.source", "model.width", "train.batch_size",
+        "evaluate.collapse_share",
     ),
 }
 

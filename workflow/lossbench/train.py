@@ -50,6 +50,8 @@ class TrainConfig:
     """The training settings of one job, read from params.yaml (`model.*`, `train.*`)."""
 
     width: float
+    init: str
+    stride2_padding: str
     epochs: int
     batch_size: int
     learning_rate: float
@@ -58,6 +60,7 @@ class TrainConfig:
     nesterov: bool
     shift_fraction: float
     horizontal_flip: bool
+    shuffle: bool
     validation: str
     holdout_fraction: float
     precision: str
@@ -97,8 +100,16 @@ def split_validation(
     return keep, held_out
 
 
-def epoch_permutation(count: int, seed: int, epoch: int) -> np.ndarray:
-    """The shuffled order of epoch `epoch`: a function of (seed, epoch) only, for resuming."""
+def epoch_permutation(count: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """The order of epoch `epoch`'s training images.
+
+    With `shuffle` a permutation that is a function of (seed, epoch) only, so a resumed run
+    sees the orders an uninterrupted one would. Without it the stored order, the same every
+    epoch: what the paper's Keras <= 1.0.3 `ImageDataGenerator.flow` did by default
+    (authors' script, cifar_classifier.py line 119, passes no `shuffle`).
+    """
+    if not shuffle:
+        return np.arange(count)
     return np.random.default_rng([seed, epoch, 104729]).permutation(count)
 
 
@@ -204,7 +215,11 @@ def build_training_model(config: TrainConfig, loss_name: str, seed: int, num_cla
     # One call seeds Python, NumPy and the backend, so the initial weights depend on the seed.
     keras.utils.set_random_seed(seed)
     classifier = build_model(
-        num_classes=num_classes, width=config.width, output_activation=loss.output_activation
+        num_classes=num_classes,
+        width=config.width,
+        output_activation=loss.output_activation,
+        init=config.init,
+        stride2_padding=config.stride2_padding,
     )
     augmentation = build_augmentation(config.shift_fraction, config.horizontal_flip, seed)
     inputs = keras.Input(shape=classifier.input_shape[1:], dtype="uint8", name="images")
@@ -395,7 +410,7 @@ def train_model(
     epoch = len(history)
     while epoch < config.epochs and state["diverged_epoch"] is None:
         set_epoch_seed(augmentation, seed, epoch)
-        order = epoch_permutation(len(fit_labels), seed, epoch)
+        order = epoch_permutation(len(fit_labels), seed, epoch, config.shuffle)
         batches = make_batches(fit_images[order], fit_labels[order], config.batch_size)
         started = time.perf_counter()
         result = model.fit(
