@@ -54,14 +54,16 @@ def _evaluate(args: argparse.Namespace, params: dict) -> None:
         model_path=args.model,
         log_dir=args.log_dir,
         output=args.output,
+        metrics_output=args.metrics,
     )
 
 
 def _compare(args: argparse.Namespace, params: dict) -> None:
     from lossbench import compare
 
-    metrics_paths = [args.metrics_dir / f"{run}.json" for run in run_names(params)]
-    compare.run(params["compare"], metrics_paths=metrics_paths, output=args.output)
+    metrics_paths = [args.evaluation_dir / f"{run}.json" for run in run_names(params)]
+    compare.run(params["compare"], metrics_paths=metrics_paths, output=args.output,
+                headline_output=args.headline)
 
 
 def _figures(args: argparse.Namespace, params: dict) -> None:
@@ -69,9 +71,10 @@ def _figures(args: argparse.Namespace, params: dict) -> None:
 
     figures.run(
         summary_path=args.summary,
-        metrics_paths=[args.metrics_dir / f"{run}.json" for run in run_names(params)],
+        metrics_paths=[args.evaluation_dir / f"{run}.json" for run in run_names(params)],
         log_dirs=[args.training_dir / run for run in run_names(params)],
         output_dir=args.output,
+        epochs_path=args.epochs,
     )
 
 
@@ -136,22 +139,27 @@ def build_parser() -> argparse.ArgumentParser:
                 "--checkpoint-dir", type=Path, required=True, help="per-epoch checkpoints, for resuming"
             )
         else:
-            stage.add_argument("--output", type=Path, required=True, help="metrics JSON to write")
+            stage.add_argument("--output", type=Path, required=True, help="full evaluation JSON to write")
+            stage.add_argument("--metrics", type=Path, required=True,
+                               help="the small review-metrics JSON to write (a DVC metric)")
         stage.set_defaults(handler=handler)
 
     stage = stages.add_parser("compare", help="aggregate metrics over seeds and compare losses")
     stage.add_argument("--output", type=Path, required=True, help="summary JSON to write")
+    stage.add_argument("--headline", type=Path, required=True,
+                       help="the per-loss headline JSON to write (a DVC metric)")
     stage.add_argument(
-        "--metrics-dir", type=Path, required=True,
-        help="directory of per-run metrics JSON (the runs are train.losses x train.seeds)",
+        "--evaluation-dir", type=Path, required=True,
+        help="directory of per-run evaluation JSON (the runs are train.losses x train.seeds)",
     )
     stage.set_defaults(handler=_compare)
 
     stage = stages.add_parser("figures", help="render the comparison figures")
     stage.add_argument("--summary", type=Path, required=True, help="summary JSON from `compare`")
-    stage.add_argument("--metrics-dir", type=Path, required=True, help="directory of per-run metrics")
+    stage.add_argument("--evaluation-dir", type=Path, required=True, help="directory of per-run evaluations")
     stage.add_argument("--training-dir", type=Path, required=True, help="directory of training logs")
     stage.add_argument("--output", type=Path, required=True, help="directory for the PNG figures")
+    stage.add_argument("--epochs", type=Path, required=True, help="the per-epoch CSV table to write")
     stage.set_defaults(handler=_figures)
 
     stage = stages.add_parser("report", help="write reports/report.md")

@@ -1,8 +1,16 @@
 """The `compare` stage: aggregate the per-run metrics over seeds and compare the losses.
 
-In:  the metrics JSON of every (loss, seed) run (written by `lossbench evaluate`) and
-     `compare.confidence_level` from params.yaml.
-Out: `reports/summary.json`, a DVC metric (`cache: false`):
+In:  the full evaluation JSON of every (loss, seed) run (`reports/evaluation/`, written by
+     `lossbench evaluate`) and `compare.confidence_level` from params.yaml.
+Out: `reports/headline.json`, the study's DVC metric (`cache: false`): one flat entry per
+     loss, numbers only, so that `dvc metrics diff` shows a change in a few rows
+     (`headline`):
+
+     {"<loss>": {"test_accuracy_mean": 0.85, "test_accuracy_ci_low": 0.84,
+                 "test_accuracy_ci_high": 0.86, "runs": 3, "collapsed_runs": 0}, ...}
+
+     and `reports/summary.json`, every statistic, a plain output (`cache: false`; its
+     hundreds of values, strings and lists would swamp `dvc metrics diff`):
 
      {
        "confidence_level": 0.95, "alpha": 0.05, "runs": 18,
@@ -59,7 +67,6 @@ Statistics:
   summarises the other runs. `test_accuracy` still includes every run.
 - `setup` lists the distinct values seen across the runs (one value when all runs agree), so
   the report can say what the numbers were measured on.
-- Lists and nulls are invisible to `dvc metrics show/diff`, but harmless to them.
 """
 
 from __future__ import annotations
@@ -310,6 +317,22 @@ def summarise(runs: Sequence[dict], confidence_level: float) -> dict[str, Any]:
     }
 
 
+def headline(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The review metric of the study: per loss, its test accuracy's mean and interval,
+    its number of runs and of collapsed runs (null where the summary has no value)."""
+    result = {}
+    for loss, entry in summary["losses"].items():
+        accuracy = entry["test_accuracy"]
+        result[loss] = {
+            "test_accuracy_mean": accuracy["mean"],
+            "test_accuracy_ci_low": accuracy["ci_low"],
+            "test_accuracy_ci_high": accuracy["ci_high"],
+            "runs": entry["runs"],
+            "collapsed_runs": entry["collapsed_runs"],
+        }
+    return result
+
+
 def _check_confidence_level(confidence_level: float) -> None:
     if not 0.0 < float(confidence_level) < 1.0:
         raise ValueError(
@@ -341,12 +364,20 @@ def read_metrics(paths: Sequence[str | os.PathLike]) -> list[dict]:
     return runs
 
 
-def run(compare_params: dict, metrics_paths: Sequence[str | os.PathLike], output: str | os.PathLike) -> dict:
-    """The CLI's entry point: read the metrics files, write the summary JSON, return it."""
+def run(
+    compare_params: dict,
+    metrics_paths: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    headline_output: str | os.PathLike | None = None,
+) -> dict:
+    """The CLI's entry point: read the evaluation files, write the summary JSON (and, when
+    `headline_output` is given, the headline metrics), return the summary."""
     confidence_level = float(compare_params.get("confidence_level", 0.95))
     _check_confidence_level(confidence_level)
     summary = summarise(read_metrics(metrics_paths), confidence_level)
     write_json(output, summary)
+    if headline_output is not None:
+        write_json(headline_output, headline(summary))
     for loss, entry in summary["losses"].items():
         accuracy = entry["test_accuracy"]
         logger.info("%s: test accuracy %s over %d run(s).", loss,

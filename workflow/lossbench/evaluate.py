@@ -4,9 +4,19 @@ In:  the trained model (`data/models/<loss>-seed<seed>.keras`, taking uint8 imag
      returning one score row per image), the prepared data (`lossbench.preprocess.
      load_prepared`), the run's training log directory (`history.json`, `run.json`) and
      `evaluate.batch_size` / `evaluate.convergence_thresholds` from params.yaml.
-Out: one small JSON file of metrics (a DVC metric, `cache: false`, so `dvc metrics diff`
-     compares runs across commits). Its top-level numbers are flat so that DVC shows each
-     as its own row:
+Out: two JSON files (both `cache: false`, so git tracks them and reviews need no cache):
+
+     - the review metrics (`reports/metrics/<loss>-seed<seed>.json`, the stage's DVC
+       `metrics:`): a few flat numbers and nothing else, so that `dvc metrics diff` and
+       `dvc exp show` stay readable. Booleans are written as 0/1 because DVC lists only
+       numbers (`review_metrics`):
+
+       {"test_accuracy": 0.53, "test_loss": 0.947, "train_accuracy": 0.55,
+        "best_val_accuracy": 0.54, "best_val_epoch": 97, "epochs_completed": 100,
+        "collapsed": 0, "diverged": 0, "train_seconds": 26800.0}
+
+     - the full evaluation (`reports/evaluation/<loss>-seed<seed>.json`, a plain output),
+       which `lossbench compare`, `figures` and `report` read:
 
      {
        "loss": "hinge", "seed": 0,
@@ -28,8 +38,8 @@ Out: one small JSON file of metrics (a DVC metric, `cache: false`, so `dvc metri
      }
 
      `confusion_matrix[i][j]` counts test images of true label i predicted as label j.
-     DVC's `metrics show/diff` skip lists (the matrix, `class_names`) and nulls without
-     complaint, so the matrix stays in this file, where `lossbench figures` reads it.
+     This file is not a DVC metric: its strings (device, command) and per-class numbers
+     would fill `dvc metrics diff` with rows that say nothing about the change under review.
 
 Definitions:
 - `train_accuracy` is the last epoch's training accuracy as Keras logged it during that epoch
@@ -363,6 +373,34 @@ def build_metrics(
     }
 
 
+# The keys of the review metrics file, in the order written (see the module docstring).
+REVIEW_METRICS = (
+    "test_accuracy",
+    "test_loss",
+    "train_accuracy",
+    "best_val_accuracy",
+    "best_val_epoch",
+    "epochs_completed",
+    "collapsed",
+    "diverged",
+    "train_seconds",
+)
+
+
+def review_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The flat, numbers-only subset of a run's metrics that DVC shows in review.
+
+    Booleans become 0/1: `dvc metrics diff` silently leaves out values that are not numbers,
+    so a run that newly collapses or diverges would otherwise not show up in the diff.
+    Missing values stay null (DVC shows them as "-").
+    """
+    flat = {}
+    for key in REVIEW_METRICS:
+        value = metrics.get(key)
+        flat[key] = int(value) if isinstance(value, bool) else value
+    return flat
+
+
 def final_layer_dead(metrics: dict) -> bool:
     """Whether a run's metrics say that every channel of its final conv layer is dead."""
     channels = metrics.get("final_conv_channels")
@@ -547,10 +585,12 @@ def run(
     model_path: str | os.PathLike,
     log_dir: str | os.PathLike,
     output: str | os.PathLike,
+    metrics_output: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """The CLI's entry point: evaluate one (loss, seed) run and write its metrics JSON.
 
-    Returns the metrics dictionary written to `output`.
+    Writes the full evaluation to `output` and, when given, the review metrics
+    (`review_metrics`) to `metrics_output`. Returns the full evaluation's dictionary.
     """
     from lossbench.losses import get_loss
     from lossbench.preprocess import load_prepared
@@ -579,6 +619,8 @@ def run(
         run_info,
     )
     write_json(output, metrics)
+    if metrics_output is not None:
+        write_json(metrics_output, review_metrics(metrics))
     logger.info(
         "%s seed %d: test accuracy %.4f on %d images%s; metrics in %s.",
         loss_name, seed, metrics["test_accuracy"], metrics["test_size"],

@@ -24,6 +24,12 @@ Out: a directory of PNG files (`reports/figures/`):
 
 The figures are rendered into a temporary directory beside the output, which then replaces
 the output directory, so a failed run never leaves a half-filled figure directory.
+
+The stage also writes the study's per-epoch table (`reports/epochs.csv`), one row per
+(loss, seed, epoch), columns `loss, seed, run, epoch, train_loss, train_accuracy, val_loss,
+val_accuracy` (an empty cell where a value is missing or not finite). dvc.yaml plots it:
+one table for the whole study, so that `dvc plots` needs no pattern over run directories,
+which DVC does not expand.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from lossbench.atomic import write_text
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +128,29 @@ def read_histories(log_dirs: Sequence[str | os.PathLike]):
     # Infinite values (a diverged epoch) would stretch the axes to nothing; they are missing.
     frame["value"] = frame["value"].replace([np.inf, -np.inf], np.nan)
     return frame
+
+
+EPOCH_COLUMNS = ("loss", "seed", "run", "epoch", "train_loss", "train_accuracy", "val_loss",
+                 "val_accuracy")
+
+
+def epochs_table(histories) -> str:
+    """The per-epoch table (module docstring) as CSV text, from `read_histories`' frame."""
+    import pandas
+
+    frame = histories.copy()
+    frame["column"] = frame["split"].map({"training": "train_", "validation": "val_"}) + frame["metric"]
+    wide = frame.pivot_table(index=["loss", "seed", "epoch"], columns="column", values="value",
+                             aggfunc="first", dropna=False).reset_index()
+    # Rows in the order of the study (losses as given, then seed and epoch).
+    order = {loss: index for index, loss in enumerate(dict.fromkeys(histories["loss"]))}
+    wide = wide.sort_values(["loss", "seed", "epoch"], key=lambda column: (
+        column.map(order) if column.name == "loss" else column))
+    wide["run"] = wide["loss"] + "-seed" + wide["seed"].astype(str)
+    for column in EPOCH_COLUMNS:
+        if column not in wide:
+            wide[column] = float("nan")
+    return pandas.DataFrame(wide, columns=list(EPOCH_COLUMNS)).to_csv(index=False, lineterminator="\n")
 
 
 def _band(seed_count: int):
@@ -360,8 +391,10 @@ def run(
     metrics_paths: Sequence[str | os.PathLike],
     log_dirs: Sequence[str | os.PathLike],
     output_dir: str | os.PathLike,
+    epochs_path: str | os.PathLike | None = None,
 ) -> list[Path]:
-    """The CLI's entry point: render all figures into `output_dir`; return their paths."""
+    """The CLI's entry point: render all figures into `output_dir` (and, when given, write
+    the per-epoch table to `epochs_path`); return the figures' paths."""
     summary = _read_json(Path(summary_path), "compare")
     if not isinstance(summary, dict) or "losses" not in summary:
         raise ValueError(f"{summary_path} is not a summary from `lossbench compare`; rerun that stage.")
@@ -380,5 +413,7 @@ def run(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     paths = [output_dir / path.name for path in written]
+    if epochs_path is not None:
+        write_text(epochs_path, epochs_table(histories))
     logger.info("Wrote %d figures to %s.", len(paths), output_dir)
     return paths

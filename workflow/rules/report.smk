@@ -4,9 +4,10 @@
 rule compare:
     input:
         package_source("compare"),
-        metrics=expand("reports/metrics/{run}.json", run=RUNS),
+        evaluations=expand("reports/evaluation/{run}.json", run=RUNS),
     output:
-        "reports/summary.json",
+        summary="reports/summary.json",
+        headline="reports/headline.json",
     params:
         values=stage_values("compare"),
     conda:
@@ -14,17 +15,19 @@ rule compare:
     log:
         "reports/logs/compare.log",
     shell:
-        "lossbench compare --metrics-dir reports/metrics --output {output} 2>&1 | tee {log}"
+        "lossbench compare --evaluation-dir reports/evaluation --output {output.summary}"
+        " --headline {output.headline} 2>&1 | tee {log}"
 
 
 rule figures:
     input:
         package_source("figures", "losses"),
         summary="reports/summary.json",
-        metrics=expand("reports/metrics/{run}.json", run=RUNS),
+        evaluations=expand("reports/evaluation/{run}.json", run=RUNS),
         log_dirs=expand("reports/training/{run}", run=RUNS),
     output:
-        directory("reports/figures"),
+        figures=directory("reports/figures"),
+        epochs="reports/epochs.csv",
     params:
         values=stage_values("figures"),
     conda:
@@ -32,8 +35,9 @@ rule figures:
     log:
         "reports/logs/figures.log",
     shell:
-        "lossbench figures --summary {input.summary} --metrics-dir reports/metrics"
-        " --training-dir reports/training --output {output} 2>&1 | tee {log}"
+        "lossbench figures --summary {input.summary} --evaluation-dir reports/evaluation"
+        " --training-dir reports/training --output {output.figures} --epochs {output.epochs}"
+        " 2>&1 | tee {log}"
 
 
 rule report:
