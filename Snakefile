@@ -19,6 +19,10 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
+# The HTML report's front page (`snakemake --report report.html`, after a run).
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

@@ -33,3 +33,14 @@ def stage_values(stage):
 def package_source(*modules):
     """The package modules a stage runs, as inputs (dvc.yaml lists the same as deps)."""
     return [f"workflow/lossbench/{module}.py" for module in modules]
+
+
+# Snakemake's HTML report groups the figures by kind (rules/report.smk).
+def figure_category(wildcards):
+    """The report category of a figure, from its file name (see lossbench.figures)."""
+    for kind in ("curves", "confusion"):
+        if wildcards.figure.startswith(f"{kind}_"):
+            return kind
+    return "comparison"
+
+

@@ -1,4 +1,8 @@
 # Comparison across losses and seeds, the figures, and the report.
+#
+# The figures, the per-epoch table and the written report are marked for Snakemake's HTML
+# report (`snakemake --report report.html`), each with a category and a caption from
+# workflow/report/.
 
 
 rule compare:
@@ -26,8 +30,19 @@ rule figures:
         evaluations=expand("reports/evaluation/{run}.json", run=RUNS),
         log_dirs=expand("reports/training/{run}", run=RUNS),
     output:
-        figures=directory("reports/figures"),
-        epochs="reports/epochs.csv",
+        figures=report(
+            directory("reports/figures"),
+            patterns=["{figure}.png"],
+            caption="../report/figures.rst",
+            category=figure_category,
+            labels={"figure": "{figure}"},
+        ),
+        epochs=report(
+            "reports/epochs.csv",
+            caption="../report/epochs.rst",
+            category="curves",
+            labels={"figure": "per-epoch table"},
+        ),
     params:
         values=stage_values("figures"),
     conda:
@@ -46,7 +61,12 @@ rule report:
         summary="reports/summary.json",
         figures="reports/figures",
     output:
-        "reports/report.md",
+        report(
+            "reports/report.md",
+            caption="../report/report.rst",
+            category="report",
+            labels={"figure": "written report"},
+        ),
     params:
         values=stage_values("report"),
     conda:
