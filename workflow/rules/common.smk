@@ -12,8 +12,11 @@ from lossbench.params import stage_fingerprint, validate_params
 validate(config, schema="../schemas/params.schema.yaml")
 config = validate_params(config, source="params.yaml")
 
-# The software every rule runs, for `snakemake --use-conda` (the pinned project environment).
-ENVIRONMENT = "../../environment.yml"
+# The software environment of all rules, for `snakemake --sdm conda`: environment.yml's pins
+# in a file of its own, because environment.yml's `-e .` would resolve against
+# .snakemake/conda/ once Snakemake copies it there (lossbench.post-deploy.sh installs the
+# package from the project root instead).
+ENVIRONMENT = "../envs/lossbench.yaml"
 
 LOSSES = config["train"]["losses"]
 SEEDS = config["train"]["seeds"]
