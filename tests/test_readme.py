@@ -42,3 +42,33 @@ def test_conda_environment_has_the_same_pins_as_pyproject():
         if name.startswith("tensorflow"):
             continue
         assert conda_pins.get(name) == version, name
+
+
+def test_rule_environment_is_environment_yml_without_the_editable_install():
+    """Snakemake copies a rule's environment file into .snakemake/conda/, where environment.yml's
+    `-e .` would name that directory: the rules' file has the same pins and no relative path,
+    and its post-deploy script (run from the project root) installs the package."""
+    project_environment = yaml.safe_load((PROJECT / "environment.yml").read_text())
+    rule_environment = yaml.safe_load((PROJECT / "workflow/envs/lossbench.yaml").read_text())
+    project_pip = next(item["pip"] for item in project_environment["dependencies"] if isinstance(item, dict))
+    rule_pip = next(item["pip"] for item in rule_environment["dependencies"] if isinstance(item, dict))
+    assert project_pip[-1] == "-e ." and rule_pip == project_pip[:-1]
+    assert [item for item in rule_environment["dependencies"] if not isinstance(item, dict)] == [
+        item for item in project_environment["dependencies"] if not isinstance(item, dict)
+    ]
+    assert not any(line.startswith(("-e", "-r", ".", "/")) for line in rule_pip)
+    post_deploy = (PROJECT / "workflow/envs/lossbench.post-deploy.sh").read_text()
+    assert "pip install --no-deps -e ." in post_deploy
+    rules = (PROJECT / "workflow/rules/common.smk").read_text()
+    assert 'ENVIRONMENT = "../envs/lossbench.yaml"' in rules
+
+
+def test_license_is_mit():
+    text = (PROJECT / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "Copyright (c) 2026 lossbench developers" in text
+
+
+def test_readme_explains_conda_and_the_quick_test_run():
+    text = (PROJECT / "README.md").read_text()
+    assert "conda env create -f environment.yml" in text
+    assert '-m "not slow"' in text
