@@ -1,0 +1,313 @@
+"""Review that just works: small metrics, plots with data, the HTML report in a browser, a remote.
+
+The fast tests check the pieces (the review metrics, the headline, the per-epoch table, the
+offline plot page). The slow ones run on a tiny study on real images (2 losses x 1 seed,
+200/100 images, width 0.1) in a git + DVC repository made like a fresh clone, and execute
+the README's own lines, read out of README.md:
+
+1. the review recipe ("Reviewing a change"): a Snakemake run, `dvc commit`, the baseline
+   commit, an epochs change, `dvc repro` and the review commands; `dvc metrics diff` must fit
+   in 40 lines of at most 160 characters;
+2. `dvc plots show --json` / `dvc plots diff --json`: no error, and data in every plot;
+3. `snakemake --report report.html`, opened by headless Chromium: a screenshot that is not
+   blank and the figures' names in the rendered page;
+4. the remote: `dvc push`, a fresh `git clone`, `dvc pull`, then `dvc status` is clean and
+   Snakemake has nothing to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lossbench import compare, evaluate, figures
+from projects import PROJECT, copy_project, init_repository, needs_real_images, run, set_params
+
+LOSSES = ["categorical_crossentropy", "hinge"]
+TINY = {"data.train_size": 200, "data.test_size": 100, "model.width": 0.1,
+        "train.losses": LOSSES, "train.seeds": [0], "train.epochs": 1}
+# What the README promises of `dvc metrics diff` after an epochs change on this study.
+MAX_LINES, MAX_WIDTH = 40, 160
+PLOT_NAMES = {
+    f"{metric} per epoch ({kind})"
+    for metric, kinds in (
+        ("validation accuracy", ("mean per loss", "each run")),
+        ("validation loss", ("mean per loss",)),
+        ("training accuracy", ("mean per loss", "each run")),
+        ("training loss", ("mean per loss",)),
+    )
+    for kind in kinds
+}
+FIGURES = {"loss_shapes", "validation_accuracy", "test_accuracy"} | {
+    f"{kind}_{loss}" for kind in ("curves", "confusion") for loss in LOSSES
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The README's lines.
+# ---------------------------------------------------------------------------------------------
+
+
+def readme_blocks(heading: str) -> list[list[str]]:
+    """The indented code blocks of the README section `heading`, as lists of lines."""
+    text = (PROJECT / "README.md").read_text()
+    start = text.index(f"\n{heading}\n")
+    following = re.search(r"^#{2,3} ", text[start + len(heading) + 2:], re.M)
+    section = text[start:start + len(heading) + 2 + (following.start() if following else len(text))]
+    blocks, current = [], []
+    for line in section.splitlines():
+        if line.startswith("    "):
+            current.append(line[4:])
+        elif current:
+            blocks.append(current)
+            current = []
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def shell(line: str, cwd: Path, **replacements) -> str:
+    """Run one README line with bash (its trailing comment is bash's too); return stdout."""
+    for old, new in replacements.items():
+        line = line.replace(old, new)
+    result = run(["bash", "-c", line], cwd)
+    return result.stdout
+
+
+def test_the_readme_recipe_blocks_exist():
+    recipe, = readme_blocks("## Reviewing a change: `dvc metrics diff`")[:1]
+    assert any(line.startswith("git add params.yaml dvc.lock") for line in recipe)
+    assert any("dvc commit --force dvc.yaml" in line for line in recipe)
+    push, pull = readme_blocks("### Sharing results: a DVC remote")
+    assert push[0].startswith("dvc remote add -d ") and "dvc push" in push
+    assert pull[0] == "dvc pull" and any(line.startswith("snakemake --touch") for line in pull)
+    assert readme_blocks("### Snakemake's HTML report")[0] == ["snakemake --report report.html"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The pieces.
+# ---------------------------------------------------------------------------------------------
+
+
+def test_review_metrics_are_few_flat_numbers():
+    full = {"loss": "hinge", "seed": 0, "test_accuracy": 0.5, "test_loss": None, "train_accuracy": 0.6,
+            "best_val_accuracy": 0.55, "best_val_epoch": 3, "epochs_completed": 4, "collapsed": True,
+            "diverged": False, "train_seconds": 12.5, "per_class_accuracy": {"a": 1.0},
+            "confusion_matrix": [[1]], "setup": {"device": "CPU", "command": "lossbench evaluate"}}
+    flat = evaluate.review_metrics(full)
+    assert list(flat) == list(evaluate.REVIEW_METRICS)
+    assert flat["collapsed"] == 1 and flat["diverged"] == 0 and flat["test_loss"] is None
+    assert all(value is None or type(value) in (int, float) for value in flat.values())
+
+
+def test_headline_has_one_flat_entry_per_loss():
+    runs = [{"loss": loss, "seed": seed, "test_accuracy": accuracy, "collapsed": accuracy < 0.2}
+            for loss, values in (("a", [0.5, 0.6, 0.7]), ("b", [0.1, 0.5, 0.5])) for seed, accuracy in enumerate(values)]
+    summary = compare.summarise(runs, 0.95)
+    headline = compare.headline(summary)
+    assert list(headline) == ["a", "b"]
+    assert headline["a"]["test_accuracy_mean"] == pytest.approx(0.6)
+    assert headline["a"]["test_accuracy_ci_low"] < 0.6 < headline["a"]["test_accuracy_ci_high"]
+    assert headline["b"]["runs"] == 3 and headline["b"]["collapsed_runs"] == 1
+    assert all(isinstance(value, (int, float)) for entry in headline.values() for value in entry.values())
+
+
+def test_epochs_table_has_one_row_per_loss_seed_and_epoch(tmp_path):
+    log_dirs = []
+    for loss in ("z_loss", "a_loss"):
+        for seed in (1, 0):
+            log_dir = tmp_path / f"{loss}-seed{seed}"
+            log_dir.mkdir()
+            history = [{"epoch": epoch, "loss": 1.0 / epoch, "accuracy": 0.1 * epoch,
+                        "val_loss": float("nan") if epoch == 2 else 1.1 / epoch, "val_accuracy": 0.09 * epoch}
+                       for epoch in (1, 2)]
+            (log_dir / "history.json").write_text(json.dumps({"epochs": history}))
+            log_dirs.append(log_dir)
+    text = figures.epochs_table(figures.read_histories(log_dirs))
+    lines = text.splitlines()
+    assert lines[0] == ",".join(figures.EPOCH_COLUMNS)
+    assert len(lines) == 1 + 2 * 2 * 2
+    # The study's order of losses, then seeds and epochs in order; a missing value is empty.
+    assert [line.split(",")[2] for line in lines[1:3]] == ["z_loss-seed0"] * 2
+    assert lines[1].startswith("z_loss,0,z_loss-seed0,1,1.0,0.1,1.1,0.09")
+    assert lines[2].split(",")[6] == ""
+
+
+def test_dvc_plots_page_works_offline():
+    page = (PROJECT / "workflow/plots/offline.html").read_text()
+    assert "{plot_divs}" in page
+    # Without `{scripts}` DVC adds no <script src> of its own: its CDN links stay out.
+    assert "{scripts}" not in page and "<script src" not in page
+    for version in ('"5.20.2"', '"5.2.0"', '"6.18.2"'):
+        assert version in page
+    for name in ("vega", "vega-lite", "vega-embed"):
+        assert "Redistribution and use" in (PROJECT / f"workflow/plots/vendor/LICENSE-{name}").read_text()
+    assert "html_template = ../workflow/plots/offline.html" in (PROJECT / ".dvc/config").read_text()
+
+
+def test_generated_files_are_not_tracked_by_git():
+    for path in ("reports/figures/.snakemake_timestamp", "dvc_plots/index.html", "report.html"):
+        result = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=PROJECT)
+        assert result.returncode == 0, path
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end on a tiny study.
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    """A repository like a fresh clone of the project (README, benchmarks/dvc.yaml and all),
+    whose user then sets a tiny study in params.yaml without committing it."""
+    root = copy_project(tmp_path_factory.mktemp("review"))
+    for name in ("README.md", "LICENSE"):
+        shutil.copy(PROJECT / name, root / name)
+    shutil.copytree(PROJECT / "benchmarks", root / "benchmarks")
+    init_repository(root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "lossbench"], root)
+    set_params(root, **TINY)
+    return root
+
+
+@pytest.fixture(scope="module")
+def reviewed(clone):
+    """The README's review recipe, line by line; returns each command's output."""
+    recipe = readme_blocks("## Reviewing a change: `dvc metrics diff`")[0]
+    outputs = {}
+    for line in recipe:
+        if line.startswith("#"):
+            # The one step a person does by hand: the change under review.
+            assert "params.yaml" in line and "train.epochs" in line, line
+            set_params(clone, **{"train.epochs": 2})
+            continue
+        outputs[line.split("#")[0].strip()] = shell(line, clone)
+        if line.startswith("git add"):
+            # The baseline holds everything a run leaves: nothing untracked, nothing deleted.
+            assert run(["git", "status", "--porcelain"], clone).stdout == ""
+    return outputs
+
+
+@pytest.mark.slow
+@needs_real_images
+def test_readme_review_recipe_fits_on_one_screen(clone, reviewed):
+    metrics_diff = reviewed["dvc metrics diff"]
+    print(f"\n$ dvc metrics diff\n{metrics_diff}")
+    lines = metrics_diff.rstrip("\n").splitlines()
+    assert 3 <= len(lines) <= MAX_LINES, metrics_diff
+    assert max(len(line) for line in lines) <= MAX_WIDTH, metrics_diff
+    assert "reports/headline.json" in metrics_diff and "epochs_completed" in metrics_diff
+    for text in ("setup", "command", "per_class", "confusion", "device"):
+        assert text not in metrics_diff
+    # The baseline holds params.yaml: only the change is a parameter difference.
+    params_diff = json.loads(run(["dvc", "params", "diff", "--json"], clone).stdout)
+    assert params_diff == {"params.yaml": {"train.epochs": {"old": 1, "new": 2, "diff": 1}}}
+    metrics = json.loads(run(["dvc", "metrics", "diff", "--json"], clone).stdout)
+    assert metrics["reports/metrics/hinge-seed0.json"]["epochs_completed"] == {"old": 1, "new": 2, "diff": 1}
+    # `dvc repro` left Snakemake's timestamps out of git's view: no deleted files.
+    status = run(["git", "status", "--porcelain"], clone).stdout
+    assert not [line for line in status.splitlines() if line[:2].strip().startswith("D")], status
+    assert "up to date" in run(["dvc", "status", "dvc.yaml"], clone).stdout.lower()
+
+
+def check_plots(payload: dict, revisions: set[str]) -> list[str]:
+    assert not payload.get("errors"), payload.get("errors")
+    names = []
+    for name, entries in payload["data"].items():
+        assert entries, f"plot {name!r} has no data"
+        for entry in entries:
+            if entry["type"] == "vega":
+                values = entry["content"]["data"]["values"]
+                assert values, f"plot {name!r} has no data points"
+                assert {value["rev"] for value in values} == revisions, name
+            else:
+                assert entry["type"] == "image" and Path(entry["url"]).stat().st_size > 1000, name
+        names.append(name)
+    return names
+
+
+@pytest.mark.slow
+@needs_real_images
+def test_every_dvc_plot_has_data(clone, reviewed):
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], clone).stdout)
+    names = check_plots(shown, {"workspace"})
+    print("\n$ dvc plots show --json: plots\n" + "\n".join(names))
+    assert PLOT_NAMES <= set(names)
+    assert {f"reports/figures/{name}.png" for name in FIGURES} == set(names) - PLOT_NAMES
+    check_plots(json.loads(run(["dvc", "plots", "diff", "--json"], clone).stdout), {"HEAD", "workspace"})
+    # The HTML page inlines Vega: nothing loads from the network.
+    page = (clone / "dvc_plots/index.html").read_text()
+    assert "cdn.jsdelivr.net" not in page and "vegaEmbed(" in page
+
+
+def chromium() -> str:
+    """The headless browser, or a skip (a failure in CI, whose .ci/run installs it)."""
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    message = "Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def browse(url: str, *arguments: str, timeout: int = 180) -> subprocess.CompletedProcess:
+    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+               "--virtual-time-budget=15000", *arguments, url]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=True)
+
+
+@pytest.mark.slow
+@needs_real_images
+def test_snakemake_report_renders_in_chromium(clone, reviewed, tmp_path):
+    from PIL import Image
+
+    chromium()
+    for line in readme_blocks("### Snakemake's HTML report")[0]:
+        shell(line, clone)
+    report = clone / "report.html"
+    assert report.stat().st_size > 100_000
+    screenshot = tmp_path / "report.png"
+    browse(report.as_uri(), f"--screenshot={screenshot}", "--window-size=1400,1100")
+    with Image.open(screenshot) as image:
+        assert image.size == (1400, 1100)
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+    print(f"\nscreenshot: {screenshot} ({screenshot.stat().st_size} bytes, 1400x1100)")
+    # A blank or error page has a handful of colours; the rendered report has text, the
+    # sidebar and the DAG's coloured nodes.
+    assert len(colours) > 200 and max(count for count, _ in colours) < 0.9 * 1400 * 1100
+    dom = browse(report.as_uri(), "--dump-dom").stdout
+    # What the browser rendered, without the scripts that hold the report's data.
+    rendered = re.sub(r"<(script|style)\b.*?</\1>", "", dom, flags=re.S)
+    for name in FIGURES:
+        assert f"{name}.png" in rendered, name
+    for name in ("curves", "comparison", "confusion", "report.md", "epochs.csv", "Workflow"):
+        assert name in rendered, name
+
+
+@pytest.mark.slow
+@needs_real_images
+def test_remote_push_then_a_fresh_clone_pulls_and_runs_nothing(clone, reviewed, tmp_path):
+    push, pull = readme_blocks("### Sharing results: a DVC remote")
+    run(["git", "add", "params.yaml", "dvc.lock", "reports"], clone)
+    run(["git", "commit", "-qm", "epochs 2"], clone)
+    storage = tmp_path / "storage"
+    for line in push:
+        shell(line, clone, **{"/srv/dvc/lossbench": str(storage)})
+    assert any(path.is_file() for path in storage.rglob("*"))
+    fresh = tmp_path / "fresh"
+    run(["git", "clone", "-q", str(clone), str(fresh)], tmp_path)
+    assert not (fresh / "data/models").exists()
+    outputs = {line.split("#")[0].strip(): shell(line, fresh) for line in pull}
+    assert all((fresh / f"data/models/{loss}-seed0.keras").is_file() for loss in LOSSES)
+    assert "Data and pipelines are up to date" in outputs["dvc status dvc.yaml"]
+    dry_run = run(["snakemake", "-n"], fresh)
+    assert "Nothing to be done" in dry_run.stdout + dry_run.stderr, dry_run.stdout[-3000:]
+    assert run(["git", "status", "--porcelain"], fresh).stdout == ""
