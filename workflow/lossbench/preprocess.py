@@ -21,7 +21,7 @@ Out: a directory holding
   test images grouped by class;
 * ``classes.json``: the class names in label order;
 
-and a small JSON of images per class (a DVC metric)::
+and a small JSON of images per class (a plain output that git tracks)::
 
     {"train": {"total": 50000, "per_class": {"airplane": 5000, ...}}, "test": {...}}
 
