@@ -19,16 +19,16 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
-# The HTML report's front page (`snakemake --report report.html`, after a run).
-report: "workflow/report/workflow.rst"
-
-
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/bench.smk"
+
+
+# The front page of the HTML report (`snakemake --report report.html`, after a run).
+report: "workflow/report/workflow.rst"
 
 
 # Light rules run in the main Snakemake process (the login node under the SLURM profile):

@@ -141,3 +141,25 @@ def test_parsing_the_workflow_does_not_import_tensorflow():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_only_small_flat_files_are_dvc_metrics():
+    """`dvc metrics diff` shows only the per-run review metrics and the per-loss headline; the
+    full evaluations, the summary and the image counts are plain outputs that git tracks."""
+    from dvc.repo import Repo
+
+    repo = Repo(str(PROJECT))
+    metrics, untracked_by_cache = set(), set()
+    for stage in repo.index.stages:
+        if Path(stage.dvcfile.path) != PROJECT / "dvc.yaml":
+            continue
+        for out in stage.outs:
+            if out.metric:
+                metrics.add(out.def_path)
+            if not out.use_cache:
+                untracked_by_cache.add(out.def_path)
+    runs = run_names(load_params(PROJECT / "params.yaml"))
+    assert metrics == {f"reports/metrics/{run}.json" for run in runs} | {"reports/headline.json"}
+    expected_plain = {f"reports/evaluation/{run}.json" for run in runs} | {
+        "reports/summary.json", "reports/data/counts.json", "reports/epochs.csv"}
+    assert expected_plain | metrics <= untracked_by_cache

@@ -1,7 +1,7 @@
 """The `figures` stage: render the comparison figures as PNG files.
 
-In:  `reports/summary.json` (from `lossbench compare`), the per-run metrics JSON files (from
-     `lossbench evaluate`), the runs' training log directories (`history.json`, `run.json`
+In:  `reports/summary.json` (from `lossbench compare`), the per-run evaluation JSON files
+     (`reports/evaluation/`, from `lossbench evaluate`), the runs' training log directories (`history.json`, `run.json`
      from `lossbench train`) and the loss registry (`lossbench.losses`).
 Out: a directory of PNG files (`reports/figures/`):
 
