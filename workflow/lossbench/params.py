@@ -40,6 +40,9 @@ TRAIN_KEYS = (
     "train.holdout_fraction",
     "train.precision",
     "train.steps_per_execution",
+    "train.device",
+    "train.jit_compile",
+    "train.deterministic",
 )
 
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {
