@@ -58,3 +58,12 @@ def test_collapse_table_and_report(tmp_path):
     assert "| `categorical_crossentropy` | keras3 | 10 | 6 | 60 % (26–88 %) | 30.0 % |" in text
     assert "0 of 10 runs collapsed with keras1, 6 of 10 with keras3" in text
     assert "a significant difference (p = 0.0108 < 0.05)" in text
+
+
+def test_review_metrics_files_name_their_run(tmp_path):
+    """reports/metrics/ holds numbers only (collapsed as 0/1): the run comes from the name."""
+    path = tmp_path / "ova_hinge-seed3.json"
+    path.write_text(json.dumps({"test_accuracy": 0.1, "collapsed": 1}))
+    assert collapse.read_run(path) == {"loss": "ova_hinge", "seed": 3, "test_accuracy": 0.1, "collapsed": 1}
+    table = collapse.run({"a": [path]}, tmp_path / "out", title="t", setup="s")
+    assert table["cells"]["ova_hinge"]["a"]["collapsed"] == 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -105,6 +106,24 @@ def render_markdown(table: dict, title: str, setup: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+RUN_FILE_NAME = re.compile(r"^(?P<loss>.+)-seed(?P<seed>\d+)\.json$")
+
+
+def read_run(path: str | Path) -> dict:
+    """One run's metrics: a full evaluation (`reports/evaluation/<loss>-seed<seed>.json`) or
+    the review metrics beside it (`reports/metrics/`), which hold numbers only, so their loss
+    and seed are read from the file name."""
+    path = Path(path)
+    metrics = json.loads(path.read_text())
+    match = RUN_FILE_NAME.match(path.name)
+    if ("loss" not in metrics or "seed" not in metrics) and match:
+        metrics = {"loss": match["loss"], "seed": int(match["seed"]), **metrics}
+    missing = [key for key in ("loss", "seed", "test_accuracy") if key not in metrics]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)}: pass the metrics files of `lossbench evaluate`.")
+    return metrics
+
+
 def run(groups: dict[str, Sequence[str | Path]], output_dir: str | Path, title: str, setup: str,
         confidence_level: float = 0.95) -> dict:
     """The CLI's entry point: read each group's metrics files, write collapse.json and .md."""
@@ -112,7 +131,7 @@ def run(groups: dict[str, Sequence[str | Path]], output_dir: str | Path, title: 
     for group, paths in groups.items():
         if not paths:
             raise ValueError(f"The group {group!r} has no metrics files; pass --group NAME=FILE,FILE...")
-        runs[group] = [json.loads(Path(path).read_text()) for path in paths]
+        runs[group] = [read_run(path) for path in paths]
     table = collapse_table(runs, confidence_level)
     output_dir = Path(output_dir)
     write_json(output_dir / "collapse.json", table)
