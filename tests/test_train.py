@@ -338,3 +338,22 @@ def test_a_failed_checkpoint_write_leaves_no_temporary_file(tmp_path, tiny_model
     with pytest.raises(OSError, match="No space left"):
         train.save_checkpoint(path, tiny_model, {"history": []})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_ends_training_with_one_line(tmp_path):
+    data = write_prepared(tmp_path / "data", train_count=128, test_count=32)
+    params = write_params(tmp_path / "params.yaml", epochs=50)
+    out = tmp_path / "run"
+    process = subprocess.Popen(train_command(params, data, out), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    checkpoint = out / "checkpoint" / "checkpoint.npz"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+
+    assert process.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("lossbench train: interrupted.")
+    assert not list(out.rglob(".*.tmp*"))
