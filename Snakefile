@@ -9,14 +9,34 @@
 # Run everything, one GPU job at a time:   snakemake --cores 1 --resources gpu=1
 # The same through a profile:              snakemake --workflow-profile workflow/profiles/local
 # On a SLURM cluster, a job per (loss, seed): snakemake --workflow-profile workflow/profiles/slurm
-# Parameters: params.yaml (validated against workflow/schemas/params.schema.yaml).
+# Parameters: params.yaml only (validated against workflow/schemas/params.schema.yaml). To try
+# other values, edit params.yaml or run `dvc exp run -S key=value`; --configfile and --config
+# are refused.
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
+
+from lossbench.params import ParamsError, load_params
 
 min_version("9.0")
 
-
-configfile: "params.yaml"
+# Every job reads params.yaml itself (`lossbench <stage>` does, under DVC too), so the DAG must
+# be built from that file and nothing else: values from --configfile or --config would decide
+# which jobs run but not what they compute. Snakemake fills `config` from those options before
+# it reads this file, so here a non-empty `config` means that one was given.
+if config:
+    raise WorkflowError(
+        "lossbench reads its parameters from params.yaml only, but this run was given other "
+        f"values (--configfile or --config: {', '.join(sorted(map(str, config)))}), which its "
+        "jobs would not see. Edit params.yaml instead, or try values in a DVC experiment with "
+        "`dvc exp run -S key=value`, and run Snakemake without --configfile and --config."
+    )
+# The package's loader, not `configfile:`, so that a syntax error is reported with its line
+# and column, exactly as `lossbench` reports it.
+try:
+    config.update(load_params("params.yaml"))
+except ParamsError as error:
+    raise WorkflowError(str(error)) from None
 
 
 include: "workflow/rules/common.smk"

@@ -145,8 +145,21 @@ def load_params(path: str | Path = "params.yaml") -> dict:
         with path.open() as handle:
             params = yaml.safe_load(handle)
     except yaml.YAMLError as error:
-        raise ParamsError(f"{path} is not valid YAML: {error}") from error
+        raise ParamsError(f"{path} is not valid YAML: {_describe_yaml_error(error)}") from error
     return validate_params(params, source=str(path))
+
+
+def _describe_yaml_error(error: yaml.YAMLError) -> str:
+    """PyYAML's reason with the line and column (counted from 1) where it found the problem."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    if mark is None:
+        return f"{problem}. Fix the syntax and run again."
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context and context_mark is not None:
+        text += f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    return f"{text}. Fix the syntax there and run again."
 
 
 def get_key(params: dict, dotted: str) -> Any:
