@@ -39,6 +39,31 @@ except ParamsError as error:
     raise WorkflowError(str(error)) from None
 
 
+# Snakemake and DVC must not run at once in one project: each deletes the outputs it reruns.
+# Just before the first job (never on a dry run) this run registers itself in DVC's lock file,
+# which stops any DVC command at once while it runs, or stops here, naming DVC, if DVC is at
+# work (workflow/lossbench/orchestration.py).
+onstart:
+    from lossbench.orchestration import ConcurrentRunError, hold_project
+
+    try:
+        hold_project(".")
+    except ConcurrentRunError as error:
+        raise WorkflowError(str(error)) from None
+
+
+onsuccess:
+    from lossbench.orchestration import release_project
+
+    release_project()
+
+
+onerror:
+    from lossbench.orchestration import release_project
+
+    release_project()
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
