@@ -16,7 +16,9 @@
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
-from lossbench.params import ParamsError, load_params
+import os
+
+from lossbench.params import DAG_DIGEST_VARIABLE, ParamsError, load_params, params_digest
 
 min_version("9.0")
 
@@ -37,6 +39,11 @@ try:
     config.update(load_params("params.yaml"))
 except ParamsError as error:
     raise WorkflowError(str(error)) from None
+# Jobs inherit this and refuse to run if params.yaml is edited while Snakemake runs. The main
+# process built the DAG and sets it; a job's own Snakemake process (a SLURM job) keeps the
+# value it inherited from there.
+if workflow.is_main_process or DAG_DIGEST_VARIABLE not in os.environ:
+    os.environ[DAG_DIGEST_VARIABLE] = params_digest(config)
 
 
 # Snakemake and DVC must not run at once in one project: each deletes the outputs it reruns.

@@ -14,9 +14,10 @@ from lossbench import cli, download
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def run_download(monkeypatch, capsys, error: BaseException, *options: str):
+def run_download(monkeypatch, capsys, error: BaseException | None, *options: str):
     def fail(*args, **kwargs):
-        raise error
+        if error is not None:
+            raise error
 
     monkeypatch.setattr(download, "run", fail)
     status = cli.main([*options, "--params", str(PROJECT / "params.yaml"), "download",
@@ -52,3 +53,16 @@ def test_an_interrupt_is_one_line_and_exit_130(monkeypatch, capsys):
 def test_verbose_keeps_the_traceback(monkeypatch, capsys, error):
     with pytest.raises(type(error)):
         run_download(monkeypatch, capsys, error, "--verbose")
+
+
+def test_a_job_refuses_params_edited_since_snakemake_built_its_dag(monkeypatch, capsys):
+    """The Snakefile exports the digest of the values it built its DAG from; jobs compare."""
+    from lossbench.params import DAG_DIGEST_VARIABLE, load_params, params_digest
+
+    monkeypatch.setenv(DAG_DIGEST_VARIABLE, params_digest(load_params(PROJECT / "params.yaml")))
+    assert run_download(monkeypatch, capsys, None)[0] == 0
+
+    monkeypatch.setenv(DAG_DIGEST_VARIABLE, "0" * 64)
+    status, err = run_download(monkeypatch, capsys, None)
+    assert status == 2
+    assert "params.yaml has changed since Snakemake built its DAG from it" in err

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from projects import copy_project, environment, init_repository, needs_real_images, run
+from projects import (
+    copy_project, environment, init_repository, needs_real_images, run, set_params,
+)
 
 pytestmark = [pytest.mark.slow, needs_real_images]
 
@@ -91,3 +93,17 @@ def test_snakemake_stops_at_once_while_dvc_runs(project):
     assert (project / "reports" / "report.md").is_file()
     # Snakemake left no lock of its own behind: it runs once DVC is done.
     run(["snakemake", "--cores", "1", "--resources", "gpu=1"], project)
+
+
+def test_editing_params_while_snakemake_runs_stops_the_remaining_jobs(project):
+    """Jobs read params.yaml when they start: an edit mid-run must not reach them silently."""
+    snakemake = start(["snakemake", "--cores", "1", "--resources", "gpu=1"], project)
+    wait_for(lambda: (project / "data" / "raw" / "archive").is_file(), snakemake,
+             "Snakemake ran its first job")
+    set_params(project, **{"train.epochs": 2})
+
+    output = snakemake.communicate(timeout=900)[0]
+
+    assert snakemake.returncode != 0
+    assert "params.yaml has changed since Snakemake built its DAG from it" in output, output[-4000:]
+    assert not (project / "reports" / "report.md").exists()

@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lossbench.params import ParamsError, load_params, run_names
+from lossbench.params import ParamsError, check_dag_params, load_params, run_names
 
 
 def _download(args: argparse.Namespace, params: dict) -> None:
@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         params = load_params(args.params)
+        check_dag_params(params, source=str(args.params))
         args.handler(args, params)
     except (ParamsError, ValueError, FileNotFoundError, ConnectionError) as error:
         # User-facing problems end with their message, not a traceback (--verbose shows it).
