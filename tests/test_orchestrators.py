@@ -3,7 +3,9 @@
 In a throwaway git + DVC copy of the project on real images (200/100 images, width 0.1, one
 loss, one seed, one epoch), one orchestrator runs the study while the other is started: the
 second must stop before it deletes or writes anything, with a message naming the first, and
-the first must finish cleanly (workflow/lossbench/orchestration.py).
+the first must finish cleanly (workflow/lossbench/orchestration.py). The same copy checks
+that an edit to params.yaml during a Snakemake run stops the remaining jobs. The last test
+checks the mechanism alone in seconds, on a DVC repository whose one stage sleeps.
 """
 
 import json
@@ -16,8 +18,6 @@ import pytest
 from projects import (
     copy_project, environment, init_repository, needs_real_images, run, set_params,
 )
-
-pytestmark = [pytest.mark.slow, needs_real_images]
 
 TINY = {
     "data.train_size": 200,
@@ -58,6 +58,8 @@ def project(tmp_path):
     return root
 
 
+@pytest.mark.slow
+@needs_real_images
 def test_dvc_stops_at_once_while_snakemake_runs(project):
     snakemake = start(["snakemake", "--cores", "1", "--resources", "gpu=1"], project)
     wait_for(lambda: "Snakemake is running" in json.dumps(rwlock(project)), snakemake,
@@ -77,6 +79,8 @@ def test_dvc_stops_at_once_while_snakemake_runs(project):
     run(["dvc", "commit", "--force"], project)  # DVC works again once Snakemake is done.
 
 
+@pytest.mark.slow
+@needs_real_images
 def test_snakemake_stops_at_once_while_dvc_runs(project):
     dvc = start(["dvc", "repro"], project)
     wait_for(lambda: (project / "data" / "raw" / "archive").is_file(), dvc, "DVC ran a stage")
@@ -95,6 +99,8 @@ def test_snakemake_stops_at_once_while_dvc_runs(project):
     run(["snakemake", "--cores", "1", "--resources", "gpu=1"], project)
 
 
+@pytest.mark.slow
+@needs_real_images
 def test_editing_params_while_snakemake_runs_stops_the_remaining_jobs(project):
     """Jobs read params.yaml when they start: an edit mid-run must not reach them silently."""
     snakemake = start(["snakemake", "--cores", "1", "--resources", "gpu=1"], project)
@@ -107,3 +113,29 @@ def test_editing_params_while_snakemake_runs_stops_the_remaining_jobs(project):
     assert snakemake.returncode != 0
     assert "params.yaml has changed since Snakemake built its DAG from it" in output, output[-4000:]
     assert not (project / "reports" / "report.md").exists()
+
+
+def test_the_hold_and_dvc_exclude_each_other(tmp_path):
+    """The mechanism alone, in seconds: a DVC repository whose one stage sleeps."""
+    from lossbench.orchestration import ConcurrentRunError, hold_project, release_project
+
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        run(command, tmp_path)
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  slow:\n    cmd: sleep 4 && echo done > out.txt\n    outs:\n      - out.txt\n"
+    )
+    dvc = start(["dvc", "repro"], tmp_path)
+    wait_for(lambda: rwlock(tmp_path).get("write"), dvc, "DVC ran its stage")
+    with pytest.raises(ConcurrentRunError, match="DVC is running a stage in this project"):
+        hold_project(tmp_path)
+    assert dvc.wait(timeout=120) == 0
+
+    hold_project(tmp_path)
+    try:
+        blocked = run(["dvc", "repro", "--force"], tmp_path, check=False, timeout=120)
+        assert blocked.returncode != 0
+        assert "Snakemake is running lossbench in this project" in blocked.stdout + blocked.stderr
+    finally:
+        release_project()
+    assert rwlock(tmp_path).get("write", {}) == {}
+    run(["dvc", "status"], tmp_path)

@@ -52,7 +52,7 @@ def hold_project(directory: str | os.PathLike = ".") -> None:
     if _held is not None:
         return
     directory = Path(directory).resolve()
-    from dvc.exceptions import NotDvcRepoError
+    from dvc.exceptions import DvcException, NotDvcRepoError
     from dvc.lock import LockError
     from dvc.repo import Repo
     from dvc.rwlock import rwlock
@@ -88,6 +88,10 @@ def hold_project(directory: str | os.PathLike = ".") -> None:
     except LockError as error:
         # While a stage's command runs, DVC lists the stage's files in rwlock with its PID.
         raise ConcurrentRunError(f"DVC is running a stage in this project: {error} {advice}") from None
+    except DvcException as error:  # A damaged .dvc/tmp/rwlock, for one.
+        raise ConcurrentRunError(
+            f"Snakemake could not check whether DVC is running in this project: {error}"
+        ) from None
     finally:
         repo.lock.unlock()
         repo.close()
