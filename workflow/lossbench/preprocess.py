@@ -312,9 +312,8 @@ def check_sizes(
         if size < len(classes):
             raise ValueError(
                 f"{params_key} is {size}, fewer than the {len(classes)} classes of the "
-                f"archive's {split} images: a stratified subset would leave out "
-                f"{len(classes) - size} classes entirely. Set {params_key} to at least "
-                f"{len(classes)}, or to null for all images."
+                f"archive's {split} images, so a stratified subset cannot keep every class. "
+                f"Set {params_key} to at least {len(classes)}, or to null for all images."
             )
         left_out = [class_names[label] for label, quota in zip(classes, quotas) if quota == 0]
         if left_out:

@@ -311,8 +311,8 @@ def load_checkpoint(path: Path, model, fingerprint: str, epochs: int | None = No
                 return None
             done = len(state["history"])
             if state.get("diverged_epoch") is not None or (epochs is not None and done >= epochs):
-                logger.info("Checkpoint %s records a finished run (%d epochs%s); deleting it and "
-                            "training afresh.", path, done,
+                logger.info("Checkpoint %s records a finished run (after epoch %d%s); deleting it "
+                            "and training afresh.", path, done,
                             ", diverged" if state.get("diverged_epoch") is not None else "")
                 path.unlink()
                 return None
