@@ -35,3 +35,8 @@ def test_quick_benchmark_writes_every_key(tmp_path):
         assert rows[(32, "float32")]["epoch_efficiency"] > 0
     assert set(results["orchestration"]) == {"snakemake_dry_run_s", "dvc_status_s", "dvc_repro_dry_s"}
     assert "train eff" in result.stdout
+    # Which CPU, whether it has bfloat16 units, and bf16's speed-up over float32.
+    assert results["cpu"]["model"] and isinstance(results["cpu"]["bf16_units"], list)
+    assert "bfloat16 units:" in result.stdout
+    for backend in results["backends"]:
+        assert backend["precision_speedups"]["mixed_bfloat16/float32 batch 32"] > 0

@@ -176,3 +176,17 @@ def test_runs_with_a_dead_final_layer_are_counted(tmp_path):
     assert squared["dead_final_layer_runs"] == 0 and squared["dead_final_layer_seeds"] == []
     assert squared["test_accuracy_alive"]["n"] == 3
     assert squared["diverged_runs"] == 1
+
+
+def test_collapsed_runs_are_counted_and_left_out_of_the_second_mean(tmp_path):
+    runs = [metrics("categorical_crossentropy", seed, accuracy)
+            for seed, accuracy in ((0, 0.10), (1, 0.50), (2, 0.60))]
+    runs[0]["collapsed"] = True        # predicted one class for >= 90 % of the test images
+    runs[1]["collapsed"] = False
+    # runs[2] comes from before `collapsed` existed: it counts as not collapsed.
+    summary = compare.run({"confidence_level": 0.95}, write_runs(tmp_path, runs), tmp_path / "s.json")
+    ce = summary["losses"]["categorical_crossentropy"]
+    assert ce["collapsed_runs"] == 1 and ce["collapsed_seeds"] == [0]
+    assert ce["test_accuracy"]["n"] == 3 and ce["test_accuracy"]["mean"] == pytest.approx(0.4)
+    assert ce["test_accuracy_not_collapsed"]["n"] == 2
+    assert ce["test_accuracy_not_collapsed"]["mean"] == pytest.approx(0.55)

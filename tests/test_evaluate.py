@@ -42,6 +42,25 @@ def test_classification_metrics_match_a_hand_count():
     assert metrics["confusion_matrix"] == [[1, 1, 0], [0, 1, 1], [0, 0, 1]]
 
 
+def test_a_model_that_predicts_one_class_is_marked_collapsed():
+    labels = np.arange(20) % 2
+    # 18 of 20 images (90 %) predicted as class 1: collapsed at the default share of 0.9.
+    scores = np.tile([0.1, 0.8, 0.1], (20, 1))
+    scores[:2] = [0.9, 0.05, 0.05]
+    metrics = evaluate.classification_metrics(labels, scores, CLASS_NAMES)
+    assert metrics["top_predicted_class_share"] == pytest.approx(0.9)
+    built = evaluate.build_metrics("hinge", 0, labels, scores, CLASS_NAMES, 1.0, [], {}, [0.5])
+    assert built["collapsed"] is True
+    # 17 of 20 (85 %) is not collapsed; nor is a higher threshold met by 90 %.
+    scores[2] = [0.9, 0.05, 0.05]
+    assert evaluate.build_metrics("hinge", 0, labels, scores, CLASS_NAMES, 1.0, [], {}, [0.5])[
+        "collapsed"] is False
+    scores[2] = [0.1, 0.8, 0.1]
+    assert evaluate.build_metrics(
+        "hinge", 0, labels, scores, CLASS_NAMES, 1.0, [], {}, [0.5], collapse_share=0.95
+    )["collapsed"] is False
+
+
 def test_all_nan_scores_count_as_wrong_not_as_class_zero():
     # np.argmax would return 0 for every NaN row and so credit class 0's images as right.
     scores = np.full((4, 3), np.nan)

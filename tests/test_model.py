@@ -31,7 +31,9 @@ def test_paper_per_layer_parameter_counts(paper_model):
     assert counts == PAPER_LAYER_PARAMETERS
 
 
-def test_paper_layer_shapes(paper_model):
+@pytest.mark.parametrize("stride2_padding", ["theano", "tensorflow"])
+def test_paper_layer_shapes(stride2_padding):
+    paper_model = build_model(stride2_padding=stride2_padding)
     convolutions = [layer for layer in paper_model.layers if isinstance(layer, layers.Conv2D)]
     shapes = [tuple(layer.output.shape[1:]) for layer in convolutions]
     assert shapes == [
@@ -46,7 +48,15 @@ def test_paper_layer_shapes(paper_model):
         (8, 8, 10),
     ]
     assert all(layer.activation is keras.activations.relu for layer in convolutions)
-    assert all(layer.padding == "same" for layer in convolutions)
+    if stride2_padding == "tensorflow":
+        assert all(layer.padding == "same" for layer in convolutions)
+    else:
+        # Theano's symmetric padding: an explicit one-pixel ZeroPadding2D, then "valid".
+        for layer in convolutions:
+            assert layer.padding == ("valid" if layer.strides == (2, 2) else "same")
+        paddings = [layer for layer in paper_model.layers if isinstance(layer, layers.ZeroPadding2D)]
+        assert [layer.name for layer in paddings] == ["pad_3", "pad_6"]
+        assert all(layer.padding == ((1, 1), (1, 1)) for layer in paddings)
 
 
 def test_initializers_are_keras1_defaults(paper_model):
@@ -147,3 +157,78 @@ def test_flops_scale_with_width():
     assert full > half > quarter > 0
     assert 0.25 <= half / full < 0.27
     assert 0.0625 <= quarter / full < 0.075
+
+
+# --- The paper's Keras 1.0.3 initialisation and Theano padding -------------------------------
+
+
+@pytest.mark.parametrize("init", ["keras1", "keras3"])
+def test_kernel_spread_per_layer_matches_the_glorot_formula(init):
+    # Keras <= 1.0.3 (the paper's): fan_in = c_in k^2, fan_out = c_out for a k x k kernel;
+    # Keras 3: fan_out = c_out k^2. A uniform(-L, L) draw has standard deviation L / sqrt(3).
+    model = build_model(init=init)
+    for layer in model.layers:
+        if not isinstance(layer, (layers.Conv2D, layers.Dense)):
+            continue
+        kernel = np.asarray(layer.kernel)
+        if kernel.ndim == 4:
+            size, _, channels_in, channels_out = kernel.shape
+            fan_out = channels_out if init == "keras1" else channels_out * size * size
+            limit = np.sqrt(6.0 / (channels_in * size * size + fan_out))
+        else:
+            limit = np.sqrt(6.0 / sum(kernel.shape))
+        assert np.max(np.abs(kernel)) <= limit
+        assert np.max(np.abs(kernel)) > 0.95 * limit, layer.name
+        assert np.std(kernel) == pytest.approx(limit / np.sqrt(3), rel=0.1), layer.name
+
+
+def test_keras1_three_by_three_kernels_start_wider_than_keras3():
+    keras1, keras3 = build_model(init="keras1"), build_model(init="keras3")
+    for name in ("conv_1", "conv_2", "conv_3", "conv_7", "conv_8", "conv_9"):
+        ratio = np.std(keras1.get_layer(name).kernel) / np.std(keras3.get_layer(name).kernel)
+        if keras1.get_layer(name).kernel_size == (3, 3):
+            assert 1.3 <= ratio <= 2.8, (name, ratio)
+        else:
+            assert ratio == pytest.approx(1.0, rel=0.1), (name, ratio)
+
+
+def _numpy_convolution(images, kernel, stride, pad_before, pad_after):
+    """A plain numpy cross-correlation (what Conv2D computes), channels last, no bias."""
+    padded = np.pad(images, ((0, 0), (pad_before, pad_after), (pad_before, pad_after), (0, 0)))
+    size = kernel.shape[0]
+    rows = (padded.shape[1] - size) // stride + 1
+    columns = (padded.shape[2] - size) // stride + 1
+    output = np.zeros((images.shape[0], rows, columns, kernel.shape[3]))
+    for row in range(rows):
+        for column in range(columns):
+            window = padded[:, row * stride:row * stride + size, column * stride:column * stride + size]
+            output[:, row, column] = np.tensordot(window, kernel, axes=([1, 2, 3], [0, 1, 2]))
+    return output
+
+
+@pytest.mark.parametrize(
+    ("stride2_padding", "pad_before", "pad_after"),
+    # Theano pads one pixel on both sides (windows centred on 0, 2, 4); TensorFlow's "same"
+    # pads 0 before and 1 after on an even input (windows centred on 1, 3, 5).
+    [("theano", 1, 1), ("tensorflow", 0, 1)],
+)
+def test_stride2_padding_matches_a_hand_computed_convolution(stride2_padding, pad_before, pad_after):
+    model = build_model(width=0.05, input_shape=(6, 6, 3), stride2_padding=stride2_padding)
+    before_stride = model.get_layer("conv_2").output
+    after_stride = model.get_layer("conv_3").output
+    probe = keras.Model(model.inputs, [before_stride, after_stride])
+    images = np.random.default_rng(0).uniform(size=(2, 6, 6, 3)).astype("float32")
+
+    features, result = (np.asarray(array) for array in probe(images))
+
+    kernel = np.asarray(model.get_layer("conv_3").kernel, dtype="float64")
+    expected = np.maximum(_numpy_convolution(features, kernel, 2, pad_before, pad_after), 0)
+    assert result.shape == expected.shape == (2, 3, 3, kernel.shape[3])
+    np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_init_and_padding_are_refused():
+    with pytest.raises(ValueError, match="model.init"):
+        build_model(init="he")
+    with pytest.raises(ValueError, match="model.stride2_padding"):
+        build_model(stride2_padding="reflect")

@@ -28,7 +28,7 @@ from archives import (
 )
 from lossbench import cli, preprocess
 from lossbench.download import ArchiveError, UnsafeArchiveError
-from lossbench.preprocess import load_prepared, prepare, stratified_subset
+from lossbench.preprocess import image_folder_order, load_prepared, prepare, stratified_subset
 
 PROJECT_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
 
@@ -45,10 +45,13 @@ def prepare_into(tmp_path: Path, archive: Path, dataset: str, **options) -> tupl
     return counts, output_dir
 
 
-def assert_round_trip(output_dir: Path, expected) -> None:
+def assert_round_trip(output_dir: Path, expected, training_order=None) -> None:
     data = load_prepared(output_dir)
     for split in ("train", "test"):
         images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        if split == "train" and training_order is not None:
+            # Image folders store their training images in one fixed seeded order.
+            images, labels = images[np.argsort(training_order)], labels[np.argsort(training_order)]
         assert images.dtype == np.uint8
         assert images.shape == getattr(expected, f"{split}_images").shape
         assert labels.dtype == np.int32
@@ -91,7 +94,7 @@ def test_image_folder_round_trip(tmp_path, prefix):
 
     counts, output_dir = prepare_into(tmp_path, expected.path, "image_folder")
 
-    assert_round_trip(output_dir, expected)
+    assert_round_trip(output_dir, expected, image_folder_order(len(expected.train_labels), 0))
     assert expected.class_names == ("airplane", "cat", "dog")  # alphabetical, not as listed
     assert counts == {
         "train": {"total": 12, "per_class": {"airplane": 4, "cat": 6, "dog": 2}},
@@ -108,7 +111,7 @@ def test_image_folder_in_parallel_matches_serial(tmp_path, monkeypatch):
 
     _counts, output_dir = prepare_into(tmp_path, expected.path, "image_folder", workers=2)
 
-    assert_round_trip(output_dir, expected)
+    assert_round_trip(output_dir, expected, image_folder_order(len(expected.train_labels), 0))
 
 
 def test_image_folder_converts_grayscale_and_jpeg(tmp_path):
@@ -129,10 +132,14 @@ def test_image_folder_converts_grayscale_and_jpeg(tmp_path):
     _counts, output_dir = prepare_into(tmp_path, archive, "image_folder")
 
     data = load_prepared(output_dir)
-    np.testing.assert_array_equal(data.train_images[0], np.repeat(gray[:, :, None], 3, axis=2))
+    # Training images are stored in a fixed seeded order: find each by its label.
+    gray_index, color_index = (int(np.flatnonzero(data.train_labels == label)[0]) for label in (0, 1))
+    np.testing.assert_array_equal(
+        data.train_images[gray_index], np.repeat(gray[:, :, None], 3, axis=2)
+    )
     expected_jpeg = np.asarray(Image.open(io.BytesIO(jpeg.getvalue())).convert("RGB"))
-    np.testing.assert_array_equal(data.train_images[1], expected_jpeg)
-    assert data.train_labels.tolist() == [0, 1]
+    np.testing.assert_array_equal(data.train_images[color_index], expected_jpeg)
+    assert sorted(data.train_labels.tolist()) == [0, 1]
     assert data.class_names == ("a", "b")
 
 
@@ -409,12 +416,30 @@ def test_cli_preprocess(tmp_path, capsys):
     ]
 
     assert cli.main(arguments) == 0
-    assert_round_trip(tmp_path / "prepared", expected)
+    assert_round_trip(
+        tmp_path / "prepared", expected, image_folder_order(len(expected.train_labels), 0)
+    )
 
     params["data"]["dataset"] = "cifar10"
     params_path.write_text(yaml.safe_dump(params))
     assert cli.main(arguments) == 2
     assert "data.dataset: image_folder" in capsys.readouterr().err
+
+
+def test_image_folder_training_order_is_fixed_and_not_grouped_by_class(tmp_path):
+    # Training without shuffling (the paper's setting) must not see class-sorted batches, and
+    # every run must see the same order: preprocess stores one seeded permutation.
+    expected = make_image_folder_archive(tmp_path, classes={"a": (20, 1), "b": (20, 1), "c": (20, 1)})
+
+    prepare_into(tmp_path, expected.path, "image_folder", subset_seed=5)
+    first = load_prepared(tmp_path / "prepared").train_labels
+    prepare_into(tmp_path, expected.path, "image_folder", subset_seed=5)
+    again = load_prepared(tmp_path / "prepared").train_labels
+
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(first, np.sort(expected.train_labels)[image_folder_order(60, 5)])
+    # Grouped by class there would be 2 label changes; a random order of 60 has dozens.
+    assert np.count_nonzero(np.diff(first)) > 20
 
 
 # ---------------------------------------------------------------------------------------
@@ -480,7 +505,7 @@ def test_image_folder_subset_decodes_only_the_chosen_images(tmp_path, monkeypatc
 
     assert len(decoded) == 10
     data = load_prepared(tmp_path / "prepared")
-    indices = stratified_subset(expected.train_labels, 6, seed=2)
+    indices = stratified_subset(expected.train_labels, 6, seed=2)[image_folder_order(6, 2)]
     np.testing.assert_array_equal(data.train_images, expected.train_images[indices])
     np.testing.assert_array_equal(data.train_labels, expected.train_labels[indices])
 

@@ -70,6 +70,22 @@ def test_learning_rate_follows_keras1_decay():
     assert model.optimizer.nesterov and model.optimizer.momentum == 0.9
 
 
+def test_without_shuffling_every_epoch_sees_the_same_order():
+    """The paper's Keras 1.0.3 `flow` did not shuffle: each epoch, the stored order."""
+    from lossbench.train import TrainConfig, epoch_permutation
+
+    params = validate_params(yaml.safe_load((PROJECT / "params.yaml").read_text()))
+    assert TrainConfig.from_params(params).shuffle is False  # the paper's setting is the default
+    orders = [epoch_permutation(1000, seed=3, epoch=epoch, shuffle=False) for epoch in range(5)]
+    for order in orders:
+        np.testing.assert_array_equal(order, np.arange(1000))
+    shuffled = [epoch_permutation(1000, seed=3, epoch=epoch, shuffle=True) for epoch in range(3)]
+    assert not np.array_equal(shuffled[0], shuffled[1])
+    assert sorted(shuffled[0]) == list(range(1000))
+    # A function of (seed, epoch) only, so a resumed run sees the same orders.
+    np.testing.assert_array_equal(shuffled[1], epoch_permutation(1000, seed=3, epoch=1, shuffle=True))
+
+
 def test_holdout_split_is_stratified_and_seeded():
     from lossbench.train import split_validation
 

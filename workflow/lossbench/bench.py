@@ -9,7 +9,9 @@ Out: a table on stdout and `<output_dir>/<device>.json` holding, per backend, ba
      input pipeline), `train_efficiency` (achieved FLOP/s / matmul FLOP/s, using the model's
      analytic training FLOPs per image) and `epoch_efficiency` (the compute-bound ideal epoch
      time / the measured time of a whole epoch as users run it: augmentation, validation,
-     logging, checkpoint). Also the input pipeline alone, `snakemake -n`, `dvc status` and
+     logging, checkpoint), and each reduced precision's training images/s over float32's at
+     the same batch size (`precision_speedups`). Also the CPU's model and its native bfloat16
+     units (`cpu`), the input pipeline alone, `snakemake -n`, `dvc status` and
      `dvc repro --dry` on this project, and the preprocess stage where an archive is given.
 
 Shared machines make absolute numbers noisy, so every figure that matters is a ratio
@@ -209,9 +211,18 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
             logger.info("%s", row)
     sample = (data.train_images[:2048] if data is not None else
               np.random.default_rng(2).integers(0, 256, size=(2048, 32, 32, 3), dtype=np.uint8))
+    speedups = {}
+    for row in rows:
+        baseline = next((other for other in rows if other["precision"] == "float32"
+                         and other["batch_size"] == row["batch_size"]), None)
+        if row["precision"] != "float32" and baseline is not None:
+            speedups[f"{row['precision']}/float32 batch {row['batch_size']}"] = round(
+                row["train_images_per_s"] / baseline["train_images_per_s"], 3)
     return {
         "backend": keras.backend.backend(),
         "device": describe_device(),
+        # Reduced precision's training throughput over float32's, measured in this run.
+        "precision_speedups": speedups,
         "versions": library_versions(),
         "matmul_gflops": {key: round(value, 2) for key, value in matmul.items()},
         "training_gflop_per_image": train_flops / 1e9,
@@ -269,7 +280,12 @@ def _child(backend: str, params_path: Path, quick: bool, data_dir: Path | None) 
 def format_table(results: dict) -> str:
     header = (f"{'backend':<11}{'precision':<16}{'batch':>6}{'matmul GF/s':>12}{'img/s':>9}"
               f"{'train eff':>10}{'epoch s':>9}{'ideal s':>9}{'epoch eff':>10}")
-    lines = [header, "-" * len(header)]
+    cpu = results.get("cpu", {})
+    lines = []
+    if cpu:
+        units = ", ".join(cpu.get("bf16_units", [])) or "none (bfloat16 is emulated)"
+        lines.append(f"CPU: {cpu.get('model')} ({cpu.get('cores')} cores); bfloat16 units: {units}")
+    lines += [header, "-" * len(header)]
     for backend in results["backends"]:
         for row in backend.get("rows", []):
             lines.append(
@@ -279,6 +295,8 @@ def format_table(results: dict) -> str:
                 f"{row.get('ideal_epoch_seconds', float('nan')):>9.2f}"
                 f"{row.get('epoch_efficiency', float('nan')):>10.3f}"
             )
+        for name, ratio in backend.get("precision_speedups", {}).items():
+            lines.append(f"{backend['backend']}: training images/s {name}: {ratio:.2f}x")
         if "input_pipeline_images_per_s" in backend:
             lines.append(f"{backend['backend']}: input pipeline alone "
                          f"{backend['input_pipeline_images_per_s']:.0f} images/s")
@@ -294,9 +312,15 @@ def run(params: dict, output_dir: Path, quick: bool = False, data_dir: Path | No
         archive: Path | None = None, backends: tuple[str, ...] = ("tensorflow", "jax"),
         params_path: Path = Path("params.yaml"), name: str | None = None) -> dict:
     """Measure every backend in its own process, then the orchestrators; write the JSON."""
+    from lossbench import device as device_module
+
     results = {
         "quick": quick,
         "command": " ".join(["lossbench", *sys.argv[1:]]),
+        # Which CPU this ran on, and whether it computes bfloat16 natively (AMX or
+        # AVX512_BF16): without such units mixed_bfloat16 is emulated and far slower.
+        "cpu": {"model": device_module.cpu_model_name(), "cores": os.cpu_count(),
+                "bf16_units": device_module.cpu_bf16_units()},
         "backends": [_child(backend, params_path, quick, data_dir) for backend in backends],
         "orchestration": orchestration_seconds(PROJECT_ROOT),
     }

@@ -102,6 +102,19 @@ def _bench(args: argparse.Namespace, params: dict) -> None:
     )
 
 
+def _collapse(args: argparse.Namespace, params: dict) -> None:
+    from lossbench import collapse
+
+    groups = {}
+    for group in args.group:
+        name, _, files = group.partition("=")
+        if not name or not files:
+            raise ValueError(f"--group {group!r} must read NAME=FILE[,FILE...], e.g. keras1=a.json,b.json.")
+        groups[name] = [Path(path) for path in files.split(",") if path]
+    collapse.run(groups, args.output, title=args.title, setup=args.setup,
+                 confidence_level=params["compare"]["confidence_level"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lossbench",
@@ -159,6 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--figures", type=Path, required=True, help="directory of figures")
     stage.add_argument("--output", type=Path, required=True, help="the Markdown report to write")
     stage.set_defaults(handler=_report)
+
+    stage = stages.add_parser(
+        "collapse", help="collapse rates per setting and loss (Clopper-Pearson, Fisher's exact test)"
+    )
+    stage.add_argument("--group", action="append", required=True,
+                       help="NAME=FILE[,FILE...]: one setting and its runs' metrics files (repeat)")
+    stage.add_argument("--output", type=Path, required=True, help="directory for collapse.json/.md")
+    stage.add_argument("--title", default="Collapse rates", help="the Markdown report's title")
+    stage.add_argument("--setup", default="", help="a sentence on what was run, for the report")
+    stage.set_defaults(handler=_collapse)
 
     stage = stages.add_parser("bench", help="measure throughput against this machine's own limits")
     stage.add_argument("--output", type=Path, default=Path("reports/benchmarks"), help="JSON directory")

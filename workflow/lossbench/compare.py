@@ -11,8 +11,9 @@ Out: `reports/summary.json`, a DVC metric (`cache: false`):
          "<loss>": {
            "seeds": [0, 1, 2], "runs": 3, "diverged_runs": 0, "diverged_seeds": [],
            "dead_final_layer_runs": 1, "dead_final_layer_seeds": [0],
+           "collapsed_runs": 1, "collapsed_seeds": [0],
            "test_accuracy": {"n", "mean", "std", "ci_low", "ci_high"},
-           "test_accuracy_alive": {...},
+           "test_accuracy_alive": {...}, "test_accuracy_not_collapsed": {...},
            "test_loss", "train_accuracy", "generalization_gap", "best_val_accuracy",
            "best_val_epoch", "final_val_accuracy", "train_seconds",
            "final_conv_active_fraction": {...},
@@ -52,6 +53,10 @@ Statistics:
   and `dead_final_layer_seeds` count and name them; `test_accuracy_alive` summarises test
   accuracy over the other runs (runs whose metrics lack the `final_conv_*` values, or hold
   null there, count as alive). `test_accuracy` still includes every run.
+- A run is collapsed when it predicted one class for at least `evaluate.collapse_share` of
+  the test images (its metrics' `collapsed`), whatever the cause (a dead final layer is one).
+  `collapsed_runs` and `collapsed_seeds` count and name them; `test_accuracy_not_collapsed`
+  summarises the other runs. `test_accuracy` still includes every run.
 - `setup` lists the distinct values seen across the runs (one value when all runs agree), so
   the report can say what the numbers were measured on.
 - Lists and nulls are invisible to `dvc metrics show/diff`, but harmless to them.
@@ -251,11 +256,16 @@ def summarise(runs: Sequence[dict], confidence_level: float) -> dict[str, Any]:
             "diverged_seeds": [run["seed"] for run in ordered if run.get("diverged")],
             "dead_final_layer_runs": sum(final_layer_dead(run) for run in ordered),
             "dead_final_layer_seeds": [run["seed"] for run in ordered if final_layer_dead(run)],
+            "collapsed_runs": sum(bool(run.get("collapsed")) for run in ordered),
+            "collapsed_seeds": [run["seed"] for run in ordered if run.get("collapsed")],
         }
         for name in SUMMARISED_METRICS:
             entry[name] = describe((run.get(name) for run in ordered), confidence_level)
         entry["test_accuracy_alive"] = describe(
             (run.get("test_accuracy") for run in ordered if not final_layer_dead(run)), confidence_level
+        )
+        entry["test_accuracy_not_collapsed"] = describe(
+            (run.get("test_accuracy") for run in ordered if not run.get("collapsed")), confidence_level
         )
         entry["convergence"] = {}
         for threshold in thresholds:

@@ -11,7 +11,7 @@ Out: one small JSON file of metrics (a DVC metric, `cache: false`, so `dvc metri
      {
        "loss": "hinge", "seed": 0,
        "test_accuracy": 0.53, "test_error": 0.47, "test_loss": 0.947, "test_size": 10000,
-       "non_finite_predictions": 0,
+       "non_finite_predictions": 0, "top_predicted_class_share": 0.13, "collapsed": false,
        "train_accuracy": 0.55, "generalization_gap": 0.02,
        "final_val_accuracy": 0.53, "best_val_accuracy": 0.54, "best_val_epoch": 97,
        "train_seconds": 26800.0, "epochs_planned": 100, "epochs_completed": 100,
@@ -62,6 +62,11 @@ Definitions:
   are null for a model with no layer named `conv_9`; the fraction and the dead-channel count
   are null when any activation is not finite (a diverged run is reported as diverged, not as
   dead).
+- `collapsed` is true when one class was predicted for at least `evaluate.collapse_share`
+  (0.9) of the test images (`top_predicted_class_share`), whatever the cause: a dead final
+  layer is one cause, a softmax saturated on one class another. Such a model says nothing
+  about its loss; `lossbench compare` and the report count these runs and show the means
+  with and without them.
 - Every value that is not finite is written as null, so the file is strict JSON.
 """
 
@@ -137,6 +142,8 @@ def classification_metrics(
          "per_class_accuracy": {name: fraction or None for a class with no images},
          "confusion_matrix": list of lists, rows true labels, columns predicted labels}.
         Rows of non-finite scores count as errors and are not in the confusion matrix.
+        Also "top_predicted_class_share": the fraction of all images predicted as the most
+        often predicted class (images without a prediction count in the denominator).
     """
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     scores = np.asarray(scores)
@@ -173,11 +180,15 @@ def classification_metrics(
         per_class[str(name)] = float(correct[in_class].mean()) if np.any(in_class) else None
 
     accuracy = float(correct.mean())
+    predicted_counts = np.bincount(predictions[has_prediction], minlength=num_classes)
     return {
         "accuracy": accuracy,
         "error": 1.0 - accuracy,
         "size": int(labels.size),
         "non_finite_predictions": int(np.count_nonzero(~has_prediction)),
+        # The share of all test images given the most often predicted class: 1/classes for a
+        # model that spreads its predictions evenly, 1.0 for one that always says one class.
+        "top_predicted_class_share": float(predicted_counts.max() / labels.size),
         "per_class_accuracy": per_class,
         "confusion_matrix": confusion.tolist(),
     }
@@ -294,8 +305,12 @@ def build_metrics(
     model_parameters: int | None = None,
     evaluation_backend: str | None = None,
     final_conv: dict[str, Any] | None = None,
+    collapse_share: float = 0.9,
 ) -> dict[str, Any]:
     """Assemble the metrics file's dictionary (layout in the module docstring).
+
+    A run is `collapsed` when at least `collapse_share` of the test images get one class
+    (`evaluate.collapse_share` in params.yaml), whatever the cause.
 
     `final_conv` is `activation_summary`'s dictionary (or `final_conv_activity`'s); without
     it the three `final_conv_*` values are null.
@@ -314,6 +329,8 @@ def build_metrics(
         "test_loss": finite_or_none(test_loss),
         "test_size": classification["size"],
         "non_finite_predictions": classification["non_finite_predictions"],
+        "top_predicted_class_share": classification["top_predicted_class_share"],
+        "collapsed": classification["top_predicted_class_share"] >= collapse_share,
         "train_accuracy": train_accuracy,
         "generalization_gap": gap,
         "final_val_accuracy": from_history["final_val_accuracy"],
@@ -518,6 +535,7 @@ def evaluate_model(
         model_parameters=int(model.count_params()),
         evaluation_backend=keras.backend.backend(),
         final_conv=final_conv_activity(model, test_images, batch_size),
+        collapse_share=evaluate_params.get("collapse_share", 0.9),
     )
 
 
@@ -566,6 +584,12 @@ def run(
         loss_name, seed, metrics["test_accuracy"], metrics["test_size"],
         " (diverged run)" if metrics["diverged"] else "", output,
     )
+    if metrics["collapsed"] and not final_layer_dead(metrics):
+        logger.warning(
+            "%s seed %d collapsed: %.0f %% of the test images get one class, so its accuracy "
+            "says nothing about the loss.",
+            loss_name, seed, 100 * metrics["top_predicted_class_share"],
+        )
     if final_layer_dead(metrics):
         logger.warning(
             "%s seed %d: every channel of %s is dead (0 on every test image), so the model "

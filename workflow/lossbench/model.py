@@ -1,8 +1,10 @@
 """The paper's All-CNN variant, and its analytic cost in FLOPs.
 
 In: the number of classes, a width multiplier on the convolution channel counts, the output
-activation ("softmax" for the paper's losses, "linear" for the textbook margin losses) and
-the image shape (height, width, channels), channels last.
+activation ("softmax" for the paper's losses, "linear" for the textbook margin losses), the
+image shape (height, width, channels), channels last, and two choices that decide whether the
+net is initialised and padded as the paper's Keras 1 / Theano did (the defaults) or as
+Keras 3 / TensorFlow do.
 Out: an uncompiled `keras.Model` mapping a batch of images (float, NHWC) to one row of
 `num_classes` float32 outputs per image; or, from the FLOPs functions, a float count of
 floating-point operations per image.
@@ -19,6 +21,22 @@ Every convolution uses "same" padding and ReLU. At width 1.0 with 10 classes on 
 images the model has exactly the paper's 1,376,148 parameters. The paper ran Theano with
 channels-first tensors; channels-last changes neither the parameter count nor the function
 the network computes, only the memory layout.
+
+Two details of the paper's software change what is trained, and both are reproduced by default
+(the authors' script, ../shared/paper/authors-code/cifar_classifier.py, lines 67-89, builds the
+layers with Keras 1's defaults; their runs of 23-31 May 2016 used Keras <= 1.0.3 on Theano):
+
+* ``init="keras1"``: Keras <= 1.0.3 computed Glorot's fans of a Theano-ordered convolution
+  kernel (c_out, c_in, k, k) as fan_in = c_in * k * k and fan_out = c_out, without the
+  receptive field (Keras 1.0.4 added it). Kernels were drawn from
+  uniform(+-sqrt(6 / (c_in k^2 + c_out))), 1.3 to 2.7 times wider than Keras 3's
+  uniform(+-sqrt(6 / (c_in k^2 + c_out k^2))) for the 3x3 layers; 1x1 and dense kernels are the
+  same either way. ``init="keras3"`` uses today's formula.
+* ``stride2_padding="theano"``: Theano's "same" ("half") border mode pads one pixel on every
+  side, so the 3x3 stride-2 windows are centred on pixels 0, 2, ..., 30. TensorFlow's "same"
+  pads 0 before and 1 after (centres 1, 3, ..., 31). "theano" adds an explicit symmetric
+  ``ZeroPadding2D`` before each stride-2 convolution (then "valid"); "tensorflow" uses "same".
+  Stride-1 convolutions pad symmetrically in both, so they keep "same".
 """
 
 from __future__ import annotations
@@ -27,6 +45,11 @@ import keras
 from keras import layers
 
 OUTPUT_ACTIVATIONS = ("softmax", "linear")
+INITIALIZATIONS = ("keras1", "keras3")
+STRIDE2_PADDINGS = ("theano", "tensorflow")
+
+# The last convolution, whose ReLU on the class scores can die: evaluate looks it up by name.
+FINAL_CONVOLUTION_NAME = "conv_9"
 
 # The convolutions as (channels before width scaling, kernel size, stride). The last
 # convolution has `num_classes` channels and is added separately because it is not scaled.
@@ -80,12 +103,51 @@ def _layer_plan(num_classes: int, width: float) -> list[tuple[int, int, int]]:
     return plan
 
 
+def kernel_initializer(init: str, kernel_rank: int) -> keras.initializers.Initializer:
+    """Glorot-uniform kernels with the fans of Keras <= 1.0.3 ("keras1") or of Keras 3.
+
+    Keras 3's `GlorotUniform` takes the axes that count as fan-in and fan-out: for a
+    channels-last kernel (k, k, c_in, c_out), Keras 1.0.3's fans are the product of the first
+    three axes and the last axis alone. Dense kernels (c_in, c_out) get the same fans under
+    both, so the argument only changes convolutions.
+    """
+    if init not in INITIALIZATIONS:
+        raise ValueError(
+            f"model.init is {init!r}; use one of {', '.join(INITIALIZATIONS)} "
+            "(keras1 reproduces the paper's Keras 1.0.3 initialisation)."
+        )
+    if init == "keras3" or kernel_rank < 3:
+        return keras.initializers.GlorotUniform()
+    return keras.initializers.GlorotUniform(
+        input_axes=list(range(kernel_rank - 1)), output_axes=[kernel_rank - 1]
+    )
+
+
+def glorot_limit(kernel_shape, init: str) -> float:
+    """The half-width of the uniform distribution a kernel of this shape is drawn from."""
+    kernel_shape = tuple(int(size) for size in kernel_shape)
+    if len(kernel_shape) == 2 or init == "keras3":
+        receptive_field = 1
+        for size in kernel_shape[:-2]:
+            receptive_field *= size
+        fan_in = kernel_shape[-2] * receptive_field
+        fan_out = kernel_shape[-1] * receptive_field
+    else:
+        fan_in = 1
+        for size in kernel_shape[:-1]:
+            fan_in *= size
+        fan_out = kernel_shape[-1]
+    return (6.0 / (fan_in + fan_out)) ** 0.5
+
+
 def build_model(
     num_classes: int = 10,
     width: float = 1.0,
     output_activation: str = "softmax",
     input_shape=(32, 32, 3),
     name: str = "all_cnn",
+    init: str = "keras1",
+    stride2_padding: str = "theano",
 ) -> keras.Model:
     """Build the paper's All-CNN variant (Listing 1.1) with the Functional API.
 
@@ -98,6 +160,10 @@ def build_model(
             probabilities) or "linear" (raw scores, for the textbook margin losses).
         input_shape: (height, width, channels) of one image, channels last.
         name: the model's name.
+        init: "keras1" (the paper's: Keras <= 1.0.3 fans, no receptive field in fan_out)
+            or "keras3" (today's Glorot-uniform); see the module docstring.
+        stride2_padding: "theano" (the paper's: one pixel of zeros on every side before
+            each stride-2 convolution) or "tensorflow" (TensorFlow's asymmetric "same").
 
     Returns:
         An uncompiled `keras.Model` from images (batch, height, width, channels) to
@@ -111,26 +177,39 @@ def build_model(
             "(lossbench.losses.get_loss(name).output_activation)."
         )
 
+    if stride2_padding not in STRIDE2_PADDINGS:
+        raise ValueError(
+            f"model.stride2_padding is {stride2_padding!r}; use one of "
+            f"{', '.join(STRIDE2_PADDINGS)} (theano reproduces the paper's symmetric padding)."
+        )
+    kernel_initializer(init, 4)  # refuse an unknown `init` before building anything
+
     inputs = keras.Input(shape=input_shape, name="images")
     features = inputs
     for index, (channels, kernel_size, strides) in enumerate(_layer_plan(num_classes, width)):
+        padding = "same"
+        if strides > 1 and stride2_padding == "theano":
+            # Theano's "half" mode: kernel_size // 2 zeros on every side, then a valid
+            # convolution, so the windows start on the first pixel as the paper's did.
+            features = layers.ZeroPadding2D(kernel_size // 2, name=f"pad_{index + 1}")(features)
+            padding = "valid"
         # Glorot-uniform kernels and zero biases were Keras 1's defaults, which the paper
-        # used; Keras 3 has the same defaults, but they are spelled out so that a change of
-        # defaults in a later Keras cannot silently change the experiment.
+        # used; they are spelled out so that a change of defaults in a later Keras cannot
+        # silently change the experiment.
         features = layers.Conv2D(
             channels,
             kernel_size,
             strides=strides,
-            padding="same",
+            padding=padding,
             activation="relu",
-            kernel_initializer="glorot_uniform",
+            kernel_initializer=kernel_initializer(init, 4),
             bias_initializer="zeros",
             name=f"conv_{index + 1}",
         )(features)
     features = layers.Flatten(name="flatten")(features)
     scores = layers.Dense(
         num_classes,
-        kernel_initializer="glorot_uniform",
+        kernel_initializer=kernel_initializer(init, 2),
         bias_initializer="zeros",
         name="dense",
     )(features)

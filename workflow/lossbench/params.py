@@ -31,6 +31,8 @@ DAG_DIGEST_VARIABLE = "LOSSBENCH_DAG_PARAMS"
 
 TRAIN_KEYS = (
     "model.width",
+    "model.init",
+    "model.stride2_padding",
     "train.epochs",
     "train.batch_size",
     "train.learning_rate",
@@ -39,21 +41,26 @@ TRAIN_KEYS = (
     "train.nesterov",
     "train.shift_fraction",
     "train.horizontal_flip",
+    "train.shuffle",
     "train.validation",
     "train.holdout_fraction",
     "train.precision",
     "train.steps_per_execution",
+    "train.device",
+    "train.jit_compile",
+    "train.deterministic",
 )
 
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "download": ("data.dataset", "data.url", "data.md5", "data.sha256", "data.source"),
     "preprocess": ("data.dataset", "data.train_size", "data.test_size", "data.subset_seed"),
     "train": TRAIN_KEYS,
-    "evaluate": ("evaluate.batch_size", "evaluate.convergence_thresholds"),
+    "evaluate": ("evaluate.batch_size", "evaluate.convergence_thresholds", "evaluate.collapse_share"),
     "compare": ("train.losses", "train.seeds", "compare.confidence_level"),
     "figures": ("train.losses", "train.seeds"),
     "report": (
         "report.paper", "data.dataset", "data.url", "data.source", "model.width", "train.batch_size",
+        "evaluate.collapse_share",
     ),
 }
 

@@ -15,7 +15,10 @@ Out: a directory holding
 
 * ``train_images.npy`` and ``test_images.npy``: uint8 arrays of shape (N, 32, 32, 3), RGB,
   values 0..255 (scaling to [0, 1] is the training input pipeline's job);
-* ``train_labels.npy`` and ``test_labels.npy``: int32 arrays of shape (N,);
+* ``train_labels.npy`` and ``test_labels.npy``: int32 arrays of shape (N,), in the archive's
+  order for the CIFAR releases (the order the paper trained in, unshuffled); image-folder
+  training images in one fixed order seeded by ``data.subset_seed`` (``image_folder_order``),
+  test images grouped by class;
 * ``classes.json``: the class names in label order;
 
 and a small JSON of images per class (a DVC metric)::
@@ -163,6 +166,13 @@ def prepare(
                 splits[split] = _Split(splits[split].images[indices], splits[split].labels[indices])
     del contents  # The decompressed archive can be large (180 MB for CIFAR-10); free it early.
 
+    if dataset == "image_folder":
+        # Image folders are read grouped by class. Training without shuffling (the paper's
+        # setting, train.shuffle: false) would then see class-sorted batches, which CIFAR's
+        # own archive never gives: store one fixed, seeded order instead, made once here.
+        order = image_folder_order(len(splits["train"].labels), subset_seed)
+        splits["train"] = _Split(splits["train"].images[order], splits["train"].labels[order])
+
     counts = {
         split: {
             "total": len(splits[split].labels),
@@ -233,6 +243,11 @@ def load_prepared(data_dir: Path) -> PreparedData:
                 "`lossbench preprocess` again."
             )
     return PreparedData(class_names=class_names, **arrays)
+
+
+def image_folder_order(count: int, seed: int) -> np.ndarray:
+    """The fixed order in which image-folder training images are stored: seeded, not sorted."""
+    return np.random.default_rng([seed, 2016]).permutation(count)
 
 
 def stratified_subset(

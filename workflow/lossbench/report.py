@@ -25,6 +25,7 @@ the summary, so a rerun with other results rewrites the conclusions.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
@@ -108,11 +109,20 @@ def half_width(statistics: dict) -> float | None:
 
 
 def accuracy_with_interval(statistics: dict) -> str:
-    """"84.3 % ± 0.6" (interval half-width in percentage points) or "84.3 %" for one run."""
+    """"84.3 % ± 0.6" (interval half-width in percentage points) or "84.3 %" for one run.
+
+    An accuracy lies in [0, 100] %, but a t interval over a few seeds can reach beyond: such
+    an interval is clipped to [0, 100] % and shown by its ends, "13.6 % (0.0–28.9 %)".
+    """
     if statistics.get("mean") is None:
         return MISSING
     width = half_width(statistics)
-    return percent(statistics["mean"]) + ("" if width is None else f" ± {100.0 * width:.1f}")
+    if width is None:
+        return percent(statistics["mean"])
+    if statistics["ci_low"] < 0.0 or statistics["ci_high"] > 1.0:
+        low, high = max(0.0, statistics["ci_low"]), min(1.0, statistics["ci_high"])
+        return f"{percent(statistics['mean'])} ({100.0 * low:.1f}–{100.0 * high:.1f} %)"
+    return percent(statistics["mean"]) + f" ± {100.0 * width:.1f}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,6 +161,49 @@ def comparison_between(summary: dict, loss_a: str, loss_b: str) -> tuple[dict | 
     if f"{loss_b} vs {loss_a}" in comparisons:
         return comparisons[f"{loss_b} vs {loss_a}"], -1
     return None, 1
+
+
+def collapse_share(params: dict) -> float:
+    """`evaluate.collapse_share`: the share of one predicted class that makes a run collapsed."""
+    return float((params.get("evaluate") or {}).get("collapse_share", 0.9))
+
+
+def paper_scale_gaps(summary: dict, params: dict) -> list[str]:
+    """Every way this study is smaller than the paper's runs; empty when it is at their scale.
+
+    The paper's figures are final accuracies of the full-width model (1,376,148 parameters)
+    after 100 epochs on all 50,000 training images, tested on all 10,000 test images. Only a
+    study at that scale can be compared with them number for number.
+    """
+    setup = summary.get("setup", {})
+    gaps = []
+    width = (params.get("model") or {}).get("width")
+    parameters = [value for value in setup.get("model_parameters", []) if value is not None]
+    if (width is not None and width != 1.0) or any(value != PAPER_PARAMETERS for value in parameters):
+        gaps.append(f"width {MISSING if width is None else width} "
+                    f"({joined(count(value) for value in parameters)} parameters)")
+    planned = [epochs for epochs in setup.get("epochs_planned", []) if epochs is not None]
+    if not planned or min(planned) < PAPER_EPOCHS:
+        gaps.append(f"{joined(planned)} epochs")
+    train_sizes = [value for value in setup.get("train_size", []) if value is not None]
+    validation_sizes = [value for value in setup.get("validation_size", []) if value is not None]
+    if "holdout" in setup.get("validation", []):
+        train_sizes = [size + held for size, held in zip(train_sizes, validation_sizes)]
+    if not train_sizes or min(train_sizes) < PAPER_TRAIN_IMAGES:
+        gaps.append(f"{joined(count(value) for value in train_sizes)} training images")
+    test_sizes = [value for value in setup.get("test_size", []) if value is not None]
+    if not test_sizes or min(test_sizes) < PAPER_TEST_IMAGES:
+        gaps.append(f"{joined(count(value) for value in test_sizes)} test images")
+    return gaps
+
+
+def not_comparable_reason(gaps: list[str]) -> str:
+    """The sentence saying why the paper's figures cannot be compared with these numbers."""
+    return (
+        f"not comparable: this study ran at {', '.join(gaps)}, against the paper's width 1.0, "
+        f"{PAPER_EPOCHS} epochs, {count(PAPER_TRAIN_IMAGES)} training and "
+        f"{count(PAPER_TEST_IMAGES)} test images"
+    )
 
 
 def setup_section(summary: dict, params: dict) -> list[str]:
@@ -206,15 +259,20 @@ def setup_section(summary: dict, params: dict) -> list[str]:
     return lines
 
 
-def results_table(summary: dict, paper: dict) -> list[str]:
-    """The one results table: ours beside the paper's figures, with the differences."""
+def results_table(summary: dict, paper: dict, params: dict | None = None) -> list[str]:
+    """The one results table: ours beside the paper's figures, with the differences.
+
+    The differences are given only for a study at the paper's scale (`paper_scale_gaps`);
+    otherwise their cells say "not comparable" and the note under the table says why.
+    """
+    gaps = paper_scale_gaps(summary, params or {})
     key = convergence_key(summary)
     level = summary.get("confidence_level", 0.95)
     header = [
         "Loss", "Seeds", f"Test accuracy (± {percent(level, 0)} CI)", "Paper val. accuracy", "Δ test − paper",
         "Train accuracy", "Paper train accuracy", "Δ train − paper",
         "Best val. accuracy (epoch)", f"Epochs to {key.replace('%', ' %')} val." if key else "Epochs to threshold",
-        "Training time",
+        "Training time", "Collapsed runs", "Test accuracy without collapsed runs",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for loss, entry in summary["losses"].items():
@@ -238,18 +296,28 @@ def results_table(summary: dict, paper: dict) -> list[str]:
                 epochs_text = f"{reached['epoch']['mean']:.1f}"
                 if reached["reached"] < entry["runs"]:
                     epochs_text += f" ({reached['reached']}/{entry['runs']} runs)"
+        def difference(ours, theirs):
+            if ours is None or theirs is None:
+                return MISSING
+            return "not comparable" if gaps else points(ours - theirs)
+
+        collapsed = entry.get("collapsed_runs")
+        without = entry.get("test_accuracy_not_collapsed") or {}
         row = [
             f"`{loss}`",
             str(entry["runs"]),
             accuracy_with_interval(entry["test_accuracy"]),
             percent(paper_validation, 0),
-            points(None if test is None or paper_validation is None else test - paper_validation),
+            difference(test, paper_validation),
             percent(train),
             percent(paper_train, 0),
-            points(None if train is None or paper_train is None else train - paper_train),
+            difference(train, paper_train),
             best_text,
             epochs_text,
             duration(entry["train_seconds"]["mean"]),
+            MISSING if collapsed is None else f"{collapsed} of {entry['runs']}",
+            (accuracy_with_interval(without) + f" (n = {without['n']})")
+            if without.get("mean") is not None else MISSING,
         ]
         lines.append("| " + " | ".join(row) + " |")
     lines += [
@@ -258,8 +326,14 @@ def results_table(summary: dict, paper: dict) -> list[str]:
         "Student-t interval, in percentage points (no interval with one seed). Train accuracy: "
         "the last epoch's, as Keras logged it on augmented images. Paper: its final accuracies "
         f"after {PAPER_EPOCHS} epochs (Section 4); its validation set was the test set, so its "
-        "validation accuracy is compared with our test accuracy. Δ in percentage points. "
-        "Best val. accuracy and epochs: means over seeds; training time: mean per run.",
+        "validation accuracy is compared with our test accuracy. Δ in percentage points"
+        + (f"; here {not_comparable_reason(gaps)}, so the paper's figures are shown for "
+           "reference only" if gaps else "")
+        + ". Best val. accuracy and epochs: means over seeds; training time: mean per run. "
+        "Intervals reaching past 0 or 100 % are clipped and shown by their ends. "
+        "A run is collapsed when it predicted one class for at least "
+        f"{percent(collapse_share(params or {}), 0)} of the test images; the test "
+        "accuracy column includes such runs, the last column leaves them out.",
     ]
     return lines
 
@@ -311,14 +385,22 @@ def conclusions(summary: dict, paper: dict, params: dict) -> list[str]:
             named = []
             for loss in at_chance:
                 dead = losses[loss].get("dead_final_layer_runs", 0)
-                named.append(f"`{loss}`" + (
-                    f" ({dead} of {losses[loss]['runs']} runs with a dead final layer, below)" if dead else ""
-                ))
+                collapsed = losses[loss].get("collapsed_runs", 0)
+                if dead:
+                    note = f" ({dead} of {losses[loss]['runs']} runs with a dead final layer, below)"
+                elif collapsed:
+                    note = f" ({collapsed} of {losses[loss]['runs']} runs collapsed, below)"
+                else:
+                    note = ""
+                named.append(f"`{loss}`{note}")
             bullets.append(
                 f"Not above chance ({percent(chance)} for {class_counts[0]} classes): "
                 f"{', '.join(named)}."
             )
 
+    collapsed_bullet = collapsed_conclusion(summary, params)
+    if collapsed_bullet:
+        bullets.append(collapsed_bullet)
     dead_bullet = dead_final_layer_conclusion(summary)
     if dead_bullet:
         bullets.append(dead_bullet)
@@ -416,35 +498,104 @@ def conclusions(summary: dict, paper: dict, params: dict) -> list[str]:
             f"errors): {', '.join(diverged)}."
         )
 
-    # Agreement with the paper.
+    # Agreement with the paper: its ranking, then its figures.
     compared = [
         loss for loss in ranking
         if (paper.get(loss) or {}).get("validation_accuracy") is not None
     ]
+    if len(compared) > 1:
+        bullets.append(paper_ranking_conclusion(summary, paper, compared))
     if compared:
-        differences = ", ".join(
-            f"`{loss}` {points(losses[loss]['test_accuracy']['mean'] - paper[loss]['validation_accuracy'])}"
-            for loss in compared
-        )
-        text = f"Test accuracy minus the paper's validation accuracy: {differences}."
-        if len(compared) > 1:
-            paper_order = sorted(compared, key=lambda loss: -paper[loss]["validation_accuracy"])
-            means = [losses[loss]["test_accuracy"]["mean"] for loss in compared]
-            # Equal means are a tie, which reproduces no strict ranking.
-            strict = all(higher > lower for higher, lower in zip(means, means[1:]))
-            ours = f"`{compared[0]}`" + "".join(
-                f" {'>' if higher > lower else '='} `{loss}`"
-                for loss, higher, lower in zip(compared[1:], means, means[1:])
+        gaps = paper_scale_gaps(summary, params)
+        if gaps:
+            bullets.append(
+                "The paper's accuracies are " + not_comparable_reason(gaps) + "; its figures "
+                "are final accuracies at that scale, so no difference to them is given."
             )
-            theirs = " > ".join(f"`{loss}`" for loss in paper_order)
-            if compared == paper_order and strict:
-                text += f" The paper's ranking ({theirs}) is reproduced."
-            else:
-                text += f" The paper's ranking ({theirs}) is not reproduced: ours is {ours}."
-        bullets.append(text)
+        else:
+            differences = ", ".join(
+                f"`{loss}` {points(losses[loss]['test_accuracy']['mean'] - paper[loss]['validation_accuracy'])}"
+                for loss in compared
+            )
+            bullets.append(f"Test accuracy minus the paper's validation accuracy: {differences}.")
 
     bullets += caveats(summary, params)
     return [f"- {bullet}" for bullet in bullets]
+
+
+def paper_ranking_conclusion(summary: dict, paper: dict, compared: list[str]) -> str:
+    """Whether the paper's ranking of its losses is reproduced, claimed only where testable.
+
+    The paper ranks its losses strictly by validation accuracy. Ours reproduces that ranking
+    only if every neighbouring pair in the paper's order differs significantly (Holm-adjusted
+    paired test) in the paper's direction, and contradicts it if some pair differs
+    significantly the other way. Otherwise, and whenever one of the losses never rose above
+    chance, the ranking is not testable at this scale, and the sentence says why.
+    """
+    losses = summary["losses"]
+    paper_order = sorted(compared, key=lambda loss: -paper[loss]["validation_accuracy"])
+    theirs = " > ".join(f"`{loss}`" for loss in paper_order)
+    means = {loss: losses[loss]["test_accuracy"]["mean"] for loss in compared}
+    ours_order = sorted(compared, key=lambda loss: -means[loss])
+    ours = f"`{ours_order[0]}`" + "".join(
+        f" {'>' if means[higher] - means[loss] >= TIE_TOLERANCE else '='} `{loss}`"
+        for higher, loss in zip(ours_order, ours_order[1:])
+    )
+    contradicted, untestable = [], []
+    for pair in itertools.combinations(paper_order, 2):
+        comparison, sign = comparison_between(summary, *pair)
+        if comparison is None or not comparison.get("tested"):
+            untestable.append(f"`{pair[0]}` vs `{pair[1]}`: fewer than 3 shared seeds")
+        elif not comparison.get("significant"):
+            untestable.append(
+                f"`{pair[0]}` vs `{pair[1]}`: {points(sign * comparison['mean_difference'])}, "
+                f"Holm-adjusted {p_value_text(comparison.get('p_value_holm'))}"
+            )
+        elif sign * comparison["mean_difference"] < 0:
+            contradicted.append(f"`{pair[1]}` is significantly above `{pair[0]}`")
+    class_counts = summary.get("setup", {}).get("num_classes", [])
+    at_chance = []
+    if len(class_counts) == 1:
+        at_chance = [f"`{loss}`" for loss in compared
+                     if not above_chance(losses[loss]["test_accuracy"], 1.0 / class_counts[0])]
+    if contradicted:
+        return (f"The paper's ranking ({theirs}) is not reproduced: ours is {ours}, and "
+                + "; ".join(contradicted) + ".")
+    if at_chance:
+        return (f"The paper's ranking ({theirs}) is not testable at this scale: "
+                f"{', '.join(at_chance)} did not rise above chance, so the order says nothing "
+                "about the losses.")
+    if untestable:
+        return (f"The paper's ranking ({theirs}) is not testable at this scale: ours is {ours}, "
+                "but not every difference is significant (" + "; ".join(untestable) + "). "
+                "More seeds or longer runs could tell.")
+    return f"The paper's ranking ({theirs}) is reproduced: every pairwise difference is significant."
+
+
+def collapsed_conclusion(summary: dict, params: dict) -> str | None:
+    """The bullet counting collapsed runs per loss, with the means with and without them."""
+    losses = summary["losses"]
+    collapsed = {loss: entry for loss, entry in losses.items() if entry.get("collapsed_runs")}
+    if not collapsed:
+        return None
+    runs = sum(entry["collapsed_runs"] for entry in collapsed.values())
+    named = ", ".join(
+        f"`{loss}` {entry['collapsed_runs']} of {entry['runs']} "
+        f"(seed{'s' if entry['collapsed_runs'] > 1 else ''} {joined(entry['collapsed_seeds'])})"
+        for loss, entry in collapsed.items()
+    )
+    means = []
+    for loss, entry in collapsed.items():
+        without = entry.get("test_accuracy_not_collapsed") or {}
+        kept = ("none remain" if without.get("mean") is None
+                else f"{accuracy_with_interval(without)} (n = {without['n']})")
+        means.append(f"`{loss}` {accuracy_with_interval(entry['test_accuracy'])} with them, {kept} without")
+    return (
+        f"**{runs} run{'s' if runs > 1 else ''} collapsed** (one class predicted for at least "
+        f"{percent(collapse_share(params), 0)} of the test images): {named}. A collapsed model says "
+        "nothing about its loss. The ranking and the tests above include these runs; mean test "
+        "accuracy " + "; ".join(means) + "."
+    )
 
 
 def dead_final_layer_conclusion(summary: dict) -> str | None:
@@ -618,7 +769,7 @@ def render_report(
         "",
         "## Results",
         "",
-        *results_table(summary, paper),
+        *results_table(summary, paper, params),
         "",
         "## Conclusions",
         "",

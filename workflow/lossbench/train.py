@@ -56,6 +56,8 @@ class TrainConfig:
     """The training settings of one job, read from params.yaml (`model.*`, `train.*`)."""
 
     width: float
+    init: str
+    stride2_padding: str
     epochs: int
     batch_size: int
     learning_rate: float
@@ -64,10 +66,14 @@ class TrainConfig:
     nesterov: bool
     shift_fraction: float
     horizontal_flip: bool
+    shuffle: bool
     validation: str
     holdout_fraction: float
     precision: str
-    steps_per_execution: int
+    steps_per_execution: int | str
+    device: str
+    jit_compile: bool | str
+    deterministic: bool
 
     @classmethod
     def from_params(cls, params: dict) -> "TrainConfig":
@@ -103,8 +109,16 @@ def split_validation(
     return keep, held_out
 
 
-def epoch_permutation(count: int, seed: int, epoch: int) -> np.ndarray:
-    """The shuffled order of epoch `epoch`: a function of (seed, epoch) only, for resuming."""
+def epoch_permutation(count: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """The order of epoch `epoch`'s training images.
+
+    With `shuffle` a permutation that is a function of (seed, epoch) only, so a resumed run
+    sees the orders an uninterrupted one would. Without it the stored order, the same every
+    epoch: what the paper's Keras <= 1.0.3 `ImageDataGenerator.flow` did by default
+    (authors' script, cifar_classifier.py line 119, passes no `shuffle`).
+    """
+    if not shuffle:
+        return np.arange(count)
     return np.random.default_rng([seed, epoch, 104729]).permutation(count)
 
 
@@ -128,33 +142,54 @@ def make_batches(images: np.ndarray, labels: np.ndarray, batch_size: int):
     return {"x": dataset, "shuffle": False}
 
 
-def describe_device() -> str:
-    """Which device trains: the first GPU if the backend sees one, else the CPU's model name."""
+def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, orders):
+    """All remaining epochs' training batches as one stream, for one `fit` call.
+
+    `orders` holds one index array per remaining epoch (`epoch_permutation`); each epoch is
+    batched on its own, so its last batch may be short, exactly as a per-epoch pass would be.
+    `fit` is given `steps_per_epoch`, so it draws each epoch's batches from this one stream
+    in order. For TensorFlow a tf.data pipeline that gathers each batch from the arrays
+    (autotuning off, as in `make_batches`); other backends get a Python generator.
+    """
     import keras
 
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
+    lengths = [len(order) for order in orders]
+    boundaries = [
+        (start, min(start + batch_size, length))
+        for length in lengths for start in range(0, length, batch_size)
+    ]
+    if keras.backend.backend() != "tensorflow":
+        def generate():
+            for order in orders:
+                for start in range(0, len(order), batch_size):
+                    batch = order[start:start + batch_size]
+                    yield images[batch], labels[batch]
 
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            details = tf.config.experimental.get_device_details(gpus[0])
-            return f"GPU: {details.get('device_name', gpus[0].name)}"
-    elif backend == "jax":
-        import jax
+        return generate()
+    import tensorflow as tf
 
-        device = jax.devices()[0]
-        if device.platform != "cpu":
-            return f"GPU: {getattr(device, 'device_kind', device.platform)}"
-    cpu_name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU: {cpu_name} ({os.cpu_count()} cores)"
+    row_lengths = [end - start for start, end in boundaries]
+    index_batches = tf.RaggedTensor.from_row_lengths(
+        np.concatenate(orders).astype(np.int64), np.asarray(row_lengths, dtype=np.int64)
+    )
+    images_tensor, labels_tensor = tf.constant(images), tf.constant(labels)
+    dataset = tf.data.Dataset.from_tensor_slices(index_batches).map(
+        lambda batch: (tf.gather(images_tensor, batch), tf.gather(labels_tensor, batch))
+    )
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.deterministic = True
+    return dataset.with_options(options).prefetch(2)
+
+
+def describe_device() -> str:
+    """Which device trains: the first GPU if the backend sees one, else the CPU's model name."""
+    from lossbench import device
+
+    gpus = device.visible_gpus()
+    if gpus:
+        return f"GPU: {gpus[0]}"
+    return f"CPU: {device.cpu_model_name()} ({os.cpu_count()} cores)"
 
 
 def library_versions() -> dict[str, str]:
@@ -213,21 +248,39 @@ def data_signature(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def build_training_model(config: TrainConfig, loss_name: str, seed: int, num_classes: int):
-    """The paper's net behind scaling and augmentation, compiled with the paper's SGD."""
+def build_training_model(
+    config: TrainConfig, loss_name: str, seed: int, num_classes: int, runtime=None
+):
+    """The paper's net behind scaling and augmentation, compiled with the paper's SGD.
+
+    `runtime` (`lossbench.device.Runtime`) gives the precision, steps per execution and XLA
+    setting with every `auto` resolved; without one they are resolved for a CPU.
+    """
     import keras
     from keras import layers
 
+    from lossbench import device
     from lossbench.augment import build_augmentation
     from lossbench.losses import get_loss
     from lossbench.model import build_model
 
     loss = get_loss(loss_name)
-    keras.mixed_precision.set_dtype_policy(config.precision)
+    if runtime is None:
+        precision = device.resolve_precision(config.precision, "cpu")
+        steps_per_execution = 1 if config.steps_per_execution == "auto" else config.steps_per_execution
+        jit_compile = device.resolve_jit_compile(config.jit_compile, "cpu")
+    else:
+        precision = runtime.precision
+        steps_per_execution, jit_compile = runtime.steps_per_execution, runtime.jit_compile
+    keras.mixed_precision.set_dtype_policy(precision)
     # One call seeds Python, NumPy and the backend, so the initial weights depend on the seed.
     keras.utils.set_random_seed(seed)
     classifier = build_model(
-        num_classes=num_classes, width=config.width, output_activation=loss.output_activation
+        num_classes=num_classes,
+        width=config.width,
+        output_activation=loss.output_activation,
+        init=config.init,
+        stride2_padding=config.stride2_padding,
     )
     augmentation = build_augmentation(config.shift_fraction, config.horizontal_flip, seed)
     inputs = keras.Input(shape=classifier.input_shape[1:], dtype="uint8", name="images")
@@ -244,7 +297,8 @@ def build_training_model(config: TrainConfig, loss_name: str, seed: int, num_cla
         optimizer=optimizer,
         loss=loss.function,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        steps_per_execution=config.steps_per_execution,
+        steps_per_execution=steps_per_execution,
+        jit_compile=jit_compile,
     )
     return model, augmentation
 
@@ -378,10 +432,6 @@ def write_training_logs(log_dir: Path, history: list[dict], run_info: dict) -> N
             live.log_metric("seconds", record["seconds"])
 
 
-def _finite(value) -> bool:
-    return value is not None and math.isfinite(value)
-
-
 def train_model(
     config: TrainConfig,
     loss_name: str,
@@ -394,10 +444,13 @@ def train_model(
     model_path: Path,
     log_dir: Path,
     checkpoint_dir: Path,
+    runtime=None,
 ) -> dict:
     """Train one (loss, seed) job, resuming from `checkpoint_dir` if it holds this job's state.
 
-    Returns the run information also written to `<log_dir>/run.json`.
+    `runtime` (`lossbench.device.Runtime`) says where and how; without it `train.device`
+    and every `auto` are resolved here. Returns the run information also written to
+    `<log_dir>/run.json`.
     """
     import keras
 
@@ -415,11 +468,20 @@ def train_model(
         validation_images = train_images[holdout_indices]
         validation_labels = train_labels[holdout_indices]
 
-    model, augmentation = build_training_model(config, loss_name, seed, num_classes)
-    from lossbench.augment import set_epoch_seed
+    from lossbench import device
+    from lossbench.callbacks import EpochRecorder, EpochSeed, ProjectedTimeWarning
 
+    if runtime is None:
+        runtime = device.resolve_runtime(
+            config, math.ceil(len(fit_labels) / config.batch_size),
+            *device.select_device(config.device, config.deterministic),
+        )
+    model, augmentation = build_training_model(config, loss_name, seed, num_classes, runtime)
+    # The fingerprint holds the resolved precision: `auto` may mean bf16 on one machine and
+    # float32 on another, and a checkpoint of one must not be resumed as the other.
     fingerprint = config_fingerprint(
-        config, loss_name, seed, data_signature(train_images, train_labels, test_images, test_labels)
+        dataclasses.replace(config, precision=runtime.precision), loss_name, seed,
+        data_signature(train_images, train_labels, test_images, test_labels),
     )
     checkpoint_path = checkpoint_dir / CHECKPOINT_NAME
     state = load_checkpoint(checkpoint_path, model, fingerprint, epochs=config.epochs)
@@ -438,66 +500,32 @@ def train_model(
         "diverged": state["diverged_epoch"] is not None,
         "diverged_epoch": state["diverged_epoch"],
         "train_seconds": float(sum(record["seconds"] for record in history)),
-        "device": describe_device(),
+        "device": runtime.description,
         "backend": keras.backend.backend(),
-        "precision": config.precision,
+        "precision": runtime.precision,
+        "precision_setting": config.precision,
+        "steps_per_execution": runtime.steps_per_execution,
+        "jit_compile": runtime.jit_compile,
+        "deterministic": runtime.deterministic,
         "validation": config.validation,
         "train_size": int(len(fit_labels)),
         "validation_size": int(len(validation_labels)),
         "versions": library_versions(),
         "command": " ".join(["lossbench", *sys.argv[1:]]) if sys.argv else "",
     }
-    logger.info("Training %s, seed %d, on %s with the %s backend.", loss_name, seed,
-                run_info["device"], run_info["backend"])
-    validation_batches = make_batches(validation_images, validation_labels, config.batch_size)
-    validation_data = (
-        validation_batches["x"]
-        if "y" not in validation_batches
-        else (validation_batches["x"], validation_batches["y"])
-    )
+    logger.info("Training %s, seed %d, on %s with the %s backend, %s, %d step(s) per "
+                "execution, XLA %s.", loss_name, seed, runtime.description, run_info["backend"],
+                runtime.precision, runtime.steps_per_execution,
+                "on" if runtime.jit_compile else "off")
 
-    epoch = len(history)
-    while epoch < config.epochs and state["diverged_epoch"] is None:
-        set_epoch_seed(augmentation, seed, epoch)
-        order = epoch_permutation(len(fit_labels), seed, epoch)
-        batches = make_batches(fit_images[order], fit_labels[order], config.batch_size)
-        started = time.perf_counter()
-        result = model.fit(
-            **batches,
-            initial_epoch=epoch,
-            epochs=epoch + 1,
-            validation_data=validation_data,
-            validation_batch_size=config.batch_size if "y" in validation_batches else None,
-            callbacks=[keras.callbacks.TerminateOnNaN()],
-            verbose="auto",
-        )
-        seconds = time.perf_counter() - started
-        # Non-finite values are written as null: the logs stay strict JSON after divergence.
-        values = {
-            name: float(series[-1]) if math.isfinite(float(series[-1])) else None
-            for name, series in result.history.items()
-            if series
-        }
-        learning_rate = float(
-            keras.ops.convert_to_numpy(model.optimizer.learning_rate)
-        )
-        record = {
-            "epoch": epoch + 1,
-            "loss": values.get("loss"),
-            "accuracy": values.get("accuracy"),
-            "val_loss": values.get("val_loss"),
-            "val_accuracy": values.get("val_accuracy"),
-            "learning_rate": learning_rate,
-            "seconds": seconds,
-        }
+    def epoch_done(record: dict, diverged: bool) -> None:
         history.append(record)
-        if not (_finite(record["loss"]) and _finite(record["val_loss"])):
+        if diverged:
             # A NaN or infinite loss ends this job cleanly; the rest of the DAG still runs and
             # the run is recorded as diverged instead of failing the whole pipeline.
-            state["diverged_epoch"] = epoch + 1
+            state["diverged_epoch"] = record["epoch"]
             logger.warning("%s seed %d diverged at epoch %d (loss %s).", loss_name, seed,
-                           epoch + 1, record["loss"])
-        epoch += 1
+                           record["epoch"], record["loss"])
         save_checkpoint(checkpoint_path, model, state)
         run_info.update(
             epochs_completed=len(history),
@@ -506,6 +534,36 @@ def train_model(
             train_seconds=float(sum(item["seconds"] for item in history)),
         )
         write_training_logs(log_dir, history, run_info)
+
+    first_epoch = len(history)
+    if first_epoch < config.epochs and state["diverged_epoch"] is None:
+        steps_per_epoch = math.ceil(len(fit_labels) / config.batch_size)
+        orders = [epoch_permutation(len(fit_labels), seed, epoch, config.shuffle)
+                  for epoch in range(first_epoch, config.epochs)]
+        validation_batches = make_batches(validation_images, validation_labels, config.batch_size)
+        callbacks = [EpochSeed(augmentation, seed), EpochRecorder(epoch_done)]
+        if runtime.device == "cpu" and config.device == "auto":
+            callbacks.append(ProjectedTimeWarning(
+                steps_per_epoch, config.epochs - first_epoch,
+                math.ceil(len(validation_labels) / config.batch_size),
+            ))
+        # One `fit` for the whole run, so Keras prints "Epoch k/N" with its ETA. In a log
+        # file (Snakemake and DVC pipe the output) one line per epoch, not a progress bar
+        # redrawn with carriage returns.
+        model.fit(
+            training_batches(fit_images, fit_labels, config.batch_size, orders),
+            steps_per_epoch=steps_per_epoch,
+            initial_epoch=first_epoch,
+            epochs=config.epochs,
+            validation_data=(
+                validation_batches["x"] if "y" not in validation_batches
+                else (validation_batches["x"], validation_batches["y"])
+            ),
+            validation_batch_size=config.batch_size if "y" in validation_batches else None,
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+            shuffle=False,  # the order is `orders`, chosen above
+        )
 
     write_training_logs(log_dir, history, run_info)
     model_path.parent.mkdir(parents=True, exist_ok=True)
@@ -535,8 +593,18 @@ def run(
     get_loss(loss_name)  # fail before loading data if the loss name is unknown
     if seed < 0:
         raise ValueError(f"--seed must be a non-negative integer, got {seed}.")
+    from lossbench import device
+
     config = TrainConfig.from_params(params)
+    # A job that must run on a GPU stops here, in seconds, before the data is read.
+    kind, description = device.select_device(config.device, config.deterministic)
     data = load_prepared(data_dir)
+    fit_count = len(data.train_labels)
+    if config.validation == "holdout":
+        fit_count -= len(split_validation(data.train_labels, "holdout", config.holdout_fraction, seed)[1])
+    runtime = device.resolve_runtime(
+        config, math.ceil(fit_count / config.batch_size), kind, description
+    )
     return train_model(
         config,
         loss_name,
@@ -549,4 +617,5 @@ def run(
         model_path=model_path,
         log_dir=log_dir,
         checkpoint_dir=checkpoint_dir,
+        runtime=runtime,
     )
