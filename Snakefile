@@ -9,14 +9,69 @@
 # Run everything, one GPU job at a time:   snakemake --cores 1 --resources gpu=1
 # The same through a profile:              snakemake --workflow-profile workflow/profiles/local
 # On a SLURM cluster, a job per (loss, seed): snakemake --workflow-profile workflow/profiles/slurm
-# Parameters: params.yaml (validated against workflow/schemas/params.schema.yaml).
+# Parameters: params.yaml only (validated against workflow/schemas/params.schema.yaml). To try
+# other values, edit params.yaml or run `dvc exp run -S key=value`; --configfile and --config
+# are refused.
 
+import os
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
+
+from lossbench.params import DAG_DIGEST_VARIABLE, ParamsError, load_params, params_digest
 
 min_version("9.0")
 
+# Every job reads params.yaml itself (`lossbench <stage>` does, under DVC too), so the DAG must
+# be built from that file and nothing else: values from --configfile or --config would decide
+# which jobs run but not what they compute. Snakemake fills `config` from those options before
+# it reads this file, so here a non-empty `config` means that one was given.
+if config:
+    raise WorkflowError(
+        "lossbench reads its parameters from params.yaml only, but this run was given other "
+        f"values (--configfile or --config: {', '.join(sorted(map(str, config)))}), which its "
+        "jobs would not see. Edit params.yaml instead, or try values in a DVC experiment with "
+        "`dvc exp run -S key=value`, and run Snakemake without --configfile and --config."
+    )
+# The package's loader, not `configfile:`, so that a syntax error is reported with its line
+# and column, exactly as `lossbench` reports it.
+try:
+    config.update(load_params("params.yaml"))
+except ParamsError as error:
+    raise WorkflowError(str(error)) from None
+# Jobs inherit this and refuse to run if params.yaml is edited while Snakemake runs. The main
+# process built the DAG and sets it; a job's own Snakemake process (a SLURM job) keeps the
+# value it inherited from there.
+if workflow.is_main_process or DAG_DIGEST_VARIABLE not in os.environ:
+    os.environ[DAG_DIGEST_VARIABLE] = params_digest(config)
 
-configfile: "params.yaml"
+
+# Snakemake and DVC must not run at once in one project: each deletes the outputs it reruns.
+# Just before the first job (never on a dry run) this run registers itself in DVC's lock file,
+# which stops any DVC command at once while it runs, or stops here, naming DVC, if DVC is at
+# work (workflow/lossbench/orchestration.py).
+onstart:
+    from lossbench.orchestration import ConcurrentRunError, hold_project
+
+    # The benchmark alone (`snakemake --cores 1 bench`) writes no output of the study and
+    # times `dvc status` itself, which the hold would refuse, so it runs without one.
+    if {job.rule.name for job in workflow.dag.needrun_jobs()} - {"bench"}:
+        try:
+            hold_project(".")
+        except ConcurrentRunError as error:
+            raise WorkflowError(str(error)) from None
+
+
+onsuccess:
+    from lossbench.orchestration import release_project
+
+    release_project()
+
+
+onerror:
+    from lossbench.orchestration import release_project
+
+    release_project()
 
 
 include: "workflow/rules/common.smk"

@@ -149,6 +149,9 @@ def test_image_of_wrong_size_is_named(tmp_path):
         add_bytes(tar, "train/cat/good.png", png_bytes(random_images(1, seed=1)[0]))
         add_bytes(tar, "train/cat/big.png", png_bytes(np.zeros((64, 48, 3), np.uint8)))
         add_bytes(tar, "test/cat/good.png", png_bytes(random_images(1, seed=2)[0]))
+        # A second class: an archive of one class is refused before any image is decoded.
+        add_bytes(tar, "train/dog/good.png", png_bytes(random_images(1, seed=3)[0]))
+        add_bytes(tar, "test/dog/good.png", png_bytes(random_images(1, seed=4)[0]))
 
     with pytest.raises(ValueError, match=r"train/cat/big\.png is 48x64"):
         prepare_into(tmp_path, archive, "image_folder")
@@ -161,6 +164,8 @@ def test_undecodable_image_is_named(tmp_path):
     with tarfile.open(archive, "w") as tar:
         add_bytes(tar, "train/cat/broken.jpg", b"\xff\xd8 not really a jpeg")
         add_bytes(tar, "test/cat/good.png", png_bytes(random_images(1, seed=2)[0]))
+        add_bytes(tar, "train/dog/good.png", png_bytes(random_images(1, seed=3)[0]))
+        add_bytes(tar, "test/dog/good.png", png_bytes(random_images(1, seed=4)[0]))
 
     with pytest.raises(ValueError, match=r"train/cat/broken\.jpg cannot be decoded"):
         prepare_into(tmp_path, archive, "image_folder")
@@ -435,3 +440,91 @@ def test_image_folder_training_order_is_fixed_and_not_grouped_by_class(tmp_path)
     np.testing.assert_array_equal(first, np.sort(expected.train_labels)[image_folder_order(60, 5)])
     # Grouped by class there would be 2 label changes; a random order of 60 has dozens.
     assert np.count_nonzero(np.diff(first)) > 20
+
+
+# ---------------------------------------------------------------------------------------
+# Odd data refused from the archive's index, before decoding (issue 12)
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Make decoding an image fail the test: these refusals must come from the listing."""
+
+    def decode(*args, **kwargs):
+        raise AssertionError("an image was decoded before the sizes were checked")
+
+    monkeypatch.setattr(preprocess, "_decode_images", decode)
+
+
+def test_one_class_is_refused_before_decoding(tmp_path, no_decoding):
+    expected = make_image_folder_archive(tmp_path, classes={"cat": (4, 2)})
+
+    with pytest.raises(ValueError, match=r"holds 1 class \(cat\); a classifier needs at least 2"):
+        prepare_into(tmp_path, expected.path, "image_folder")
+    assert not (tmp_path / "prepared").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"train_size": 2}, "data.train_size is 2, fewer than the 3 classes"),
+        ({"test_size": 1}, "data.test_size is 1, fewer than the 3 classes"),
+        ({"train_size": 13}, "data.train_size is 13, but the archive has only 12"),
+        ({"test_size": 7}, "data.test_size is 7, but the archive has only 6"),
+        # dog holds 2 of 12 training images: a stratified 3 gives cat 2, airplane 1, dog 0.
+        ({"train_size": 3}, r"the smallest classes \(dog\)"),
+    ],
+)
+def test_image_folder_sizes_are_refused_before_decoding(tmp_path, no_decoding, options, expected):
+    archive = make_image_folder_archive(tmp_path)
+
+    with pytest.raises(ValueError, match=expected):
+        prepare_into(tmp_path, archive.path, "image_folder", **options)
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_cifar_size_below_the_number_of_classes_is_refused(tmp_path):
+    expected = make_cifar10_archive(tmp_path)
+
+    with pytest.raises(ValueError, match="data.train_size is 9, fewer than the 10 classes"):
+        prepare_into(tmp_path, expected.path, "cifar10", train_size=9)
+
+
+def test_image_folder_subset_decodes_only_the_chosen_images(tmp_path, monkeypatch):
+    expected = make_image_folder_archive(tmp_path)
+    decoded = []
+    original = preprocess._decode_images
+
+    def counting(blobs, names, **options):
+        decoded.extend(names)
+        return original(blobs, names, **options)
+
+    monkeypatch.setattr(preprocess, "_decode_images", counting)
+    prepare_into(tmp_path, expected.path, "image_folder", train_size=6, test_size=4, subset_seed=2)
+
+    assert len(decoded) == 10
+    data = load_prepared(tmp_path / "prepared")
+    indices = stratified_subset(expected.train_labels, 6, seed=2)[image_folder_order(6, 2)]
+    np.testing.assert_array_equal(data.train_images, expected.train_images[indices])
+    np.testing.assert_array_equal(data.train_labels, expected.train_labels[indices])
+
+
+# ---------------------------------------------------------------------------------------
+# Damaged prepared arrays name themselves (issue 12)
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cut", ["truncated", "header_only", "empty"])
+def test_a_damaged_prepared_array_is_named_with_the_remedy(tmp_path, cut):
+    expected = make_cifar10_archive(tmp_path)
+    _, output_dir = prepare_into(tmp_path, expected.path, "cifar10")
+    damaged = output_dir / "train_images.npy"
+    size = {"truncated": damaged.stat().st_size - 100, "header_only": 128, "empty": 0}[cut]
+    damaged.write_bytes(damaged.read_bytes()[:size])
+
+    with pytest.raises(ValueError) as error:
+        load_prepared(output_dir)
+
+    assert str(damaged) in str(error.value)
+    assert "preprocess" in str(error.value) and "dvc checkout" in str(error.value)

@@ -195,3 +195,181 @@ def test_two_epochs_on_real_images_beat_chance(tmp_path):
 
     correct = round(history[-1]["val_accuracy"] * len(data.test_labels))
     assert binom.sf(correct - 1, len(data.test_labels), 0.1) < 1e-3, history
+
+
+# ---------------------------------------------------------------------------------------
+# A checkpoint is resumed only by the same unfinished run (issue 12)
+# ---------------------------------------------------------------------------------------
+
+
+def copy_package(root: Path) -> dict:
+    """A copy of workflow/ (the package and its schema) and the environment that imports it."""
+    import shutil
+
+    shutil.copytree(PROJECT / "workflow", root / "workflow",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return dict(os.environ, PYTHONPATH=str(root / "workflow"))
+
+
+def mark_unfinished(checkpoint: Path, epochs_done: int) -> None:
+    """Rewrite a checkpoint's history as if the run had stopped after `epochs_done` epochs."""
+    with np.load(checkpoint) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    state = json.loads(str(arrays["state"]))
+    state["history"] = state["history"][:epochs_done]
+    arrays["state"] = np.array(json.dumps(state))
+    np.savez(checkpoint, **arrays)
+
+
+def test_editing_the_code_retrains_instead_of_resuming(tmp_path):
+    data = write_prepared(tmp_path / "data", train_count=128, test_count=32)
+    params = write_params(tmp_path / "params.yaml", epochs=2)
+    environment = copy_package(tmp_path / "code")
+    out = tmp_path / "run"
+    checkpoint = out / "checkpoint" / "checkpoint.npz"
+    command = train_command(params, data, out)
+    subprocess.run(command, check=True, capture_output=True, env=environment)
+    before = json.loads((out / "log" / "history.json").read_text())["epochs"]
+
+    # The same code resumes an unfinished checkpoint...
+    mark_unfinished(checkpoint, 1)
+    result = subprocess.run(command, capture_output=True, text=True, env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming categorical_crossentropy seed 3 after epoch 1" in result.stderr
+
+    # ...but after an edit to a loss, training starts again and the edited loss shows.
+    mark_unfinished(checkpoint, 1)
+    losses = tmp_path / "code" / "workflow" / "lossbench" / "losses.py"
+    original = "return -ops.sum(one_hot * ops.log(probabilities), axis=-1)"
+    assert original in losses.read_text()
+    losses.write_text(losses.read_text().replace(original, "return -50.0 * " + original[8:]))
+    result = subprocess.run(command, capture_output=True, text=True, env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming" not in result.stderr
+    assert "other settings, data or code" in result.stderr
+    after = json.loads((out / "log" / "history.json").read_text())["epochs"]
+    assert [record["epoch"] for record in after] == [1, 2]
+    assert after[0]["loss"] > 10 * before[0]["loss"]
+
+
+def test_a_finished_run_is_trained_again(tmp_path):
+    """`snakemake --forcerun train`, `dvc repro -f` or a rerun after a dependency changed."""
+    data = write_prepared(tmp_path / "data", train_count=128, test_count=32)
+    params = write_params(tmp_path / "params.yaml", epochs=1)
+    out = tmp_path / "run"
+    subprocess.run(train_command(params, data, out), check=True, capture_output=True)
+    first_model = (out / "model.keras").stat().st_mtime_ns
+
+    result = subprocess.run(train_command(params, data, out), capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming" not in result.stderr
+    assert "records a finished run" in result.stderr
+    history = json.loads((out / "log" / "history.json").read_text())["epochs"]
+    assert [record["epoch"] for record in history] == [1]
+    assert (out / "model.keras").stat().st_mtime_ns != first_model
+
+
+# ---------------------------------------------------------------------------------------
+# Unreadable checkpoints are set aside; no temporary file outlives a failed write (issue 12)
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from lossbench.train import TrainConfig, build_training_model
+
+    params = validate_params(yaml.safe_load((PROJECT / "params.yaml").read_text()))
+    params["model"]["width"] = 0.05
+    model, _ = build_training_model(TrainConfig.from_params(params), "hinge", seed=0, num_classes=4)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def damage(path: Path, kind: str, model) -> None:
+    from lossbench.train import save_checkpoint
+
+    state = {"fingerprint": "f", "history": [{"epoch": 1}], "diverged_epoch": None}
+    if kind == "truncated":
+        save_checkpoint(path, model, state)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "not_a_zip":
+        path.write_text("this is not a checkpoint\n")
+    elif kind == "wrong_keys":
+        np.savez(path, state=np.array(json.dumps(state)), unrelated=np.zeros(3))
+    elif kind == "wrong_shapes":
+        np.savez(path, state=np.array(json.dumps(state)),
+                 **{f"model_{index}": np.zeros(1) for index in range(len(model.variables))},
+                 **{f"optimizer_{index}": np.zeros(1)
+                    for index in range(len(model.optimizer.variables))})
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "not_a_zip", "wrong_keys", "wrong_shapes"])
+def test_an_unreadable_checkpoint_is_set_aside(tmp_path, tiny_model, kind, caplog):
+    from lossbench.train import load_checkpoint
+
+    path = tmp_path / "checkpoint.npz"
+    damage(path, kind, tiny_model)
+    before = [variable.numpy().copy() for variable in tiny_model.variables]
+
+    assert load_checkpoint(path, tiny_model, "f") is None
+
+    assert not path.exists()
+    assert (tmp_path / "checkpoint.npz.unreadable").is_file()
+    assert "unreadable" in caplog.text and "starting afresh" in caplog.text
+    for variable, array in zip(tiny_model.variables, before):
+        np.testing.assert_array_equal(variable.numpy(), array)
+
+
+def test_training_starts_afresh_over_a_truncated_checkpoint(tmp_path, tiny_model):
+    data = write_prepared(tmp_path / "data", train_count=128, test_count=32)
+    params = write_params(tmp_path / "params.yaml", epochs=1)
+    out = tmp_path / "run"
+    (out / "checkpoint").mkdir(parents=True)
+    damage(out / "checkpoint" / "checkpoint.npz", "truncated", tiny_model)
+
+    result = subprocess.run(train_command(params, data, out), capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "unreadable" in result.stderr and "starting afresh" in result.stderr
+    assert (out / "model.keras").is_file()
+    assert (out / "checkpoint" / "checkpoint.npz.unreadable").is_file()
+    with np.load(out / "checkpoint" / "checkpoint.npz") as stored:
+        assert len(json.loads(str(stored["state"]))["history"]) == 1
+
+
+def test_a_failed_checkpoint_write_leaves_no_temporary_file(tmp_path, tiny_model, monkeypatch):
+    import errno
+
+    from lossbench import train
+
+    def disk_full(path, **arrays):
+        Path(path).write_bytes(b"PK\x03\x04 partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(train.np, "savez", disk_full)
+    path = tmp_path / "checkpoint.npz"
+    with pytest.raises(OSError, match="No space left"):
+        train.save_checkpoint(path, tiny_model, {"history": []})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_ends_training_with_one_line(tmp_path):
+    data = write_prepared(tmp_path / "data", train_count=128, test_count=32)
+    params = write_params(tmp_path / "params.yaml", epochs=50)
+    out = tmp_path / "run"
+    process = subprocess.Popen(train_command(params, data, out), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    checkpoint = out / "checkpoint" / "checkpoint.npz"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+
+    assert process.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("lossbench train: interrupted.")
+    assert not list(out.rglob(".*.tmp*"))

@@ -163,3 +163,51 @@ def test_only_small_flat_files_are_dvc_metrics():
     expected_plain = {f"reports/evaluation/{run}.json" for run in runs} | {
         "reports/summary.json", "reports/data/counts.json", "reports/epochs.csv"}
     assert expected_plain | metrics <= untracked_by_cache
+
+
+# ---------------------------------------------------------------------------------------
+# Jobs read exactly the config the DAG was built from: params.yaml (issue 12)
+# ---------------------------------------------------------------------------------------
+
+
+def dry_run(root: Path, *options: str):
+    from projects import run
+
+    result = run(["snakemake", "--dry-run", "--cores", "1", *options], root, check=False)
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--configfile", "other.yaml"], ["--config", 'train={"validation": "holdout"}']],
+    ids=["configfile", "config"],
+)
+def test_other_config_than_params_yaml_is_refused(tmp_path, options):
+    from projects import copy_project, set_params
+
+    root = copy_project(tmp_path)
+    (root / "other.yaml").write_text((root / "params.yaml").read_text())
+    set_params(root, **{"train.epochs": 2})
+
+    status, output = dry_run(root, *options)
+
+    assert status != 0
+    assert "lossbench reads its parameters from params.yaml only" in output
+    assert "Edit params.yaml" in output and "dvc exp run -S key=value" in output
+    assert dry_run(root)[0] == 0
+
+
+def test_a_yaml_syntax_error_names_its_line_and_column(tmp_path):
+    from projects import copy_project
+
+    root = copy_project(tmp_path)
+    lines = (root / "params.yaml").read_text().splitlines()
+    index = next(number for number, line in enumerate(lines) if line.strip().startswith("epochs:"))
+    lines[index] = "  epochs: [2"
+    (root / "params.yaml").write_text("\n".join(lines) + "\n")
+
+    status, output = dry_run(root)
+
+    assert status != 0
+    assert re.search(r"params\.yaml is not valid YAML: line \d+, column \d+: ", output), output
+    assert f"at line {index + 1}, column 11" in output

@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lossbench.params import ParamsError, load_params, run_names
+from lossbench.params import ParamsError, check_dag_params, load_params, run_names
 
 
 def _download(args: argparse.Namespace, params: dict) -> None:
@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         params = load_params(args.params)
+        check_dag_params(params, source=str(args.params))
         args.handler(args, params)
     except (ParamsError, ValueError, FileNotFoundError, ConnectionError) as error:
         # User-facing problems end with their message, not a traceback (--verbose shows it).
@@ -217,7 +218,40 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"lossbench {args.stage}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        # The machine's problems (a full disk, a missing permission) are not bugs either: say
+        # which file and what to do, in one line. Every output is written under a temporary
+        # name, so nothing half-written is left where the next run would take it as done.
+        if args.verbose:
+            raise
+        print(f"lossbench {args.stage}: error: {_describe_os_error(error)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if args.verbose:
+            raise
+        print(
+            f"lossbench {args.stage}: interrupted. Run the same command again to finish "
+            "(a training resumes from its last finished epoch).",
+            file=sys.stderr,
+        )
+        return 130  # 128 + SIGINT, what a shell reports for a command ended by Ctrl-C.
     return 0
+
+
+def _describe_os_error(error: OSError) -> str:
+    """One sentence: the system's reason, the file and, for the usual causes, the remedy."""
+    import errno
+
+    where = f" ({error.filename})" if error.filename else ""
+    reason = error.strerror or str(error)
+    hints = {
+        errno.ENOSPC: " Free some space on that disk and run again.",
+        errno.EDQUOT: " Free some space within your quota and run again.",
+        errno.EACCES: " Check that you may write there (ownership and permissions).",
+        errno.EPERM: " Check that you may write there (ownership and permissions).",
+        errno.EROFS: " That file system is read-only: write somewhere else.",
+    }
+    return f"{reason}{where}.{hints.get(error.errno, '')} (--verbose shows the traceback.)"
 
 
 if __name__ == "__main__":

@@ -15,13 +15,19 @@ under both tools.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "params.schema.yaml"
+
+# Set by the Snakefile to `params_digest` of the values its DAG was built from; every
+# `lossbench` stage under that Snakemake run checks that params.yaml still holds them.
+DAG_DIGEST_VARIABLE = "LOSSBENCH_DAG_PARAMS"
 
 TRAIN_KEYS = (
     "model.width",
@@ -152,8 +158,21 @@ def load_params(path: str | Path = "params.yaml") -> dict:
         with path.open() as handle:
             params = yaml.safe_load(handle)
     except yaml.YAMLError as error:
-        raise ParamsError(f"{path} is not valid YAML: {error}") from error
+        raise ParamsError(f"{path} is not valid YAML: {_describe_yaml_error(error)}") from error
     return validate_params(params, source=str(path))
+
+
+def _describe_yaml_error(error: yaml.YAMLError) -> str:
+    """PyYAML's reason with the line and column (counted from 1) where it found the problem."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    if mark is None:
+        return f"{problem}. Fix the syntax and run again."
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context and context_mark is not None:
+        text += f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    return f"{text}. Fix the syntax there and run again."
 
 
 def get_key(params: dict, dotted: str) -> Any:
@@ -183,3 +202,25 @@ def stage_fingerprint(params: dict, stage: str) -> str:
     this text there; DVC reruns on the same keys because dvc.yaml lists them.
     """
     return json.dumps(stage_params(params, stage), sort_keys=True)
+
+
+def params_digest(params: dict) -> str:
+    """A SHA-256 of the validated values (not the file's bytes: comments may change)."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+
+
+def check_dag_params(params: dict, source: str = "params.yaml") -> None:
+    """Refuse to run a Snakemake job with other values than Snakemake built its DAG from.
+
+    Snakemake reads params.yaml once, to decide which jobs to run; each job reads it again
+    when it starts. An edit in between (a run of hours is long) would make the remaining
+    jobs compute with other values than the DAG, the logs and the other jobs used.
+    """
+    expected = os.environ.get(DAG_DIGEST_VARIABLE)
+    if expected and expected != params_digest(params):
+        raise ParamsError(
+            f"{source} has changed since Snakemake built its DAG from it, so this job would "
+            "run with other values than the rest of the run. Leave params.yaml alone while "
+            "Snakemake runs: stop the run, or restore the file; then run Snakemake again, "
+            "which reruns every stage whose parameters changed."
+        )

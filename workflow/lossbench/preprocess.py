@@ -26,7 +26,10 @@ and a small JSON of images per class (a plain output that git tracks)::
     {"train": {"total": 50000, "per_class": {"airplane": 5000, ...}}, "test": {...}}
 
 Both are written under temporary names beside their destinations and renamed once
-complete. ``load_prepared`` reads the directory back.
+complete. ``load_prepared`` reads the directory back, naming any damaged file.
+
+Refused, from the archive's index before any image is decoded: fewer than 2 classes, and
+subset sizes larger than the split or too small to keep every class in the subset.
 """
 
 from __future__ import annotations
@@ -143,18 +146,25 @@ def prepare(
     contents = read_archive(archive)
     files = _regular_files(contents)
     _check_layout(archive, dataset, files)
+    sizes = {"train": train_size, "test": test_size}
     if dataset == "image_folder":
-        class_names, splits = _read_image_folder(archive, contents, files, workers=workers)
+        # The sizes are checked, and the subsets drawn, from the archive's listing: only the
+        # chosen images are decoded.
+        class_names, splits = _read_image_folder(
+            archive, contents, files, sizes=sizes, subset_seed=subset_seed, workers=workers
+        )
     else:
+        # The official batches hold labels and pixels in one pickle: the sizes are checked
+        # once the labels are read, before anything is reshaped or written.
         class_names, splits = _read_cifar(archive, dataset, contents, files)
+        check_sizes(archive, class_names, {split: splits[split].labels for split in SPLITS}, sizes)
+        for split, size in sizes.items():
+            if size is not None:
+                indices = stratified_subset(
+                    splits[split].labels, size, seed=subset_seed, params_key=f"data.{split}_size"
+                )
+                splits[split] = _Split(splits[split].images[indices], splits[split].labels[indices])
     del contents  # The decompressed archive can be large (180 MB for CIFAR-10); free it early.
-
-    for split, size in (("train", train_size), ("test", test_size)):
-        if size is not None:
-            indices = stratified_subset(
-                splits[split].labels, size, seed=subset_seed, params_key=f"data.{split}_size"
-            )
-            splits[split] = _Split(splits[split].images[indices], splits[split].labels[indices])
 
     if dataset == "image_folder":
         # Image folders are read grouped by class. Training without shuffling (the paper's
@@ -196,12 +206,30 @@ def load_prepared(data_dir: Path) -> PreparedData:
             f"The prepared data directory {data_dir} lacks {', '.join(missing)}. Run "
             "`lossbench preprocess` (or `dvc repro preprocess`, or Snakemake) first."
         )
-    arrays = {
-        name: np.load(data_dir / f"{name}.npy", mmap_mode=None, allow_pickle=False)
-        for name in ("train_images", "train_labels", "test_images", "test_labels")
-    }
-    with (data_dir / "classes.json").open() as handle:
-        class_names = tuple(json.load(handle))
+    # A damaged file (truncated by a full disk, or edited in place: with DVC's hardlinked
+    # cache that also damages the cached copy) must name itself and say how to remake it.
+    remake = (
+        f"Make the prepared data again: `snakemake --cores 1 --forcerun preprocess`, "
+        f"`dvc repro --force preprocess` or `lossbench preprocess`. (`dvc checkout {data_dir}` "
+        "restores it only if DVC's cached copy is intact; with hardlinks it is the same file.)"
+    )
+    arrays = {}
+    for name in ("train_images", "train_labels", "test_images", "test_labels"):
+        path = data_dir / f"{name}.npy"
+        try:
+            arrays[name] = np.load(path, mmap_mode=None, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise ValueError(
+                f"The prepared array {path} is unreadable or shorter than its header says "
+                f"({error}). {remake}"
+            ) from error
+    try:
+        with (data_dir / "classes.json").open() as handle:
+            class_names = tuple(json.load(handle))
+    except (ValueError, OSError) as error:
+        raise ValueError(
+            f"The class list {data_dir / 'classes.json'} is unreadable ({error}). {remake}"
+        ) from error
     for split in SPLITS:
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if (
@@ -233,6 +261,18 @@ def stratified_subset(
     ``numpy.random.default_rng(seed)``. Sorting keeps the original order of the images.
     """
     labels = np.asarray(labels)
+    _check_size(labels, size, params_key)
+    classes, quotas = _stratified_quotas(labels, size)
+
+    rng = np.random.default_rng(seed)
+    chosen = [
+        rng.choice(np.flatnonzero(labels == label), size=int(quota), replace=False)
+        for label, quota in zip(classes, quotas)
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
+def _check_size(labels: np.ndarray, size: int, params_key: str) -> None:
     available = len(labels)
     if size > available:
         raise ValueError(
@@ -241,6 +281,11 @@ def stratified_subset(
         )
     if size < 1:
         raise ValueError(f"{params_key} is {size}; it must be at least 1 (or null for all images).")
+
+
+def _stratified_quotas(labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(classes present, images drawn from each) of a stratified subset of ``size``."""
+    available = len(labels)
     classes, class_counts = np.unique(labels, return_counts=True)
     # Integer arithmetic keeps the allocation exact: share = size * count / available.
     quotas = size * class_counts // available
@@ -249,13 +294,49 @@ def stratified_subset(
     # Stable sort on the negated remainder: largest remainders first, ties to lower labels.
     order = np.argsort(-remainders, kind="stable")
     quotas[order[:leftover]] += 1
+    return classes, quotas
 
-    rng = np.random.default_rng(seed)
-    chosen = [
-        rng.choice(np.flatnonzero(labels == label), size=int(quota), replace=False)
-        for label, quota in zip(classes, quotas)
-    ]
-    return np.sort(np.concatenate(chosen))
+
+def check_sizes(
+    archive: Path,
+    class_names: Sequence[str],
+    labels: dict[str, np.ndarray],
+    sizes: dict[str, int | None],
+) -> None:
+    """Refuse a dataset or subset sizes that cannot make a meaningful study, before decoding.
+
+    ``labels`` holds each split's labels as read from the archive's index, ``sizes`` the
+    subset sizes (None = every image). A classifier needs at least two classes, and a
+    stratified subset must keep every class the split holds: otherwise the run trains,
+    evaluates and compares on fewer classes than counts.json and the report announce.
+    """
+    if len(class_names) < 2:
+        shown = ", ".join(class_names) or "none"
+        raise ValueError(
+            f"{archive} holds {len(class_names)} class ({shown}); a classifier needs at least "
+            "2. Give an image folder one train/<class>/ and test/<class>/ folder per class, or "
+            "point data.source at another archive."
+        )
+    for split in SPLITS:
+        size = sizes.get(split)
+        if size is None:
+            continue
+        params_key = f"data.{split}_size"
+        _check_size(labels[split], size, params_key)
+        classes, quotas = _stratified_quotas(labels[split], size)
+        if size < len(classes):
+            raise ValueError(
+                f"{params_key} is {size}, fewer than the {len(classes)} classes of the "
+                f"archive's {split} images, so a stratified subset cannot keep every class. "
+                f"Set {params_key} to at least {len(classes)}, or to null for all images."
+            )
+        left_out = [class_names[label] for label, quota in zip(classes, quotas) if quota == 0]
+        if left_out:
+            raise ValueError(
+                f"{params_key} is {size}: too few for a stratified subset to keep the smallest "
+                f"classes ({', '.join(left_out)}), which would get no {split} images. Raise "
+                f"{params_key}, or set it to null for all images."
+            )
 
 
 # ---------------------------------------------------------------------------------------
@@ -437,8 +518,19 @@ def _image_folder_parts(name: str) -> tuple[str, str, str, str] | None:
 
 
 def _read_image_folder(
-    archive: Path, contents: TarContents, files: dict[str, tarfile.TarInfo], *, workers: int | None
+    archive: Path,
+    contents: TarContents,
+    files: dict[str, tarfile.TarInfo],
+    *,
+    sizes: dict[str, int | None],
+    subset_seed: int,
+    workers: int | None,
 ) -> tuple[list[str], dict[str, _Split]]:
+    """Class names and each split's stratified subset (``sizes``, None = all), decoded.
+
+    The labels come from the member paths, so the sizes are checked and the subsets drawn
+    before any image is decoded; only the chosen images are.
+    """
     entries = {split: [] for split in SPLITS}
     prefixes = set()
     for name, member in files.items():
@@ -470,15 +562,28 @@ def _read_image_folder(
         )
     label_of = {class_name: label for label, class_name in enumerate(class_names)}
 
-    splits = {}
+    listed, labels = {}, {}
     for split in SPLITS:
         # Sorting by (class, path) makes the order independent of how the tar was packed.
-        chosen = sorted(entries[split], key=lambda entry: (entry[0], entry[1]))
+        listed[split] = sorted(entries[split], key=lambda entry: (entry[0], entry[1]))
+        labels[split] = np.array(
+            [label_of[class_name] for class_name, _n, _m in listed[split]], dtype=np.int32
+        )
+    check_sizes(archive, class_names, labels, sizes)
+
+    splits = {}
+    for split in SPLITS:
+        chosen = listed[split]
+        if sizes.get(split) is not None:
+            indices = stratified_subset(
+                labels[split], sizes[split], seed=subset_seed, params_key=f"data.{split}_size"
+            )
+            chosen = [chosen[index] for index in indices]
+            labels[split] = labels[split][indices]
         names = [name for _class_name, name, _member in chosen]
         blobs = [contents.member_bytes(member) for _class_name, _name, member in chosen]
         images = _decode_images(blobs, names, workers=workers)
-        labels = np.array([label_of[class_name] for class_name, _n, _m in chosen], dtype=np.int32)
-        splits[split] = _Split(images, labels)
+        splits[split] = _Split(images, labels[split])
     return class_names, splits
 
 

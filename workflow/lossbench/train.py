@@ -19,7 +19,10 @@ Reproducibility and interruptions: everything random is a function of (seed, epo
 weights' initialisation of the seed, each epoch's shuffling and augmentation of (seed, epoch) —
 and after each epoch a checkpoint (weights, optimizer state, history) is written atomically.
 Rerunning an interrupted job resumes from the last finished epoch and reaches the same weights
-as an uninterrupted run. A checkpoint whose settings differ from the current ones is ignored.
+as an uninterrupted run. A checkpoint is resumed only by the same unfinished run: one made
+with other settings, other data or other code (any source file of this package) is ignored,
+one that records a finished run (every epoch done, or diverged) is deleted so that a rerun
+trains afresh, and an unreadable one is set aside as `checkpoint.npz.unreadable`.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ import json
 import logging
 import math
 import os
+import pickle
 import platform
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +48,7 @@ from lossbench.params import TRAIN_KEYS, get_key
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.npz"
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,13 +211,30 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def source_digest(package_dir: Path = PACKAGE_DIR) -> str:
+    """A SHA-256 of every Python source file of the lossbench package, names included.
+
+    All of workflow/lossbench/*.py rather than the modules training imports today: a list
+    of "training-relevant" modules would silently go stale when training starts to import
+    another one, and the price of hashing everything is only that editing, say, report.py
+    makes an interrupted training start again instead of resuming.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(Path(package_dir).glob("*.py")):
+        digest.update(path.name.encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def config_fingerprint(config: TrainConfig, loss_name: str, seed: int, data_signature: str) -> str:
-    """What a checkpoint must match to be resumed from: settings, loss, seed, data and backend."""
+    """What a checkpoint must match to be resumed from: settings, loss, seed, data, backend
+    and the package's code (`source_digest`), so that a code change never resumes a run
+    that older code began."""
     import keras
 
     text = json.dumps(
         {"config": dataclasses.asdict(config), "loss": loss_name, "seed": seed,
-         "data": data_signature, "backend": keras.backend.backend()},
+         "data": data_signature, "backend": keras.backend.backend(), "code": source_digest()},
         sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()
@@ -296,19 +319,56 @@ def save_checkpoint(path: Path, model, state: dict) -> None:
     arrays["state"] = np.array(json.dumps(state))
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(temporary, **arrays)
-    os.replace(temporary, path)
+    try:
+        np.savez(temporary, **arrays)
+        os.replace(temporary, path)
+    except BaseException:
+        # A full disk or a Ctrl-C mid-write must not leave a partial file behind.
+        temporary.unlink(missing_ok=True)
+        raise
 
 
-def load_checkpoint(path: Path, model, fingerprint: str) -> dict | None:
-    """Restore weights and optimizer state if `path` holds a checkpoint of this very job."""
+# What reading a damaged checkpoint raises: np.load and zipfile on a truncated, empty or
+# foreign file (BadZipFile, EOFError, ValueError, OSError, UnpicklingError), a missing array
+# (KeyError), a state that is not JSON or not a mapping (ValueError, AttributeError, TypeError).
+UNREADABLE_CHECKPOINT_ERRORS = (
+    zipfile.BadZipFile, EOFError, pickle.UnpicklingError, ValueError, OSError, KeyError,
+    AttributeError, TypeError,
+)
+
+
+def set_aside(path: Path, reason: str) -> None:
+    """Rename an unusable checkpoint to `<name>.unreadable`, kept for inspection, and warn."""
+    aside = path.with_name(f"{path.name}.unreadable")
+    logger.warning("Checkpoint %s is unreadable (%s); moved it to %s and starting afresh.",
+                   path, reason, aside)
+    os.replace(path, aside)
+
+
+def load_checkpoint(path: Path, model, fingerprint: str, epochs: int | None = None) -> dict | None:
+    """Restore weights and optimizer state if `path` holds an unfinished checkpoint of this job.
+
+    Returns the stored state, or None to train afresh: when there is no checkpoint, when it
+    was made with other settings, data or code, when it records a finished run (`epochs`
+    done, or diverged; it is deleted, since resuming it would train nothing), and when it is
+    unreadable (it is set aside as `<name>.unreadable`).
+    """
     if not path.is_file():
         return None
     try:
         with np.load(path) as stored:
             state = json.loads(str(stored["state"]))
             if state.get("fingerprint") != fingerprint:
-                logger.warning("Ignoring checkpoint %s: it was made with other settings.", path)
+                logger.warning(
+                    "Ignoring checkpoint %s: it was made with other settings, data or code.", path
+                )
+                return None
+            done = len(state["history"])
+            if state.get("diverged_epoch") is not None or (epochs is not None and done >= epochs):
+                logger.info("Checkpoint %s records a finished run (after epoch %d%s); deleting it "
+                            "and training afresh.", path, done,
+                            ", diverged" if state.get("diverged_epoch") is not None else "")
+                path.unlink()
                 return None
             model_arrays = [stored[f"model_{i}"] for i in range(len(model.variables))]
             if not model.optimizer.built:
@@ -316,8 +376,12 @@ def load_checkpoint(path: Path, model, fingerprint: str) -> dict | None:
             optimizer_arrays = [
                 stored[f"optimizer_{i}"] for i in range(len(model.optimizer.variables))
             ]
-    except (KeyError, ValueError, OSError) as error:
-        logger.warning("Ignoring unreadable checkpoint %s (%s); starting afresh.", path, error)
+        variables = [*model.variables, *model.optimizer.variables]
+        for variable, array in zip(variables, [*model_arrays, *optimizer_arrays]):
+            if tuple(variable.shape) != array.shape:
+                raise ValueError(f"{variable.path} has shape {array.shape}, not {variable.shape}")
+    except UNREADABLE_CHECKPOINT_ERRORS as error:
+        set_aside(path, f"{type(error).__name__}: {error}")
         return None
     for variable, array in zip(model.variables, model_arrays):
         variable.assign(array)
@@ -420,7 +484,7 @@ def train_model(
         data_signature(train_images, train_labels, test_images, test_labels),
     )
     checkpoint_path = checkpoint_dir / CHECKPOINT_NAME
-    state = load_checkpoint(checkpoint_path, model, fingerprint)
+    state = load_checkpoint(checkpoint_path, model, fingerprint, epochs=config.epochs)
     if state is None:
         state = {"fingerprint": fingerprint, "history": [], "diverged_epoch": None}
     else:
@@ -504,8 +568,12 @@ def train_model(
     write_training_logs(log_dir, history, run_info)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     temporary = model_path.with_name(f".{model_path.stem}.tmp.keras")
-    model.save(temporary)
-    os.replace(temporary, model_path)
+    try:
+        model.save(temporary)
+        os.replace(temporary, model_path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)  # No partial model left behind by a full disk.
+        raise
     return run_info
 
 

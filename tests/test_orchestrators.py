@@ -1,0 +1,141 @@
+"""Snakemake and DVC take turns: started while the other runs, either stops at once.
+
+In a throwaway git + DVC copy of the project on real images (200/100 images, width 0.1, one
+loss, one seed, one epoch), one orchestrator runs the study while the other is started: the
+second must stop before it deletes or writes anything, with a message naming the first, and
+the first must finish cleanly (workflow/lossbench/orchestration.py). The same copy checks
+that an edit to params.yaml during a Snakemake run stops the remaining jobs. The last test
+checks the mechanism alone in seconds, on a DVC repository whose one stage sleeps.
+"""
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from projects import (
+    copy_project, environment, init_repository, needs_real_images, run, set_params,
+)
+
+TINY = {
+    "data.train_size": 200,
+    "data.test_size": 100,
+    "model.width": 0.1,
+    "train.losses": ["categorical_crossentropy"],
+    "train.seeds": [0],
+    "train.epochs": 1,
+}
+
+
+def start(command, root: Path) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=root, env=environment(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def rwlock(root: Path) -> dict:
+    try:
+        return json.loads((root / ".dvc" / "tmp" / "rwlock").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def wait_for(condition, first: subprocess.Popen, what: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if first.poll() is not None:
+            raise AssertionError(f"the first tool ended before {what}:\n{first.stdout.read()[-4000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def project(tmp_path):
+    root = copy_project(tmp_path, **TINY)
+    init_repository(root)
+    return root
+
+
+@pytest.mark.slow
+@needs_real_images
+def test_dvc_stops_at_once_while_snakemake_runs(project):
+    snakemake = start(["snakemake", "--cores", "1", "--resources", "gpu=1"], project)
+    wait_for(lambda: "Snakemake is running" in json.dumps(rwlock(project)), snakemake,
+             "Snakemake registered in DVC's lock file")
+
+    dvc = run(["dvc", "repro"], project, check=False, timeout=120)
+
+    assert dvc.returncode != 0
+    assert snakemake.poll() is None, "DVC was not stopped while Snakemake was still running"
+    message = dvc.stdout + dvc.stderr
+    assert "Snakemake is running lossbench in this project" in message, message
+    assert "must not run at once" in message
+    output = snakemake.communicate(timeout=900)[0]
+    assert snakemake.returncode == 0, output[-4000:]
+    assert (project / "reports" / "report.md").is_file()
+    assert "Snakemake" not in json.dumps(rwlock(project))
+    run(["dvc", "commit", "--force"], project)  # DVC works again once Snakemake is done.
+
+
+@pytest.mark.slow
+@needs_real_images
+def test_snakemake_stops_at_once_while_dvc_runs(project):
+    dvc = start(["dvc", "repro"], project)
+    wait_for(lambda: (project / "data" / "raw" / "archive").is_file(), dvc, "DVC ran a stage")
+
+    snakemake = run(["snakemake", "--cores", "1", "--resources", "gpu=1"], project, check=False,
+                    timeout=120)
+
+    assert snakemake.returncode != 0
+    assert dvc.poll() is None, "Snakemake was not stopped while DVC was still running"
+    message = snakemake.stdout + snakemake.stderr
+    assert "DVC is running" in message and "must not run at once" in message, message
+    output = dvc.communicate(timeout=900)[0]
+    assert dvc.returncode == 0, output[-4000:]
+    assert (project / "reports" / "report.md").is_file()
+    # Snakemake left no lock of its own behind: it runs once DVC is done.
+    run(["snakemake", "--cores", "1", "--resources", "gpu=1"], project)
+
+
+@pytest.mark.slow
+@needs_real_images
+def test_editing_params_while_snakemake_runs_stops_the_remaining_jobs(project):
+    """Jobs read params.yaml when they start: an edit mid-run must not reach them silently."""
+    snakemake = start(["snakemake", "--cores", "1", "--resources", "gpu=1"], project)
+    wait_for(lambda: (project / "data" / "raw" / "archive").is_file(), snakemake,
+             "Snakemake ran its first job")
+    set_params(project, **{"train.epochs": 2})
+
+    output = snakemake.communicate(timeout=900)[0]
+
+    assert snakemake.returncode != 0
+    assert "params.yaml has changed since Snakemake built its DAG from it" in output, output[-4000:]
+    assert not (project / "reports" / "report.md").exists()
+
+
+def test_the_hold_and_dvc_exclude_each_other(tmp_path):
+    """The mechanism alone, in seconds: a DVC repository whose one stage sleeps."""
+    from lossbench.orchestration import ConcurrentRunError, hold_project, release_project
+
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        run(command, tmp_path)
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  slow:\n    cmd: sleep 4 && echo done > out.txt\n    outs:\n      - out.txt\n"
+    )
+    dvc = start(["dvc", "repro"], tmp_path)
+    wait_for(lambda: rwlock(tmp_path).get("write"), dvc, "DVC ran its stage")
+    with pytest.raises(ConcurrentRunError, match="DVC is running a stage in this project"):
+        hold_project(tmp_path)
+    assert dvc.wait(timeout=120) == 0
+
+    hold_project(tmp_path)
+    try:
+        blocked = run(["dvc", "repro", "--force"], tmp_path, check=False, timeout=120)
+        assert blocked.returncode != 0
+        assert "Snakemake is running lossbench in this project" in blocked.stdout + blocked.stderr
+    finally:
+        release_project()
+    assert rwlock(tmp_path).get("write", {}) == {}
+    run(["dvc", "status"], tmp_path)
