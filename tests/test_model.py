@@ -166,6 +166,7 @@ def test_flops_scale_with_width():
 def test_kernel_spread_per_layer_matches_the_glorot_formula(init):
     # Keras <= 1.0.3 (the paper's): fan_in = c_in k^2, fan_out = c_out for a k x k kernel;
     # Keras 3: fan_out = c_out k^2. A uniform(-L, L) draw has standard deviation L / sqrt(3).
+    keras.utils.set_random_seed(1)
     model = build_model(init=init)
     for layer in model.layers:
         if not isinstance(layer, (layers.Conv2D, layers.Dense)):
@@ -177,7 +178,8 @@ def test_kernel_spread_per_layer_matches_the_glorot_formula(init):
             limit = np.sqrt(6.0 / (channels_in * size * size + fan_out))
         else:
             limit = np.sqrt(6.0 / sum(kernel.shape))
-        assert np.max(np.abs(kernel)) <= limit
+        # float32 rounding may put a draw a hair past the float64 limit.
+        assert np.max(np.abs(kernel)) <= limit * (1 + 1e-6), layer.name
         assert np.max(np.abs(kernel)) > 0.95 * limit, layer.name
         assert np.std(kernel) == pytest.approx(limit / np.sqrt(3), rel=0.1), layer.name
 
