@@ -4,16 +4,26 @@ In:  prepared data (`lossbench.preprocess.load_prepared`), the validated params 
      `train.*`), a loss name and a seed.
 Out: the trained model (`<model_path>`, a `.keras` file taking uint8 images), and a log
      directory holding `history.json` (per-epoch loss, accuracy, val_loss, val_accuracy,
-     learning rate and seconds), `run.json` (device, backend, versions, whether the run
-     diverged) and dvclive's per-epoch files for `dvc plots`.
+     learning rate and seconds), `run.json` (device, backend, precision, versions, whether
+     the run diverged) and dvclive's per-epoch files (`plots/metrics/`).
 
-What the paper's Keras 1 code did, and how it is reproduced here:
+What the paper's Keras 1 code did, and how it is reproduced here (README, "What the paper's
+code did", cites the authors' script line by line):
+- The model of `lossbench.model` with Keras 1.0.3's initialisation and Theano's symmetric
+  stride-2 padding (`model.init`, `model.stride2_padding`).
+- No shuffling (`train.shuffle: false`): Keras 1.0.3's `flow` kept the stored order, so every
+  epoch sees the same batches.
 - SGD with Nesterov momentum 0.9 and Keras 1's `decay`: the step size at step t is
   learning_rate / (1 + decay * t), t counted from 0. `keras.optimizers.schedules.
   InverseTimeDecay(learning_rate, decay_steps=1, decay_rate=decay)` is exactly that formula.
 - Inputs scaled to [0, 1]; random shifts of up to 10 % with nearest fill and horizontal flips,
   run as Keras preprocessing layers inside the training graph (`lossbench.augment`).
 - The test set as validation data each epoch (`train.validation: test`), or a seeded hold-out.
+
+One job is one Keras `fit` over all remaining epochs (its log reads "Epoch k/N"); the
+callbacks of `lossbench.callbacks` reseed the augmentation before each epoch, record each
+finished epoch (checkpoint and logs) and stop on a non-finite loss. `lossbench.device` says
+where it runs and resolves the `auto` settings.
 
 Reproducibility and interruptions: everything random is a function of (seed, epoch) — the
 weights' initialisation of the seed, each epoch's shuffling and augmentation of (seed, epoch) —
