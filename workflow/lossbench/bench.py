@@ -156,7 +156,7 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
     config = dataclasses.replace(TrainConfig.from_params(params), width=1.0)
     data = None
     if data_dir is not None:
-        from lossbench.preprocess import load_prepared
+        from lossbench.prepared import load_prepared
 
         data = load_prepared(data_dir)
     train_flops = training_flops_per_image(1.0, 10)

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 from pathlib import Path
 from typing import Sequence
 
 from lossbench.atomic import write_json, write_text
+from lossbench.runs import parse_run_name
 
 
 def clopper_pearson(successes: int, trials: int, confidence_level: float) -> tuple[float, float]:
@@ -106,18 +106,15 @@ def render_markdown(table: dict, title: str, setup: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-RUN_FILE_NAME = re.compile(r"^(?P<loss>.+)-seed(?P<seed>\d+)\.json$")
-
-
 def read_run(path: str | Path) -> dict:
     """One run's metrics: a full evaluation (`reports/evaluation/<loss>-seed<seed>.json`) or
     the review metrics beside it (`reports/metrics/`), which hold numbers only, so their loss
     and seed are read from the file name."""
     path = Path(path)
     metrics = json.loads(path.read_text())
-    match = RUN_FILE_NAME.match(path.name)
-    if ("loss" not in metrics or "seed" not in metrics) and match:
-        metrics = {"loss": match["loss"], "seed": int(match["seed"]), **metrics}
+    parsed = parse_run_name(path.stem)
+    if ("loss" not in metrics or "seed" not in metrics) and parsed:
+        metrics = {"loss": parsed[0], "seed": parsed[1], **metrics}
     missing = [key for key in ("loss", "seed", "test_accuracy") if key not in metrics]
     if missing:
         raise ValueError(f"{path} lacks {', '.join(missing)}: pass the metrics files of `lossbench evaluate`.")

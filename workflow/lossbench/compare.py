@@ -80,7 +80,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from lossbench.atomic import write_json
-from lossbench.evaluate import final_layer_dead
+from lossbench.runs import final_layer_dead
 
 logger = logging.getLogger(__name__)
 

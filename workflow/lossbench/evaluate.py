@@ -1,7 +1,7 @@
 """The `evaluate` stage: measure one trained model, for one (loss, seed), on the test set.
 
 In:  the trained model (`data/models/<loss>-seed<seed>.keras`, taking uint8 images and
-     returning one score row per image), the prepared data (`lossbench.preprocess.
+     returning one score row per image), the prepared data (`lossbench.prepared.
      load_prepared`), the run's training log directory (`history.json`, `run.json`) and
      `evaluate.batch_size` / `evaluate.convergence_thresholds` from params.yaml.
 Out: two JSON files (both `cache: false`, so git tracks them and reviews need no cache):
@@ -93,6 +93,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from lossbench.atomic import write_json
+from lossbench.model import FINAL_CONVOLUTION_NAME
+from lossbench.runs import final_layer_dead
 
 logger = logging.getLogger(__name__)
 
@@ -401,13 +403,6 @@ def review_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def final_layer_dead(metrics: dict) -> bool:
-    """Whether a run's metrics say that every channel of its final conv layer is dead."""
-    channels = metrics.get("final_conv_channels")
-    dead = metrics.get("final_conv_dead_channels")
-    return channels is not None and dead is not None and channels > 0 and dead == channels
-
-
 # ---------------------------------------------------------------------------------------------
 # Files.
 # ---------------------------------------------------------------------------------------------
@@ -470,7 +465,8 @@ def predict_scores(model, images: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate(batches, axis=0)
 
 
-FINAL_CONV_LAYER = "conv_9"
+# The last convolution, named by the model that builds it.
+FINAL_CONV_LAYER = FINAL_CONVOLUTION_NAME
 
 
 def find_layer(model, name: str):
@@ -593,7 +589,7 @@ def run(
     (`review_metrics`) to `metrics_output`. Returns the full evaluation's dictionary.
     """
     from lossbench.losses import get_loss
-    from lossbench.preprocess import load_prepared
+    from lossbench.prepared import load_prepared
 
     get_loss(loss_name)  # fail on an unknown loss name before loading anything large
     history, run_info = read_training_logs(log_dir)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -46,12 +45,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from lossbench.atomic import write_text
+from lossbench.runs import parse_run_name, run_name
 
 logger = logging.getLogger(__name__)
 
 # The paper's colours: training in red, validation in blue.
 SPLIT_COLOURS = {"training": "tab:red", "validation": "tab:blue"}
-RUN_NAME = re.compile(r"^(?P<loss>.+)-seed(?P<seed>\d+)$")
 DOTS_PER_INCH = 120
 
 
@@ -101,9 +100,9 @@ def read_histories(log_dirs: Sequence[str | os.PathLike]):
         history = _read_json(log_dir / "history.json", "train")
         run_path = log_dir / "run.json"
         run_info = _read_json(run_path, "train") if run_path.is_file() else {}
-        match = RUN_NAME.match(log_dir.name)
-        loss = run_info.get("loss") or (match["loss"] if match else None)
-        seed = run_info.get("seed", int(match["seed"]) if match else None)
+        parsed = parse_run_name(log_dir.name)
+        loss = run_info.get("loss") or (parsed[0] if parsed else None)
+        seed = run_info.get("seed", parsed[1] if parsed else None)
         if loss is None or seed is None:
             raise ValueError(
                 f"Cannot tell which loss and seed {log_dir} belongs to: it has no run.json and "
@@ -146,7 +145,7 @@ def epochs_table(histories) -> str:
     order = {loss: index for index, loss in enumerate(dict.fromkeys(histories["loss"]))}
     wide = wide.sort_values(["loss", "seed", "epoch"], key=lambda column: (
         column.map(order) if column.name == "loss" else column))
-    wide["run"] = wide["loss"] + "-seed" + wide["seed"].astype(str)
+    wide["run"] = [run_name(loss, seed) for loss, seed in zip(wide["loss"], wide["seed"])]
     for column in EPOCH_COLUMNS:
         if column not in wide:
             wide[column] = float("nan")

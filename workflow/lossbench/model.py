@@ -186,7 +186,8 @@ def build_model(
 
     inputs = keras.Input(shape=input_shape, name="images")
     features = inputs
-    for index, (channels, kernel_size, strides) in enumerate(_layer_plan(num_classes, width)):
+    plan = _layer_plan(num_classes, width)
+    for index, (channels, kernel_size, strides) in enumerate(plan):
         padding = "same"
         if strides > 1 and stride2_padding == "theano":
             # Theano's "half" mode: kernel_size // 2 zeros on every side, then a valid
@@ -204,7 +205,7 @@ def build_model(
             activation="relu",
             kernel_initializer=kernel_initializer(init, 4),
             bias_initializer="zeros",
-            name=f"conv_{index + 1}",
+            name=f"conv_{index + 1}" if index + 1 < len(plan) else FINAL_CONVOLUTION_NAME,
         )(features)
     features = layers.Flatten(name="flatten")(features)
     scores = layers.Dense(

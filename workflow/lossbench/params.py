@@ -191,8 +191,10 @@ def stage_params(params: dict, stage: str) -> dict[str, Any]:
 
 
 def run_names(params: dict) -> list[str]:
-    """The `<loss>-seed<seed>` name of every training job, in params order."""
-    return [f"{loss}-seed{seed}" for loss in params["train"]["losses"] for seed in params["train"]["seeds"]]
+    """The `<loss>-seed<seed>` name of every training job, in params order (lossbench.runs)."""
+    from lossbench.runs import run_names as names_of_runs
+
+    return names_of_runs(params["train"])
 
 
 def stage_fingerprint(params: dict, stage: str) -> str:

@@ -51,21 +51,15 @@ from typing import ClassVar
 import numpy as np
 
 from lossbench.atomic import write_json
-from lossbench.download import ArchiveError, TarContents, read_archive
+from lossbench.archive import ArchiveError, TarContents, read_archive
+# The prepared layout and its reader live in lossbench.prepared, shared with train and evaluate;
+# they are re-exported here for callers that think of them as this stage's output.
+from lossbench.prepared import IMAGE_SIZE, PREPARED_FILES, SPLITS, PreparedData, load_prepared  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
 DATASETS = ("cifar10", "cifar100", "image_folder")
-IMAGE_SIZE = 32
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-SPLITS = ("train", "test")
-PREPARED_FILES = (
-    "train_images.npy",
-    "train_labels.npy",
-    "test_images.npy",
-    "test_labels.npy",
-    "classes.json",
-)
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{index}" for index in range(1, 6))
@@ -84,21 +78,6 @@ LAYOUT_DESCRIPTIONS = {
 # Below this many images, starting worker processes costs more than it saves.
 PARALLEL_MINIMUM_IMAGES = 4096
 DECODE_CHUNK_IMAGES = 2048
-
-
-@dataclass(frozen=True, eq=False)
-class PreparedData:
-    """The arrays the preprocess stage wrote: uint8 images (N, 32, 32, 3), int32 labels."""
-
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
-    class_names: tuple[str, ...]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,54 +174,6 @@ def prepare(
         output_dir,
     )
     return counts
-
-
-def load_prepared(data_dir: Path) -> PreparedData:
-    """Read the arrays the preprocess stage wrote into ``data_dir``."""
-    data_dir = Path(data_dir)
-    missing = [name for name in PREPARED_FILES if not (data_dir / name).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"The prepared data directory {data_dir} lacks {', '.join(missing)}. Run "
-            "`lossbench preprocess` (or `dvc repro preprocess`, or Snakemake) first."
-        )
-    # A damaged file (truncated by a full disk, or edited in place: with DVC's hardlinked
-    # cache that also damages the cached copy) must name itself and say how to remake it.
-    remake = (
-        f"Make the prepared data again: `snakemake --cores 1 --forcerun preprocess`, "
-        f"`dvc repro --force preprocess` or `lossbench preprocess`. (`dvc checkout {data_dir}` "
-        "restores it only if DVC's cached copy is intact; with hardlinks it is the same file.)"
-    )
-    arrays = {}
-    for name in ("train_images", "train_labels", "test_images", "test_labels"):
-        path = data_dir / f"{name}.npy"
-        try:
-            arrays[name] = np.load(path, mmap_mode=None, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as error:
-            raise ValueError(
-                f"The prepared array {path} is unreadable or shorter than its header says "
-                f"({error}). {remake}"
-            ) from error
-    try:
-        with (data_dir / "classes.json").open() as handle:
-            class_names = tuple(json.load(handle))
-    except (ValueError, OSError) as error:
-        raise ValueError(
-            f"The class list {data_dir / 'classes.json'} is unreadable ({error}). {remake}"
-        ) from error
-    for split in SPLITS:
-        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if (
-            images.dtype != np.uint8
-            or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3)
-            or labels.shape != images.shape[:1]
-        ):
-            raise ValueError(
-                f"{data_dir}/{split}_*.npy hold images {images.shape} {images.dtype} and labels "
-                f"{labels.shape}, not uint8 (N, 32, 32, 3) and (N,). Delete {data_dir} and run "
-                "`lossbench preprocess` again."
-            )
-    return PreparedData(class_names=class_names, **arrays)
 
 
 def image_folder_order(count: int, seed: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The `train` stage: train the paper's model with one loss and one seed.
 
-In:  prepared data (`lossbench.preprocess.load_prepared`), the validated params (`model.*`,
+In:  prepared data (`lossbench.prepared.load_prepared`), the validated params (`model.*`,
      `train.*`), a loss name and a seed.
 Out: the trained model (`<model_path>`, a `.keras` file taking uint8 images), and a log
      directory holding `history.json` (per-epoch loss, accuracy, val_loss, val_accuracy,
@@ -598,7 +598,7 @@ def run(
 ) -> dict:
     """The CLI's entry point: read the prepared data and train one (loss, seed) job."""
     from lossbench.losses import get_loss
-    from lossbench.preprocess import load_prepared
+    from lossbench.prepared import load_prepared
 
     get_loss(loss_name)  # fail before loading data if the loss name is unknown
     if seed < 0:

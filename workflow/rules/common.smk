@@ -5,6 +5,7 @@
 from snakemake.utils import validate
 
 from lossbench.params import stage_fingerprint, validate_params
+from lossbench.runs import run_names
 
 # Validate before anything runs, twice over on purpose: Snakemake's own validator (which also
 # fills in the schema's defaults) and the package's, which adds the cross-key checks and
@@ -20,7 +21,7 @@ ENVIRONMENT = "../envs/lossbench.yaml"
 
 LOSSES = config["train"]["losses"]
 SEEDS = config["train"]["seeds"]
-RUNS = [f"{loss}-seed{seed}" for loss in LOSSES for seed in SEEDS]
+RUNS = run_names(config["train"])
 
 
 wildcard_constraints:

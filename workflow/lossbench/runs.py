@@ -1,0 +1,39 @@
+"""Training runs: their names, and what a run's metrics say about it.
+
+In:  a loss name and a seed, a run name, params.yaml's `train` section, or one run's metrics.
+Out: the run's name `<loss>-seed<seed>` (the stem of its model, log directory and metrics
+     files), the (loss, seed) parsed back from a name, every run of a study in params order,
+     and `final_layer_dead`.
+
+The one place where runs are named and parsed: the Snakemake rules, the CLI and the stages
+all call these functions (dvc.yaml spells the same pattern in its `matrix` templates).
+"""
+
+from __future__ import annotations
+
+import re
+
+RUN_NAME = re.compile(r"^(?P<loss>[A-Za-z0-9_]+)-seed(?P<seed>\d+)$")
+
+
+def run_name(loss: str, seed: int) -> str:
+    """The name of the run of `loss` with `seed`: "hinge-seed0"."""
+    return f"{loss}-seed{int(seed)}"
+
+
+def parse_run_name(name: str) -> tuple[str, int] | None:
+    """(loss, seed) of a run name or file stem ("hinge-seed0" -> ("hinge", 0)), else None."""
+    match = RUN_NAME.match(name)
+    return None if match is None else (match["loss"], int(match["seed"]))
+
+
+def run_names(train_params: dict) -> list[str]:
+    """Every run of a study (params.yaml's `train` section), losses outer, seeds inner."""
+    return [run_name(loss, seed) for loss in train_params["losses"] for seed in train_params["seeds"]]
+
+
+def final_layer_dead(metrics: dict) -> bool:
+    """Whether a run's metrics say that every channel of its final conv layer is dead."""
+    channels = metrics.get("final_conv_channels")
+    dead = metrics.get("final_conv_dead_channels")
+    return channels is not None and dead is not None and channels > 0 and dead == channels
