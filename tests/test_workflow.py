@@ -211,3 +211,26 @@ def test_a_yaml_syntax_error_names_its_line_and_column(tmp_path):
     assert status != 0
     assert re.search(r"params\.yaml is not valid YAML: line \d+, column \d+: ", output), output
     assert f"at line {index + 1}, column 11" in output
+
+
+def test_code_dependencies_are_the_stages_imports(both_dags):
+    """Each stage depends on exactly the code it runs: its module and every lossbench module it
+    imports (lossbench.sources reads them from the imports), in dvc.yaml and in the rules."""
+    from lossbench.sources import source_paths
+
+    snakemake, dvc = both_dags
+    for name, job in dvc.items():
+        stage = name.split("@")[0]  # a matrix stage: train@categorical_crossentropy-0
+        code = {path for path in job["inputs"] if path.startswith("workflow/lossbench/")}
+        assert code == set(source_paths(stage)), name
+        rule_inputs = snakemake[name]["inputs"] if name in snakemake else next(
+            job["inputs"] for other, job in snakemake.items() if other.split("@")[0] == stage)
+        assert {path for path in rule_inputs if path.startswith("workflow/lossbench/")} == code, name
+
+
+def test_the_training_fingerprint_covers_what_training_imports():
+    from lossbench.sources import module_closure
+
+    closure = module_closure("train")
+    assert {"train", "model", "losses", "augment", "callbacks", "device", "prepared"} <= set(closure)
+    assert "report" not in closure and "cli" not in closure

@@ -221,30 +221,18 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def source_digest(package_dir: Path = PACKAGE_DIR) -> str:
-    """A SHA-256 of every Python source file of the lossbench package, names included.
-
-    All of workflow/lossbench/*.py rather than the modules training imports today: a list
-    of "training-relevant" modules would silently go stale when training starts to import
-    another one, and the price of hashing everything is only that editing, say, report.py
-    makes an interrupted training start again instead of resuming.
-    """
-    digest = hashlib.sha256()
-    for path in sorted(Path(package_dir).glob("*.py")):
-        digest.update(path.name.encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
 def config_fingerprint(config: TrainConfig, loss_name: str, seed: int, data_signature: str) -> str:
     """What a checkpoint must match to be resumed from: settings, loss, seed, data, backend
-    and the package's code (`source_digest`), so that a code change never resumes a run
-    that older code began."""
+    and the code training runs (`lossbench.sources.source_digest("train")`: train.py and
+    every lossbench module it imports, read from the imports), so that a code change never
+    resumes a run that older code began, while editing, say, report.py does not restart one."""
     import keras
+
+    from lossbench.sources import source_digest
 
     text = json.dumps(
         {"config": dataclasses.asdict(config), "loss": loss_name, "seed": seed,
-         "data": data_signature, "backend": keras.backend.backend(), "code": source_digest()},
+         "data": data_signature, "backend": keras.backend.backend(), "code": source_digest("train")},
         sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()

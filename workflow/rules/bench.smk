@@ -6,7 +6,7 @@
 
 rule bench:
     input:
-        package_source("bench", "train", "model", "augment"),
+        package_source("bench"),
     output:
         "reports/benchmarks/local.json",
     conda:

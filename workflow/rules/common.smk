@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 from lossbench.params import stage_fingerprint, validate_params
 from lossbench.runs import run_names
+from lossbench.sources import source_paths
 
 # Validate before anything runs, twice over on purpose: Snakemake's own validator (which also
 # fills in the schema's defaults) and the package's, which adds the cross-key checks and
@@ -34,9 +35,10 @@ def stage_values(stage):
     return stage_fingerprint(config, stage)
 
 
-def package_source(*modules):
-    """The package modules a stage runs, as inputs (dvc.yaml lists the same as deps)."""
-    return [f"workflow/lossbench/{module}.py" for module in modules]
+def package_source(stage):
+    """The code a stage runs: its module and every lossbench module it imports, read from
+    the imports (lossbench.sources), as inputs; dvc.yaml lists the same (a test checks)."""
+    return source_paths(stage)
 
 
 # Snakemake's HTML report groups the figures by kind (rules/report.smk).

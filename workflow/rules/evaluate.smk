@@ -5,7 +5,7 @@
 
 rule evaluate:
     input:
-        package_source("evaluate", "losses"),
+        package_source("evaluate"),
         data="data/prepared",
         model="data/models/{loss}-seed{seed}.keras",
         log_dir="reports/training/{loss}-seed{seed}",

@@ -25,7 +25,7 @@ rule compare:
 
 rule figures:
     input:
-        package_source("figures", "losses"),
+        package_source("figures"),
         summary="reports/summary.json",
         evaluations=expand("reports/evaluation/{run}.json", run=RUNS),
         log_dirs=expand("reports/training/{run}", run=RUNS),

@@ -6,7 +6,7 @@
 
 rule train:
     input:
-        package_source("train", "model", "losses", "augment"),
+        package_source("train"),
         data="data/prepared",
     output:
         model="data/models/{loss}-seed{seed}.keras",
