@@ -373,3 +373,19 @@ def test_ctrl_c_ends_training_with_one_line(tmp_path):
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("lossbench train: interrupted.")
     assert not list(out.rglob(".*.tmp*"))
+
+
+def test_an_interrupt_during_a_write_waits_for_the_rename(tmp_path):
+    """Ctrl-C while a small output is being written: the file is complete, no temporary is
+    left, and the interrupt still arrives once the write is done."""
+    import signal as signals
+
+    from lossbench import atomic
+
+    target = tmp_path / "run.json"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.signals_deferred():
+            os.kill(os.getpid(), signals.SIGINT)  # delivered only when the block ends
+            atomic.write_json(target, {"complete": True})
+    assert json.loads(target.read_text()) == {"complete": True}
+    assert not list(tmp_path.glob(".*.tmp*"))
