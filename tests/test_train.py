@@ -360,8 +360,11 @@ def test_ctrl_c_ends_training_with_one_line(tmp_path):
     data = write_prepared(tmp_path / "data", train_count=128, test_count=32)
     params = write_params(tmp_path / "params.yaml", epochs=50)
     out = tmp_path / "run"
+    # Ctrl-C's default action in the job, whatever this test process inherited or was left
+    # with: an ignored SIGINT would be ignored by the child too (exec keeps SIG_IGN).
     process = subprocess.Popen(train_command(params, data, out), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoint = out / "checkpoint" / "checkpoint.npz"
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
@@ -383,9 +386,14 @@ def test_an_interrupt_during_a_write_waits_for_the_rename(tmp_path):
     from lossbench import atomic
 
     target = tmp_path / "run.json"
-    with pytest.raises(KeyboardInterrupt):
-        with atomic.signals_deferred():
-            os.kill(os.getpid(), signals.SIGINT)  # delivered only when the block ends
-            atomic.write_json(target, {"complete": True})
+    # Python's own Ctrl-C handler, whatever an earlier test or library left installed.
+    previous = signals.signal(signals.SIGINT, signals.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with atomic.signals_deferred():
+                os.kill(os.getpid(), signals.SIGINT)  # delivered only when the block ends
+                atomic.write_json(target, {"complete": True})
+    finally:
+        signals.signal(signals.SIGINT, previous)
     assert json.loads(target.read_text()) == {"complete": True}
     assert not list(tmp_path.glob(".*.tmp*"))
