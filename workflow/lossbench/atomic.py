@@ -1,8 +1,14 @@
-"""Write files so that no reader ever sees half of one.
+"""Write files and directories so that no reader ever sees half of one.
 
-In: a path and the text (or JSON value) to put there. Out: the file, written to a temporary
-name in the same directory and renamed into place, so a crash or Ctrl-C leaves either the
-previous file or the new one, never a mixture. Every stage writes its small outputs this way.
+In: a destination path, and either the text (or JSON value) to put there or a block that
+writes to the temporary path this module hands it. Out: the file or directory, written under
+a temporary name in the same directory and renamed into place only once complete, so a crash
+or Ctrl-C leaves either the previous version or the new one, never a mixture, and no
+temporary name behind. Every stage writes its outputs through this module:
+
+- `write_text` / `write_json`: small files written whole;
+- `staged_file`: a file a library writes itself (a Keras model, an .npz checkpoint);
+- `staged_directory`: a directory of outputs (prepared arrays, figures), swapped in whole.
 """
 
 from __future__ import annotations
@@ -10,11 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 @contextlib.contextmanager
@@ -66,3 +73,70 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, value: Any) -> None:
     """Write `value` as strict JSON (NaN and infinity refused: callers write null instead)."""
     write_text(path, json.dumps(value, indent=2, allow_nan=False) + "\n")
+
+
+@contextlib.contextmanager
+def staged_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path` (same suffix); when the block ends without an
+    error, rename it to `path`. On any error, Ctrl-C included, the temporary file goes.
+
+    The suffix is kept because some writers choose the format by it (Keras wants ".keras")
+    or add one when it is missing (numpy's savez adds ".npz").
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = None
+    try:
+        with signals_deferred():
+            handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                            suffix=f".tmp{path.suffix}")
+            os.close(handle)
+            temporary = Path(name)
+        yield temporary
+        with signals_deferred():
+            os.chmod(temporary, 0o644)  # mkstemp makes the file private to its owner.
+            os.replace(temporary, path)
+    except BaseException:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary directory beside `path`; when the block ends without an
+    error, put it in place of `path` (the previous directory, if any, is removed only after
+    the new one is in place). On any error the temporary directory goes and `path` is left
+    as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = None
+    try:
+        with signals_deferred():
+            staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        yield staging
+        # mkdtemp makes the directory private to its owner; outputs are meant to be shared.
+        os.chmod(staging, 0o755)
+        _swap_in(staging, path)
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _swap_in(staging: Path, path: Path) -> None:
+    """Rename `staging` to `path`, moving a previous `path` aside first and deleting it after.
+
+    A directory cannot be replaced by rename while it holds files, so the previous one is
+    renamed to a retired name first; both renames happen with signals held, so an interrupt
+    cannot leave `path` missing between them.
+    """
+    retired = None
+    with signals_deferred():
+        if path.exists() or path.is_symlink():
+            retired = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.replace(path, retired / path.name)
+        os.replace(staging, path)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)

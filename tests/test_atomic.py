@@ -1,0 +1,65 @@
+"""lossbench.atomic: files and directories appear whole or not at all."""
+
+import os
+
+import pytest
+
+from lossbench import atomic
+
+
+def leftovers(directory):
+    """Names in `directory` that a write left behind (temporary or retired)."""
+    return sorted(name for name in os.listdir(directory) if name.startswith("."))
+
+
+def test_staged_file_renames_into_place_with_the_suffix_kept(tmp_path):
+    target = tmp_path / "model.keras"
+    with atomic.staged_file(target) as temporary:
+        assert temporary.parent == tmp_path and temporary.suffix == ".keras"
+        temporary.write_text("new")
+        assert not target.exists()
+    assert target.read_text() == "new"
+    assert oct(target.stat().st_mode & 0o777) == oct(0o644)
+    assert leftovers(tmp_path) == []
+
+
+def test_staged_file_leaves_the_previous_file_on_error(tmp_path):
+    target = tmp_path / "weights.npz"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic.staged_file(target) as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert leftovers(tmp_path) == []
+
+
+def test_staged_directory_replaces_the_previous_directory_whole(tmp_path):
+    target = tmp_path / "figures"
+    target.mkdir()
+    (target / "stale.png").write_text("old")
+    with atomic.staged_directory(target) as staging:
+        (staging / "fresh.png").write_text("new")
+        assert (target / "stale.png").exists()
+    assert sorted(os.listdir(target)) == ["fresh.png"]
+    assert oct(target.stat().st_mode & 0o777) == oct(0o755)
+    assert leftovers(tmp_path) == []
+
+
+def test_staged_directory_keeps_the_previous_directory_on_error(tmp_path):
+    target = tmp_path / "prepared"
+    target.mkdir()
+    (target / "train.npz").write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.staged_directory(target) as staging:
+            (staging / "train.npz").write_text("half")
+            raise KeyboardInterrupt
+    assert (target / "train.npz").read_text() == "old"
+    assert leftovers(tmp_path) == []
+
+
+def test_staged_directory_creates_a_missing_parent(tmp_path):
+    target = tmp_path / "new" / "figures"
+    with atomic.staged_directory(target) as staging:
+        (staging / "a.png").write_text("a")
+    assert (target / "a.png").read_text() == "a"
