@@ -95,7 +95,8 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 
 def test_snakemake_validator_refuses_the_same_errors(params):
-    """Snakemake's validate (used in the Snakefile) reads the same schema."""
+    """The schema is a plain JSON Schema that Snakemake's own validate() reads too (the
+    Snakefile validates through lossbench.params, which adds the cross-key checks)."""
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 

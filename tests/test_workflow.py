@@ -1,8 +1,10 @@
 """The two orchestrators describe one DAG: same stages, inputs, outputs, params and commands.
 
-Snakemake's view comes from a forced dry run (`snakemake -n --forceall -p`: every job with
-its inputs, outputs and shell command); DVC's from its own index of dvc.yaml. Neither needs the
-data to exist, so this runs in seconds.
+Both are made from one stage table (lossbench.stages): the rules read it, dvc.yaml is
+generated from it. These tests check the result as each tool sees it. Snakemake's view comes
+from a forced dry run (`snakemake -n --forceall -p`: every job with its inputs, outputs and
+shell command); DVC's from its own index of dvc.yaml. Neither needs the data to exist, so this
+runs in seconds.
 """
 
 import re
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from lossbench.params import STAGE_PARAMS, load_params, run_names
+from lossbench.stages import DVC_FILES, render_dvc_yaml, snakemake_outputs, snakemake_shell
 
 PROJECT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -70,6 +73,21 @@ def expand_directories(inputs: set[str], all_outputs: set[str]) -> set[str]:
     return expanded
 
 
+def expand_command(command: str, inputs: set[str], all_outputs: set[str]) -> str:
+    """DVC passes an aggregate stage the directory of the per-run files (it cannot put a
+    list from params.yaml into a command); Snakemake lists the files, in run order."""
+    runs = run_names(load_params(PROJECT / "params.yaml"))
+    words = []
+    for word in command.split():
+        inside = [output for output in all_outputs if output.startswith(word + "/")]
+        if word in inputs and inside:
+            inside.sort(key=lambda output: runs.index(Path(output).name.removesuffix(".json")))
+            words.extend(inside)
+        else:
+            words.append(word)
+    return " ".join(words)
+
+
 @pytest.fixture(scope="module")
 def both_dags():
     return snakemake_jobs(), dvc_jobs()
@@ -90,7 +108,7 @@ def test_same_inputs_outputs_and_commands(both_dags):
     for name, job in dvc.items():
         assert snakemake[name]["outputs"] == job["outputs"], name
         assert snakemake[name]["inputs"] == expand_directories(job["inputs"], all_outputs), name
-        assert snakemake[name]["cmd"] == job["cmd"], name
+        assert snakemake[name]["cmd"] == expand_command(job["cmd"], job["inputs"], all_outputs), name
 
 
 def test_each_stage_lists_exactly_the_params_it_reads(both_dags):
@@ -112,7 +130,9 @@ def test_every_rule_has_a_log_and_calls_lossbench():
     assert {name for name, _ in blocks} == set(STAGE_PARAMS) | {"bench"}
     for name, body in blocks:
         assert "log:" in body, name
-        assert f'"lossbench {name} ' in body, name
+        # The rule's command is the stage table's (the dry run above checks what it expands to).
+        assert f'stage_command("{name}")' in body, name
+        assert snakemake_shell(name).startswith(f"lossbench {name} "), name
         assert "script:" not in body, name
 
 
@@ -121,8 +141,26 @@ def test_bench_is_the_same_command_under_both_tools():
 
     rule = (PROJECT / "workflow/rules/bench.smk").read_text()
     stage = yaml.safe_load((PROJECT / "benchmarks/dvc.yaml").read_text())["stages"]["bench"]
-    assert f'"{stage["cmd"]} 2>&1 | tee {{log}}"' in rule
-    assert "reports/benchmarks/local.json" in rule and "reports/benchmarks/local.json" in str(stage["outs"])
+    assert snakemake_shell("bench") == f"{stage['cmd']} 2>&1 | tee {{log}}"
+    assert 'stage_command("bench")' in rule and 'stage_outputs("bench")' in rule
+    assert snakemake_outputs("bench")["benchmark"].path == "reports/benchmarks/local.json"
+    assert "reports/benchmarks/local.json" in str(stage["outs"])
+
+
+def test_the_committed_dvc_yaml_files_are_generated_from_the_stage_table(tmp_path):
+    """dvc.yaml is written by `lossbench dvc-yaml` from lossbench.stages, never by hand."""
+    from lossbench.cli import main
+
+    assert main(["dvc-yaml", "--root", str(PROJECT), "--check"]) == 0
+    # And the check notices a stale file (here: a copy with one dependency dropped).
+    (tmp_path / "benchmarks").mkdir()
+    for name in DVC_FILES:
+        (tmp_path / name).write_text(render_dvc_yaml(name))
+    stale = (tmp_path / "dvc.yaml").read_text().replace("      - data/raw/archive\n", "", 1)
+    (tmp_path / "dvc.yaml").write_text(stale)
+    assert main(["dvc-yaml", "--root", str(tmp_path), "--check"]) == 1
+    assert main(["dvc-yaml", "--root", str(tmp_path)]) == 0
+    assert (tmp_path / "dvc.yaml").read_text() == render_dvc_yaml("dvc.yaml")
 
 
 def test_snakemake_lint_is_clean():

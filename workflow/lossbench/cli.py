@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from lossbench.params import ParamsError, check_dag_params, load_params, run_names
+from lossbench.runs import parse_run_name
 
 
 def _download(args: argparse.Namespace, params: dict) -> None:
@@ -58,12 +59,22 @@ def _evaluate(args: argparse.Namespace, params: dict) -> None:
     )
 
 
+def _per_run_paths(paths: list[Path], params: dict, suffix: str) -> list[Path]:
+    """The per-run files (or log directories) a stage was given.
+
+    Snakemake lists every run's path; DVC cannot put a list from params.yaml into a command
+    and passes their directory instead, which stands for the runs of params.yaml in it.
+    """
+    if len(paths) == 1 and paths[0].is_dir() and parse_run_name(paths[0].name) is None:
+        return [paths[0] / f"{run}{suffix}" for run in run_names(params)]
+    return paths
+
+
 def _compare(args: argparse.Namespace, params: dict) -> None:
     from lossbench import compare
 
-    metrics_paths = [args.evaluation_dir / f"{run}.json" for run in run_names(params)]
-    compare.run(params["compare"], metrics_paths=metrics_paths, output=args.output,
-                headline_output=args.headline)
+    compare.run(params["compare"], metrics_paths=_per_run_paths(args.evaluations, params, ".json"),
+                output=args.output, headline_output=args.headline)
 
 
 def _figures(args: argparse.Namespace, params: dict) -> None:
@@ -71,8 +82,8 @@ def _figures(args: argparse.Namespace, params: dict) -> None:
 
     figures.run(
         summary_path=args.summary,
-        metrics_paths=[args.evaluation_dir / f"{run}.json" for run in run_names(params)],
-        log_dirs=[args.training_dir / run for run in run_names(params)],
+        metrics_paths=_per_run_paths(args.evaluations, params, ".json"),
+        log_dirs=_per_run_paths(args.training_logs, params, ""),
         output_dir=args.output,
         epochs_path=args.epochs,
     )
@@ -118,6 +129,31 @@ def _collapse(args: argparse.Namespace, params: dict) -> None:
                  confidence_level=params["compare"]["confidence_level"])
 
 
+EVALUATIONS_HELP = ("each run's evaluation JSON, or their directory (then the runs are "
+                    "params.yaml's train.losses x train.seeds)")
+
+
+def _dvc_yaml(args: argparse.Namespace) -> int:
+    """Write dvc.yaml and benchmarks/dvc.yaml from the stage table, or with --check say
+    whether they are current (exit 1 if not)."""
+    from lossbench.atomic import write_text
+    from lossbench.stages import DVC_FILES, render_dvc_yaml
+
+    stale = []
+    for name in DVC_FILES:
+        path, text = args.root / name, render_dvc_yaml(name)
+        if not path.is_file() or path.read_text() != text:
+            stale.append(name)
+            if not args.check:
+                write_text(path, text)
+    if args.check and stale:
+        print(f"lossbench dvc-yaml: {', '.join(stale)} differ from workflow/lossbench/stages.py; "
+              "run `lossbench dvc-yaml` to regenerate them.", file=sys.stderr)
+        return 1
+    print("lossbench dvc-yaml: " + ("up to date" if not stale else f"wrote {', '.join(stale)}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lossbench",
@@ -161,16 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--output", type=Path, required=True, help="summary JSON to write")
     stage.add_argument("--headline", type=Path, required=True,
                        help="the per-loss headline JSON to write (a DVC metric)")
-    stage.add_argument(
-        "--evaluation-dir", type=Path, required=True,
-        help="directory of per-run evaluation JSON (the runs are train.losses x train.seeds)",
-    )
+    stage.add_argument("--evaluations", type=Path, nargs="+", required=True, help=EVALUATIONS_HELP)
     stage.set_defaults(handler=_compare)
 
     stage = stages.add_parser("figures", help="render the comparison figures")
     stage.add_argument("--summary", type=Path, required=True, help="summary JSON from `compare`")
-    stage.add_argument("--evaluation-dir", type=Path, required=True, help="directory of per-run evaluations")
-    stage.add_argument("--training-dir", type=Path, required=True, help="directory of training logs")
+    stage.add_argument("--evaluations", type=Path, nargs="+", required=True, help=EVALUATIONS_HELP)
+    stage.add_argument("--training-logs", type=Path, nargs="+", required=True,
+                       help="each run's training log directory, or the directory holding them")
     stage.add_argument("--output", type=Path, required=True, help="directory for the PNG figures")
     stage.add_argument("--epochs", type=Path, required=True, help="the per-epoch CSV table to write")
     stage.set_defaults(handler=_figures)
@@ -199,11 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--quick", action="store_true", help="a reduced, fast run (for CI)")
     stage.add_argument("--name", default=None, help="JSON file name (default: the device's name)")
     stage.set_defaults(handler=_bench)
+
+    stage = stages.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (lossbench.stages)")
+    stage.add_argument("--root", type=Path, default=Path("."), help="the project root")
+    stage.add_argument("--check", action="store_true", help="only check that the files are current")
+    stage.set_defaults(handler=None, command=_dvc_yaml)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.handler is None:  # a maintenance command: it reads no params.yaml
+        return args.command(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",

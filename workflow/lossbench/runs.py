@@ -6,19 +6,23 @@ Out: the run's name `<loss>-seed<seed>` (the stem of its model, log directory an
      and `final_layer_dead`.
 
 The one place where runs are named and parsed: the Snakemake rules, the CLI and the stages
-all call these functions (dvc.yaml spells the same pattern in its `matrix` templates).
+all call these functions, and dvc.yaml's `matrix` templates are generated from RUN_PATTERN.
 """
 
 from __future__ import annotations
 
 import re
 
+# The name as a pattern: filled with a loss and a seed it names a run; filled with
+# placeholders it is the run part of a path template (Snakemake's wildcards, DVC's matrix
+# items; see lossbench.stages).
+RUN_PATTERN = "{loss}-seed{seed}"
 RUN_NAME = re.compile(r"^(?P<loss>[A-Za-z0-9_]+)-seed(?P<seed>\d+)$")
 
 
 def run_name(loss: str, seed: int) -> str:
     """The name of the run of `loss` with `seed`: "hinge-seed0"."""
-    return f"{loss}-seed{int(seed)}"
+    return RUN_PATTERN.format(loss=loss, seed=int(seed))
 
 
 def parse_run_name(name: str) -> tuple[str, int] | None:

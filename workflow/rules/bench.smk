@@ -1,14 +1,15 @@
 # The benchmark: not part of the default target. Run it with
 #   snakemake --cores 1 --resources gpu=1 bench
 # (DVC: dvc repro benchmarks/dvc.yaml). Its numbers are ratios against this machine's own
-# matmul rate, measured in the same run; see workflow/lossbench/bench.py.
+# matmul rate, measured in the same run; see workflow/lossbench/bench.py. Command and
+# output: workflow/lossbench/stages.py.
 
 
 rule bench:
     input:
-        package_source("bench"),
+        **stage_inputs("bench"),
     output:
-        "reports/benchmarks/local.json",
+        **stage_outputs("bench"),
     conda:
         ENVIRONMENT
     resources:
@@ -16,4 +17,4 @@ rule bench:
     log:
         "reports/logs/bench.log",
     shell:
-        "lossbench bench --output reports/benchmarks --name local 2>&1 | tee {log}"
+        stage_command("bench")

@@ -1,18 +1,13 @@
-# Shared definitions: config validation, the (loss, seed) runs and each stage's parameters.
+# Shared definitions: the (loss, seed) runs, and the stage table's view for the rules.
 #
-# Only light modules are imported here (no TensorFlow), so `snakemake -n` stays fast.
+# Each rule takes its command, inputs and outputs from the one stage table,
+# workflow/lossbench/stages.py (dvc.yaml is generated from the same table), and adds only what
+# is Snakemake's own: its log, resources, conda environment and report entries. Only light
+# modules are imported here (no TensorFlow), so `snakemake -n` stays fast.
 
-from snakemake.utils import validate
-
-from lossbench.params import stage_fingerprint, validate_params
-from lossbench.runs import run_names
-from lossbench.sources import source_paths
-
-# Validate before anything runs, twice over on purpose: Snakemake's own validator (which also
-# fills in the schema's defaults) and the package's, which adds the cross-key checks and
-# explains each error with the key's name.
-validate(config, schema="../schemas/params.schema.yaml")
-config = validate_params(config, source="params.yaml")
+from lossbench.params import stage_fingerprint
+from lossbench.runs import RUN_PATTERN, run_names
+from lossbench.stages import snakemake_inputs, snakemake_outputs, snakemake_shell
 
 # The software environment of all rules, for `snakemake --sdm conda`: environment.yml's pins
 # in a file of its own, because environment.yml's `-e .` would resolve against
@@ -21,8 +16,9 @@ config = validate_params(config, source="params.yaml")
 ENVIRONMENT = "../envs/lossbench.yaml"
 
 LOSSES = config["train"]["losses"]
-SEEDS = config["train"]["seeds"]
 RUNS = run_names(config["train"])
+# A run's name in a path, in Snakemake's wildcards: "{loss}-seed{seed}".
+RUN = RUN_PATTERN
 
 
 wildcard_constraints:
@@ -30,15 +26,30 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+def stage_inputs(stage):
+    """The stage's inputs from the table: `code` (its module and every lossbench module it
+    imports, so that a code change reruns it), then its files, every run's for an aggregate."""
+    return snakemake_inputs(stage, RUNS)
+
+
+def stage_outputs(stage, **reports):
+    """The stage's outputs from the table; those named in `reports` go into Snakemake's HTML
+    report (`snakemake --report`) with the given report() options."""
+    outputs = {}
+    for name, output in snakemake_outputs(stage).items():
+        path = directory(output.path) if output.directory else output.path
+        outputs[name] = report(path, **reports[name]) if name in reports else path
+    return outputs
+
+
+def stage_command(stage):
+    """The stage's `lossbench <stage> ...` command, its output copied to the rule's log."""
+    return snakemake_shell(stage)
+
+
 def stage_values(stage):
     """The stage's parameter values, as text: Snakemake reruns a rule when they change."""
     return stage_fingerprint(config, stage)
-
-
-def package_source(stage):
-    """The code a stage runs: its module and every lossbench module it imports, read from
-    the imports (lossbench.sources), as inputs; dvc.yaml lists the same (a test checks)."""
-    return source_paths(stage)
 
 
 # Snakemake's HTML report groups the figures by kind (rules/report.smk).
@@ -48,5 +59,3 @@ def figure_category(wildcards):
         if wildcards.figure.startswith(f"{kind}_"):
             return kind
     return "comparison"
-
-

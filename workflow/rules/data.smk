@@ -1,11 +1,12 @@
 # Data: download the archive (checksummed), then decode it into uint8 arrays.
+# Commands, inputs and outputs: workflow/lossbench/stages.py.
 
 
 rule download:
     input:
-        package_source("download"),
+        **stage_inputs("download"),
     output:
-        "data/raw/archive",
+        **stage_outputs("download"),
     params:
         values=stage_values("download"),
     conda:
@@ -13,16 +14,14 @@ rule download:
     log:
         "reports/logs/download.log",
     shell:
-        "lossbench download --output {output} 2>&1 | tee {log}"
+        stage_command("download")
 
 
 rule preprocess:
     input:
-        package_source("preprocess"),
-        archive="data/raw/archive",
+        **stage_inputs("preprocess"),
     output:
-        data=directory("data/prepared"),
-        counts="reports/data/counts.json",
+        **stage_outputs("preprocess"),
     params:
         values=stage_values("preprocess"),
     conda:
@@ -30,5 +29,4 @@ rule preprocess:
     log:
         "reports/logs/preprocess.log",
     shell:
-        "lossbench preprocess --input {input.archive} --output {output.data}"
-        " --counts {output.counts} 2>&1 | tee {log}"
+        stage_command("preprocess")

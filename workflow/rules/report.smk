@@ -1,4 +1,5 @@
-# Comparison across losses and seeds, the figures, and the report.
+# Comparison across losses and seeds, the figures, and the report. Commands, inputs and
+# outputs: workflow/lossbench/stages.py; compare and figures are given every run's file.
 #
 # The figures, the per-epoch table and the written report are marked for Snakemake's HTML
 # report (`snakemake --report report.html`), each with a category and a caption from
@@ -7,11 +8,9 @@
 
 rule compare:
     input:
-        package_source("compare"),
-        evaluations=expand("reports/evaluation/{run}.json", run=RUNS),
+        **stage_inputs("compare"),
     output:
-        summary="reports/summary.json",
-        headline="reports/headline.json",
+        **stage_outputs("compare"),
     params:
         values=stage_values("compare"),
     conda:
@@ -19,29 +18,26 @@ rule compare:
     log:
         "reports/logs/compare.log",
     shell:
-        "lossbench compare --evaluation-dir reports/evaluation --output {output.summary}"
-        " --headline {output.headline} 2>&1 | tee {log}"
+        stage_command("compare")
 
 
 rule figures:
     input:
-        package_source("figures"),
-        summary="reports/summary.json",
-        evaluations=expand("reports/evaluation/{run}.json", run=RUNS),
-        log_dirs=expand("reports/training/{run}", run=RUNS),
+        **stage_inputs("figures"),
     output:
-        figures=report(
-            directory("reports/figures"),
-            patterns=["{figure}.png"],
-            caption="../report/figures.rst",
-            category=figure_category,
-            labels={"figure": "{figure}"},
-        ),
-        epochs=report(
-            "reports/epochs.csv",
-            caption="../report/epochs.rst",
-            category="curves",
-            labels={"figure": "per-epoch table"},
+        **stage_outputs(
+            "figures",
+            figures=dict(
+                patterns=["{figure}.png"],
+                caption="../report/figures.rst",
+                category=figure_category,
+                labels={"figure": "{figure}"},
+            ),
+            epochs=dict(
+                caption="../report/epochs.rst",
+                category="curves",
+                labels={"figure": "per-epoch table"},
+            ),
         ),
     params:
         values=stage_values("figures"),
@@ -50,22 +46,20 @@ rule figures:
     log:
         "reports/logs/figures.log",
     shell:
-        "lossbench figures --summary {input.summary} --evaluation-dir reports/evaluation"
-        " --training-dir reports/training --output {output.figures} --epochs {output.epochs}"
-        " 2>&1 | tee {log}"
+        stage_command("figures")
 
 
 rule report:
     input:
-        package_source("report"),
-        summary="reports/summary.json",
-        figures="reports/figures",
+        **stage_inputs("report"),
     output:
-        report(
-            "reports/report.md",
-            caption="../report/report.rst",
-            category="report",
-            labels={"figure": "written report"},
+        **stage_outputs(
+            "report",
+            report=dict(
+                caption="../report/report.rst",
+                category="report",
+                labels={"figure": "written report"},
+            ),
         ),
     params:
         values=stage_values("report"),
@@ -74,5 +68,4 @@ rule report:
     log:
         "reports/logs/report.log",
     shell:
-        "lossbench report --summary {input.summary} --figures {input.figures}"
-        " --output {output} 2>&1 | tee {log}"
+        stage_command("report")

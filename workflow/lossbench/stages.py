@@ -1,0 +1,368 @@
+"""The DAG, described once: each stage's command, inputs, outputs and the params it reads.
+
+In:  nothing but this table (and, for the params keys, `lossbench.params.STAGE_PARAMS`; for the
+     code a stage runs, its imports, read by `lossbench.sources`).
+Out: the two front ends' views of it:
+     - `snakemake_inputs`, `snakemake_outputs` and `snakemake_shell`, which the rules in
+       workflow/rules/*.smk call, so that a rule adds only what is Snakemake's own (its log,
+       resources, conda environment and report captions);
+     - `render_dvc_yaml`, the text of dvc.yaml and benchmarks/dvc.yaml, which
+       `lossbench dvc-yaml` writes (a test checks that the committed files are current).
+
+Why dvc.yaml is generated and the rules are not: a rule is Python and can read this table as
+it is parsed, but dvc.yaml is plain YAML that DVC reads on its own. Generating it from here
+leaves nothing to keep in step by hand; the Snakemake rules stay readable files that a
+newcomer opens by the stage's name.
+
+Paths are written once, as patterns: ``{run}`` stands for one training run (see
+`lossbench.runs`), and a command refers to its files as ``{input.NAME}`` and
+``{output.NAME}`` and to the run as ``{loss}`` and ``{seed}``. Snakemake turns ``{run}`` into
+the wildcards of `lossbench.runs.RUN_PATTERN`, DVC into its ``matrix`` items. An aggregate stage (compare,
+figures) reads one input per run: Snakemake lists every run's file in the command; DVC cannot
+put a list from params.yaml into a command, so it passes the directory, and the `lossbench`
+command reads the runs of params.yaml from it.
+
+This module is light (no TensorFlow), because the Snakefile imports it while parsing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from lossbench.params import STAGE_PARAMS
+from lossbench.runs import RUN_PATTERN
+from lossbench.sources import source_paths
+
+RUN = "{run}"
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output of a stage.
+
+    `directory`: a directory, not a file. `cache`: False for small files that reviewers
+    read in git (DVC then keeps them out of its cache, so `dvc metrics diff` works across
+    commits without a cache). `metric`: one of the small numbers-only files that
+    `dvc metrics diff` shows.
+    """
+
+    path: str
+    directory: bool = False
+    cache: bool = True
+    metric: bool = False
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the DAG: a `lossbench <name>` command with its files and params.
+
+    `per_run`: one job per (loss, seed) of params.yaml. `each_run`: the names of inputs that
+    are one file (or directory) per run, read together by an aggregate stage.
+    `dvc_file`: the dvc.yaml that holds the stage (the benchmark has its own, so that
+    `dvc repro` does not run it).
+    """
+
+    name: str
+    command: str
+    inputs: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, Output] = field(default_factory=dict)
+    per_run: bool = False
+    each_run: tuple[str, ...] = ()
+    dvc_file: str = "dvc.yaml"
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The params.yaml keys the stage reads (`lossbench.params.STAGE_PARAMS`)."""
+        return STAGE_PARAMS.get(self.name, ())
+
+    @property
+    def code(self) -> list[str]:
+        """The source files the stage runs: its module and everything that module imports."""
+        return source_paths(self.name)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        "download",
+        "lossbench download --output {output.archive}",
+        outputs={"archive": Output("data/raw/archive")},
+    ),
+    Stage(
+        "preprocess",
+        "lossbench preprocess --input {input.archive} --output {output.data}"
+        " --counts {output.counts}",
+        inputs={"archive": "data/raw/archive"},
+        outputs={
+            "data": Output("data/prepared", directory=True),
+            # Images per class: a plain output, not a metric, so that its 22 numbers do not
+            # add columns to every `dvc exp show`.
+            "counts": Output("reports/data/counts.json", cache=False),
+        },
+    ),
+    Stage(
+        "train",
+        # Checkpoints are not an output: Snakemake deletes the outputs of an incomplete job
+        # before rerunning it, and the checkpoint is what lets the rerun resume.
+        "lossbench train --loss {loss} --seed {seed} --data {input.data}"
+        " --model {output.model} --log-dir {output.log_dir}"
+        " --checkpoint-dir data/checkpoints/{run}",
+        inputs={"data": "data/prepared"},
+        outputs={
+            "model": Output("data/models/{run}.keras"),
+            "log_dir": Output("reports/training/{run}", directory=True, cache=False),
+        },
+        per_run=True,
+    ),
+    Stage(
+        "evaluate",
+        "lossbench evaluate --loss {loss} --seed {seed} --data {input.data}"
+        " --model {input.model} --log-dir {input.log_dir} --output {output.evaluation}"
+        " --metrics {output.metrics}",
+        inputs={
+            "data": "data/prepared",
+            "model": "data/models/{run}.keras",
+            "log_dir": "reports/training/{run}",
+        },
+        outputs={
+            # The full evaluation (read by compare, figures and report) and a few flat
+            # numbers for `dvc metrics diff`.
+            "evaluation": Output("reports/evaluation/{run}.json", cache=False),
+            "metrics": Output("reports/metrics/{run}.json", cache=False, metric=True),
+        },
+        per_run=True,
+    ),
+    Stage(
+        "compare",
+        "lossbench compare --evaluations {input.evaluations} --output {output.summary}"
+        " --headline {output.headline}",
+        inputs={"evaluations": "reports/evaluation/{run}.json"},
+        outputs={
+            "summary": Output("reports/summary.json", cache=False),
+            "headline": Output("reports/headline.json", cache=False, metric=True),
+        },
+        each_run=("evaluations",),
+    ),
+    Stage(
+        "figures",
+        "lossbench figures --summary {input.summary} --evaluations {input.evaluations}"
+        " --training-logs {input.log_dirs} --output {output.figures} --epochs {output.epochs}",
+        inputs={
+            "summary": "reports/summary.json",
+            "evaluations": "reports/evaluation/{run}.json",
+            "log_dirs": "reports/training/{run}",
+        },
+        outputs={
+            "figures": Output("reports/figures", directory=True, cache=False),
+            "epochs": Output("reports/epochs.csv", cache=False),
+        },
+        each_run=("evaluations", "log_dirs"),
+    ),
+    Stage(
+        "report",
+        "lossbench report --summary {input.summary} --figures {input.figures}"
+        " --output {output.report}",
+        inputs={"summary": "reports/summary.json", "figures": "reports/figures"},
+        outputs={"report": Output("reports/report.md", cache=False)},
+    ),
+    Stage(
+        "bench",
+        "lossbench bench --output reports/benchmarks --name local",
+        outputs={"benchmark": Output("reports/benchmarks/local.json", cache=False)},
+        dvc_file="benchmarks/dvc.yaml",
+    ),
+)
+
+
+def stage(name: str) -> Stage:
+    """The stage called `name`."""
+    for candidate in STAGES:
+        if candidate.name == name:
+            return candidate
+    raise ValueError(f"no stage {name!r}; stages: {', '.join(s.name for s in STAGES)}.")
+
+
+# ---------------------------------------------------------------------------------------
+# Snakemake: the rules call these while the workflow is parsed.
+# ---------------------------------------------------------------------------------------
+
+# A command's placeholders: {input.NAME}, {output.NAME}, {loss}, {seed} and {run}.
+PLACEHOLDER = re.compile(r"\{(?:(?P<kind>input|output)\.(?P<key>\w+)|(?P<word>loss|seed|run))\}")
+
+
+def _fill(pattern: str, run: str) -> str:
+    return pattern.replace(RUN, run)
+
+
+def snakemake_inputs(name: str, runs: list[str]) -> dict[str, str | list[str]]:
+    """A rule's named inputs: `code` (the stage's source files), then the table's inputs.
+
+    A per-run path keeps Snakemake's wildcards {loss} and {seed}; an `each_run` input lists
+    the path of every run in `runs`.
+    """
+    entry = stage(name)
+    inputs: dict[str, str | list[str]] = {"code": entry.code}
+    for key, pattern in entry.inputs.items():
+        if key in entry.each_run:
+            inputs[key] = [_fill(pattern, run) for run in runs]
+        else:
+            inputs[key] = _fill(pattern, RUN_PATTERN)
+    return inputs
+
+
+def snakemake_outputs(name: str) -> dict[str, Output]:
+    """A rule's named outputs, with per-run paths in Snakemake's wildcards (the rule wraps
+    directories in `directory()` and report entries in `report()`)."""
+    return {key: Output(_fill(output.path, RUN_PATTERN), output.directory, output.cache, output.metric)
+            for key, output in stage(name).outputs.items()}
+
+
+def snakemake_shell(name: str) -> str:
+    """A rule's shell command: the stage's command, its output copied to the rule's log."""
+    wildcards = {"loss": "{wildcards.loss}", "seed": "{wildcards.seed}"}
+    wildcards["run"] = RUN_PATTERN.format(**wildcards)
+
+    def replace(match: re.Match) -> str:
+        return match[0] if match["kind"] else wildcards[match["word"]]
+
+    return PLACEHOLDER.sub(replace, stage(name).command) + " 2>&1 | tee {log}"
+
+
+# ---------------------------------------------------------------------------------------
+# DVC: dvc.yaml is generated from the table.
+# ---------------------------------------------------------------------------------------
+
+DVC_ITEM = {"loss": "${item.loss}", "seed": "${item.seed}"}
+DVC_RUN = RUN_PATTERN.format(**DVC_ITEM)
+
+DVC_HEADER = """\
+# lossbench: the same DAG as the Snakefile, run by `dvc repro`.
+#
+# GENERATED from workflow/lossbench/stages.py by `lossbench dvc-yaml`; do not edit by hand:
+# change the table there and run `lossbench dvc-yaml` (a test fails while this file is stale).
+# Each stage calls `lossbench <stage> ...`, the command its Snakemake rule runs, depends on
+# the source files that stage's module imports, and lists exactly the params.yaml keys it
+# reads. Small files that reviewers diff are `cache: false`, so `dvc metrics diff` works across
+# commits without the cache; only small numbers-only files are `metrics:` (per run and the
+# per-loss headline), so that `dvc metrics diff` fits on a screen.
+# DVC cannot put a list from params.yaml into a command, so an aggregate stage (compare,
+# figures) is given the directory of the per-run files; `lossbench` reads the runs of
+# params.yaml from it, where Snakemake lists each run's file.
+"""
+
+BENCH_HEADER = """\
+# The benchmark as a DVC stage, apart from the study's dvc.yaml so that `dvc repro` does not
+# run it: `dvc repro benchmarks/dvc.yaml`. Same command as the Snakemake rule `bench`.
+#
+# GENERATED from workflow/lossbench/stages.py by `lossbench dvc-yaml`; do not edit by hand.
+"""
+
+# `dvc plots show` / `dvc plots diff`. Every curve comes from one table, reports/epochs.csv
+# (one row per loss, seed and epoch, written by the figures stage), because DVC does not
+# expand patterns over the run directories.
+DVC_PLOTS = """
+# `dvc plots show` / `dvc plots diff`, all from reports/epochs.csv (one row per loss, seed
+# and epoch). The templates (workflow/plots/*.json) draw one line per loss (the mean over
+# seeds, with a band of ±1 SD when there are several) or one line per run; across revisions
+# the line style tells the revisions apart.
+plots:
+{curves}  # The PNG figures of the figures stage, shown as images.
+  - reports/figures
+"""
+
+CURVES = (
+    ("validation accuracy", "val_accuracy", ("per_loss", "per_run")),
+    ("validation loss", "val_loss", ("per_loss",)),
+    ("training accuracy", "train_accuracy", ("per_loss", "per_run")),
+    ("training loss", "train_loss", ("per_loss",)),
+)
+
+
+def _dvc_input(entry: Stage, key: str) -> str:
+    pattern = entry.inputs[key]
+    if key in entry.each_run:
+        parent = str(PurePosixPath(pattern).parent)
+        if RUN in parent:
+            raise ValueError(f"stage {entry.name}: the per-run input {pattern} must sit in one directory.")
+        return parent
+    return _fill(pattern, DVC_RUN)
+
+
+def dvc_command(entry: Stage) -> str:
+    """The stage's command with its placeholders filled for DVC."""
+
+    def replace(match: re.Match) -> str:
+        if match["kind"] == "input":
+            return _dvc_input(entry, match["key"])
+        if match["kind"] == "output":
+            return _fill(entry.outputs[match["key"]].path, DVC_RUN)
+        return DVC_RUN if match["word"] == "run" else DVC_ITEM[match["word"]]
+
+    return PLACEHOLDER.sub(replace, entry.command)
+
+
+def _dvc_outputs(entry: Stage, metric: bool) -> list[str]:
+    lines = []
+    for output in entry.outputs.values():
+        if output.metric == metric:
+            path = _fill(output.path, DVC_RUN)
+            lines.append(f"      - {path}:\n          cache: false" if not output.cache else f"      - {path}")
+    return lines
+
+
+def _wrap_options(command: str, width: int) -> list[str]:
+    """Lines of at most `width` characters, broken only before an option ("--name value"),
+    so that each option stays beside its value (YAML's `>-` joins them with spaces)."""
+    lines: list[str] = []
+    for group in re.split(r" (?=--)", command):
+        if lines and len(lines[-1]) + 1 + len(group) <= width:
+            lines[-1] += " " + group
+        else:
+            lines.append(group)
+    return lines
+
+
+def _dvc_stage(entry: Stage) -> str:
+    lines = [f"  {entry.name}:"]
+    if entry.dvc_file != "dvc.yaml":
+        lines.append("    wdir: ..")
+    if entry.per_run:
+        lines += ["    matrix:", "      loss: ${train.losses}", "      seed: ${train.seeds}"]
+    command = dvc_command(entry)
+    if len(command) <= 86:
+        lines.append(f"    cmd: {command}")
+    else:
+        lines.append("    cmd: >-")
+        lines += ["      " + line for line in _wrap_options(command, 88)]
+    deps = entry.code + [_dvc_input(entry, key) for key in entry.inputs]
+    lines += ["    deps:"] + [f"      - {path}" for path in deps]
+    if entry.params:
+        lines += ["    params:"] + [f"      - {key}" for key in entry.params]
+    for section, metric in (("outs", False), ("metrics", True)):
+        outputs = _dvc_outputs(entry, metric)
+        if outputs:
+            lines += [f"    {section}:"] + outputs
+    return "\n".join(lines) + "\n"
+
+
+def render_dvc_yaml(dvc_file: str = "dvc.yaml") -> str:
+    """The text of `dvc_file` (dvc.yaml or benchmarks/dvc.yaml) for the stages it holds."""
+    entries = [entry for entry in STAGES if entry.dvc_file == dvc_file]
+    if not entries:
+        raise ValueError(f"no stage belongs in {dvc_file}; files: dvc.yaml, benchmarks/dvc.yaml.")
+    text = (DVC_HEADER if dvc_file == "dvc.yaml" else BENCH_HEADER) + "\nstages:\n"
+    text += "\n".join(_dvc_stage(entry) for entry in entries)
+    if dvc_file == "dvc.yaml":
+        curves = ""
+        for template in ("per_loss", "per_run"):
+            for title, column, templates in (curve for curve in CURVES if template in curve[2]):
+                what = "mean per loss" if template == "per_loss" else "each run"
+                curves += (f"  - {title} per epoch ({what}):\n"
+                           f"      template: workflow/plots/{template}.json\n"
+                           f"      x: epoch\n      y:\n        reports/epochs.csv: {column}\n")
+        text += DVC_PLOTS.format(curves=curves)
+    return text
+
+
+DVC_FILES = ("dvc.yaml", "benchmarks/dvc.yaml")
