@@ -1,7 +1,8 @@
 # lossbench: a reproducible study of loss functions for image classification.
 #
-# The DAG, one stage per rules file, each rule calling `lossbench <stage> ...` (the same
-# command dvc.yaml runs):
+# The DAG, one stage per rules file (workflow/rules/<stage>.smk), each rule calling
+# `lossbench <stage> ...` from the one stage table, workflow/lossbench/stages.py, from which
+# dvc.yaml is generated:
 #
 #   download -> preprocess -> train (one job per loss x seed) -> evaluate (per job)
 #            -> compare -> figures -> report
@@ -75,9 +76,12 @@ onerror:
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
+include: "workflow/rules/download.smk"
+include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/compare.smk"
+include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/bench.smk"
 

@@ -52,7 +52,7 @@ def stage_values(stage):
     return stage_fingerprint(config, stage)
 
 
-# Snakemake's HTML report groups the figures by kind (rules/report.smk).
+# Snakemake's HTML report groups the figures by kind (rules/figures.smk).
 def figure_category(wildcards):
     """The report category of a figure, from its file name (see lossbench.figures)."""
     for kind in ("curves", "confusion"):

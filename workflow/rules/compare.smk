@@ -1,0 +1,18 @@
+# Comparison across losses and seeds: mean and spread per loss, paired tests between losses.
+# Command, inputs and outputs: workflow/lossbench/stages.py; the rule is given every run's
+# evaluation.
+
+
+rule compare:
+    input:
+        **stage_inputs("compare"),
+    output:
+        **stage_outputs("compare"),
+    params:
+        values=stage_values("compare"),
+    conda:
+        ENVIRONMENT
+    log:
+        "reports/logs/compare.log",
+    shell:
+        stage_command("compare")

@@ -1,0 +1,17 @@
+# Download the data archive (or copy a local one) and verify its checksum.
+# Command, input and output: workflow/lossbench/stages.py.
+
+
+rule download:
+    input:
+        **stage_inputs("download"),
+    output:
+        **stage_outputs("download"),
+    params:
+        values=stage_values("download"),
+    conda:
+        ENVIRONMENT
+    log:
+        "reports/logs/download.log",
+    shell:
+        stage_command("download")

@@ -1,0 +1,32 @@
+# The comparison figures and the per-epoch table, marked for Snakemake's HTML report
+# (`snakemake --report report.html`) with a category and a caption from workflow/report/.
+# Command, inputs and outputs: workflow/lossbench/stages.py; the rule is given every run's
+# evaluation and training log.
+
+
+rule figures:
+    input:
+        **stage_inputs("figures"),
+    output:
+        **stage_outputs(
+            "figures",
+            figures=dict(
+                patterns=["{figure}.png"],
+                caption="../report/figures.rst",
+                category=figure_category,
+                labels={"figure": "{figure}"},
+            ),
+            epochs=dict(
+                caption="../report/epochs.rst",
+                category="curves",
+                labels={"figure": "per-epoch table"},
+            ),
+        ),
+    params:
+        values=stage_values("figures"),
+    conda:
+        ENVIRONMENT
+    log:
+        "reports/logs/figures.log",
+    shell:
+        stage_command("figures")

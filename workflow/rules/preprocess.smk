@@ -1,0 +1,17 @@
+# Decode the verified archive into uint8 arrays (and count the images per class).
+# Command, inputs and outputs: workflow/lossbench/stages.py.
+
+
+rule preprocess:
+    input:
+        **stage_inputs("preprocess"),
+    output:
+        **stage_outputs("preprocess"),
+    params:
+        values=stage_values("preprocess"),
+    conda:
+        ENVIRONMENT
+    log:
+        "reports/logs/preprocess.log",
+    shell:
+        stage_command("preprocess")
