@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lossbench import compare, evaluate, figures, report
+from lossbench import compare, evaluate, figures, findings, paper_setup, report, report_text
 from lossbench.params import load_params
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -325,7 +325,7 @@ def test_runs_with_a_dead_final_layer_are_named_not_blamed_on_the_loss(tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     alive = summary["losses"]["categorical_crossentropy"]["test_accuracy_alive"]
     assert alive["n"] == 2 and alive["mean"] == pytest.approx(0.61)
-    assert f"`categorical_crossentropy` {report.accuracy_with_interval(alive)} (n = 2)" in bullet
+    assert f"`categorical_crossentropy` {report_text.accuracy_with_interval(alive)} (n = 2)" in bullet
     assert bullet.rstrip().endswith("`squared_hinge`: none remain.")
     assert "`hinge`" not in bullet
     # The chance-level bullet points at the dead layers instead of leaving the loss blamed.
@@ -348,25 +348,25 @@ def test_differences_to_the_paper_only_at_the_papers_scale(tmp_path):
     summary_path, _, _ = write_study(tmp_path, STUDY)
     summary = json.loads(summary_path.read_text())
     params = study_params()
-    assert report.paper_scale_gaps(summary, params) == [
+    assert paper_setup.paper_scale_gaps(summary, params) == [
         "width 0.1 (13,000 parameters)", "6 epochs", "400 training images", "200 test images"]
     params["model"]["width"] = 1.0
     summary["setup"].update(model_parameters=[1_376_148], epochs_planned=[100],
                             train_size=[50_000], test_size=[10_000])
-    assert report.paper_scale_gaps(summary, params) == []
+    assert paper_setup.paper_scale_gaps(summary, params) == []
     table = report.results_table(summary, params["report"]["paper"], params)
     ce = next(line for line in table if line.startswith("| `categorical_crossentropy` |"))
     mean = np.mean(STUDY["categorical_crossentropy"])
     assert f"| {100 * (mean - 0.85):+.1f} pp |" in ce
-    bullets = "\n".join(report.conclusions(summary, params["report"]["paper"], params))
+    bullets = "\n".join(findings.conclusions(summary, params["report"]["paper"], params))
     assert "Test accuracy minus the paper's validation accuracy: `categorical_crossentropy` " in bullets
 
 
 def test_intervals_are_clipped_to_the_possible_accuracies():
     wide = {"n": 3, "mean": 0.136, "std": 0.06, "ci_low": -0.017, "ci_high": 0.289}
-    assert report.accuracy_with_interval(wide) == "13.6 % (0.0–28.9 %)"
+    assert report_text.accuracy_with_interval(wide) == "13.6 % (0.0–28.9 %)"
     narrow = {"n": 3, "mean": 0.5, "std": 0.01, "ci_low": 0.49, "ci_high": 0.51}
-    assert report.accuracy_with_interval(narrow) == "50.0 % ± 1.0"
+    assert report_text.accuracy_with_interval(narrow) == "50.0 % ± 1.0"
 
 
 def test_collapsed_runs_are_counted_with_both_means(tmp_path):
