@@ -162,7 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params.yaml to read")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    _add_pipeline_stages(stages)
+    _add_tools(stages)
+    return parser
 
+
+def _add_pipeline_stages(stages) -> None:
+    """The DAG's stages: each reads params.yaml and writes the files it is given."""
     stage = stages.add_parser("download", help="download (or copy) the data archive and verify it")
     stage.add_argument("--output", type=Path, required=True, help="where the verified archive goes")
     stage.set_defaults(handler=_download)
@@ -215,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--output", type=Path, required=True, help="the Markdown report to write")
     stage.set_defaults(handler=_report)
 
+
+def _add_tools(stages) -> None:
+    """Commands outside the study's DAG: an analysis, the benchmark and dvc.yaml's generator."""
     stage = stages.add_parser(
         "collapse", help="collapse rates per setting and loss (Clopper-Pearson, Fisher's exact test)"
     )
@@ -238,7 +247,6 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--root", type=Path, default=Path("."), help="the project root")
     stage.add_argument("--check", action="store_true", help="only check that the files are current")
     stage.set_defaults(handler=None, command=_dvc_yaml)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

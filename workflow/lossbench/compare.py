@@ -232,11 +232,8 @@ def collect_setup(runs: Sequence[dict]) -> dict[str, Any]:
     }
 
 
-def summarise(runs: Sequence[dict], confidence_level: float) -> dict[str, Any]:
-    """The summary dictionary (layout in the module docstring) of per-run metrics dicts."""
-    _check_confidence_level(confidence_level)
-    if not runs:
-        raise ValueError("There are no runs to compare: pass at least one metrics file.")
+def runs_by_loss(runs: Sequence[dict]) -> dict[str, dict[int, dict]]:
+    """{loss: {seed: run}}, refusing a (loss, seed) given twice."""
     by_loss: dict[str, dict[int, dict]] = {}
     for run in runs:
         seeds = by_loss.setdefault(run["loss"], {})
@@ -246,49 +243,57 @@ def summarise(runs: Sequence[dict], confidence_level: float) -> dict[str, Any]:
                 "run's metrics file once."
             )
         seeds[run["seed"]] = run
+    return by_loss
 
-    # Every run keys its thresholds the same way ("80%"), as `lossbench evaluate` wrote them.
+
+def convergence_thresholds(runs: Sequence[dict]) -> dict[float, str]:
+    """{threshold: key}, sorted: every run keys its thresholds the same way ("80%"), as
+    `lossbench evaluate` wrote them."""
     threshold_keys: dict[float, str] = {}
     for run in runs:
         for key, value in run.get("convergence", {}).items():
             threshold_keys.setdefault(float(value["threshold"]), key)
-    thresholds = sorted(threshold_keys)
-    losses: dict[str, Any] = {}
-    for loss, seeds in by_loss.items():
-        ordered = [seeds[seed] for seed in sorted(seeds)]
-        entry: dict[str, Any] = {
-            "seeds": sorted(seeds),
-            "runs": len(ordered),
-            "diverged_runs": sum(bool(run.get("diverged")) for run in ordered),
-            "diverged_seeds": [run["seed"] for run in ordered if run.get("diverged")],
-            "dead_final_layer_runs": sum(final_layer_dead(run) for run in ordered),
-            "dead_final_layer_seeds": [run["seed"] for run in ordered if final_layer_dead(run)],
-            "collapsed_runs": sum(bool(run.get("collapsed")) for run in ordered),
-            "collapsed_seeds": [run["seed"] for run in ordered if run.get("collapsed")],
-        }
-        for name in SUMMARISED_METRICS:
-            entry[name] = describe((run.get(name) for run in ordered), confidence_level)
-        entry["test_accuracy_alive"] = describe(
-            (run.get("test_accuracy") for run in ordered if not final_layer_dead(run)), confidence_level
-        )
-        entry["test_accuracy_not_collapsed"] = describe(
-            (run.get("test_accuracy") for run in ordered if not run.get("collapsed")), confidence_level
-        )
-        entry["convergence"] = {}
-        for threshold in thresholds:
-            key = threshold_keys[threshold]
-            reached = [
-                run["convergence"][key] for run in ordered
-                if run.get("convergence", {}).get(key, {}).get("epoch") is not None
-            ]
-            entry["convergence"][key] = {
-                "threshold": threshold,
-                "reached": len(reached),
-                "epoch": describe((value["epoch"] for value in reached), confidence_level),
-                "seconds": describe((value.get("seconds") for value in reached), confidence_level),
-            }
-        losses[loss] = entry
+    return dict(sorted(threshold_keys.items()))
 
+
+def loss_entry(ordered: list[dict], thresholds: dict[float, str], confidence_level: float) -> dict:
+    """One loss's summary over its runs (in seed order): counts, statistics, convergence."""
+    entry: dict[str, Any] = {
+        "seeds": [run["seed"] for run in ordered],
+        "runs": len(ordered),
+        "diverged_runs": sum(bool(run.get("diverged")) for run in ordered),
+        "diverged_seeds": [run["seed"] for run in ordered if run.get("diverged")],
+        "dead_final_layer_runs": sum(final_layer_dead(run) for run in ordered),
+        "dead_final_layer_seeds": [run["seed"] for run in ordered if final_layer_dead(run)],
+        "collapsed_runs": sum(bool(run.get("collapsed")) for run in ordered),
+        "collapsed_seeds": [run["seed"] for run in ordered if run.get("collapsed")],
+    }
+    for name in SUMMARISED_METRICS:
+        entry[name] = describe((run.get(name) for run in ordered), confidence_level)
+    entry["test_accuracy_alive"] = describe(
+        (run.get("test_accuracy") for run in ordered if not final_layer_dead(run)), confidence_level
+    )
+    entry["test_accuracy_not_collapsed"] = describe(
+        (run.get("test_accuracy") for run in ordered if not run.get("collapsed")), confidence_level
+    )
+    entry["convergence"] = {}
+    for threshold, key in thresholds.items():
+        reached = [
+            run["convergence"][key] for run in ordered
+            if run.get("convergence", {}).get(key, {}).get("epoch") is not None
+        ]
+        entry["convergence"][key] = {
+            "threshold": threshold,
+            "reached": len(reached),
+            "epoch": describe((value["epoch"] for value in reached), confidence_level),
+            "seconds": describe((value.get("seconds") for value in reached), confidence_level),
+        }
+    return entry
+
+
+def loss_comparisons(by_loss: dict[str, dict[int, dict]], confidence_level: float) -> dict[str, Any]:
+    """Every pair of losses compared on test accuracy over their shared seeds, with Holm's
+    adjustment over all pairs and whether it falls below alpha."""
     comparisons: dict[str, Any] = {}
     for loss_a, loss_b in itertools.combinations(by_loss, 2):
         comparison = paired_comparison(
@@ -299,20 +304,37 @@ def summarise(runs: Sequence[dict], confidence_level: float) -> dict[str, Any]:
         comparisons[f"{loss_a} vs {loss_b}"] = {
             "loss_a": loss_a, "loss_b": loss_b, "metric": "test_accuracy", **comparison,
         }
-    # Rounded so that 1 - 0.95 reads 0.05 rather than 0.050000000000000044.
-    alpha = round(1.0 - confidence_level, 12)
+    alpha = significance_level(confidence_level)
     keys = list(comparisons)
     for key, adjusted in zip(keys, holm_adjust([comparisons[key]["p_value"] for key in keys])):
         comparisons[key]["p_value_holm"] = adjusted
         comparisons[key]["significant"] = adjusted is not None and adjusted < alpha
+    return comparisons
 
+
+def significance_level(confidence_level: float) -> float:
+    """1 - confidence level, rounded so that 1 - 0.95 reads 0.05, not 0.050000000000000044."""
+    return round(1.0 - confidence_level, 12)
+
+
+def summarise(runs: Sequence[dict], confidence_level: float) -> dict[str, Any]:
+    """The summary dictionary (layout in the module docstring) of per-run metrics dicts."""
+    _check_confidence_level(confidence_level)
+    if not runs:
+        raise ValueError("There are no runs to compare: pass at least one metrics file.")
+    by_loss = runs_by_loss(runs)
+    thresholds = convergence_thresholds(runs)
+    losses = {
+        loss: loss_entry([seeds[seed] for seed in sorted(seeds)], thresholds, confidence_level)
+        for loss, seeds in by_loss.items()
+    }
     return {
         "confidence_level": confidence_level,
-        "alpha": alpha,
+        "alpha": significance_level(confidence_level),
         "runs": len(runs),
-        "thresholds": thresholds,
+        "thresholds": list(thresholds),
         "losses": losses,
-        "comparisons": comparisons,
+        "comparisons": loss_comparisons(by_loss, confidence_level),
         "setup": collect_setup(runs),
     }
 
