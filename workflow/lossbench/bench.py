@@ -30,8 +30,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+
+from lossbench.atomic import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +147,79 @@ def epoch_seconds(config, train_count: int, validation_count: int, data=None) ->
     return total
 
 
+class _Sizes(NamedTuple):
+    """How long each measurement runs: the throughput probe's steps and the epoch's images."""
+
+    max_steps: int
+    warmup_steps: int
+    target_seconds: float
+    train_count: int
+    validation_count: int
+
+
+# Past this projected length a whole-epoch measurement is skipped (noted in its row).
+LONGEST_EPOCH_SECONDS = 900.0
+
+
+def _sizes(quick: bool, on_gpu: bool) -> _Sizes:
+    """The quick run's small sizes, or the full run's (longer throughput runs on a GPU)."""
+    if quick:
+        return _Sizes(6, 1, 2.0, 128, 64)
+    max_steps, warmup_steps = (400, 20) if on_gpu else (60, 3)
+    return _Sizes(max_steps, warmup_steps, 20.0, 50_000, 10_000)
+
+
+def _epoch_fields(config, sizes: _Sizes, images_per_s: float, ceiling: float, data) -> dict:
+    """A row's whole-epoch figures, or why the epoch was skipped (projected too long)."""
+    from lossbench.model import forward_flops_per_image, training_flops_per_image
+
+    projected = sizes.train_count / images_per_s
+    if projected > LONGEST_EPOCH_SECONDS:
+        return {"epoch_skipped": f"projected {projected:.0f} s > {LONGEST_EPOCH_SECONDS:.0f} s"}
+    measured = epoch_seconds(config, sizes.train_count, sizes.validation_count, data)
+    ideal = (sizes.train_count * training_flops_per_image(1.0, 10)
+             + sizes.validation_count * forward_flops_per_image(1.0, 10)) / (ceiling * 1e9)
+    return dict(epoch_images=sizes.train_count, epoch_validation_images=sizes.validation_count,
+                epoch_seconds=round(measured, 3), ideal_epoch_seconds=round(ideal, 3),
+                epoch_efficiency=round(ideal / measured, 4))
+
+
+def _measure_row(config, sizes: _Sizes, ceiling: float, data, whole_epoch: bool) -> dict:
+    """One table row: training throughput at `config`'s precision and batch size, its
+    efficiency against the matmul `ceiling`, and (if `whole_epoch`) one whole epoch."""
+    import keras
+
+    from lossbench.model import training_flops_per_image
+
+    train_flops = training_flops_per_image(1.0, 10)
+    images_per_s = train_images_per_s(config, config.batch_size, sizes.max_steps,
+                                      sizes.warmup_steps, sizes.target_seconds)
+    row = {
+        "backend": keras.backend.backend(),
+        "precision": config.precision,
+        "batch_size": config.batch_size,
+        "matmul_gflops": round(ceiling, 2),
+        "train_images_per_s": round(images_per_s, 2),
+        "train_gflops": round(images_per_s * train_flops / 1e9, 2),
+        "train_efficiency": round(images_per_s * train_flops / 1e9 / ceiling, 4),
+    }
+    if whole_epoch:
+        row.update(_epoch_fields(config, sizes, images_per_s, ceiling, data))
+    return row
+
+
+def precision_speedups(rows: list[dict]) -> dict:
+    """Each reduced precision's training images/s over float32's at the same batch size."""
+    speedups = {}
+    for row in rows:
+        baseline = next((other for other in rows if other["precision"] == "float32"
+                         and other["batch_size"] == row["batch_size"]), None)
+        if row["precision"] != "float32" and baseline is not None:
+            speedups[f"{row['precision']}/float32 batch {row['batch_size']}"] = round(
+                row["train_images_per_s"] / baseline["train_images_per_s"], 3)
+    return speedups
+
+
 def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> dict:
     """Everything measured under the active Keras backend (run once per backend)."""
     import dataclasses
@@ -159,74 +235,36 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
         from lossbench.prepared import load_prepared
 
         data = load_prepared(data_dir)
-    train_flops = training_flops_per_image(1.0, 10)
-    forward_flops = forward_flops_per_image(1.0, 10)
     on_gpu = describe_device().startswith("GPU")
-    precisions = ["float32", "mixed_bfloat16"] + (["mixed_float16"] if on_gpu else [])
-    batch_sizes = [32, 512 if on_gpu else 128]
-    if quick:
-        max_steps, warmup, target_seconds, train_count, validation_count = 6, 1, 2.0, 128, 64
-    else:
-        max_steps, warmup = (400, 20) if on_gpu else (60, 3)
-        target_seconds, train_count, validation_count = 20.0, 50_000, 10_000
-    # Past this projected length a whole-epoch measurement is skipped (noted in its row).
-    longest_epoch_seconds = 900.0
-    matmul = {"float32": matmul_gflops("float32", 1024 if quick else 2048)}
-    matmul["bfloat16"] = matmul_gflops("bfloat16", 1024 if quick else 2048)
+    sizes = _sizes(quick, on_gpu)
+    matrix_size = 1024 if quick else 2048
+    matmul = {dtype: matmul_gflops(dtype, matrix_size) for dtype in ("float32", "bfloat16")}
     if on_gpu:
         matmul["float16"] = matmul_gflops("float16", 2048)
     rows = []
-    for precision in precisions:
+    for precision in ["float32", "mixed_bfloat16"] + (["mixed_float16"] if on_gpu else []):
         # The matmul ceiling that applies: float32 for float32 training, else the half type.
         ceiling = matmul["float32" if precision == "float32" else precision.removeprefix("mixed_")]
-        for batch_size in batch_sizes:
+        for batch_size in [32, 512 if on_gpu else 128]:
             if quick and precision != "float32" and batch_size != 32:
                 continue  # the quick run keeps one row per reduced precision
-            precision_config = dataclasses.replace(config, precision=precision)
-            images_per_s = train_images_per_s(precision_config, batch_size, max_steps, warmup,
-                                              target_seconds)
-            row = {
-                "backend": keras.backend.backend(),
-                "precision": precision,
-                "batch_size": batch_size,
-                "matmul_gflops": round(ceiling, 2),
-                "train_images_per_s": round(images_per_s, 2),
-                "train_gflops": round(images_per_s * train_flops / 1e9, 2),
-                "train_efficiency": round(images_per_s * train_flops / 1e9 / ceiling, 4),
-            }
             # A whole epoch costs minutes on a CPU, so there only the paper's setting (batch
             # 32, float32) runs one, and only if it is projected to end in reasonable time.
-            projected = train_count / images_per_s
-            paper_setting = batch_size == 32 and precision == "float32"
-            if (on_gpu or paper_setting) and projected > longest_epoch_seconds:
-                row["epoch_skipped"] = f"projected {projected:.0f} s > {longest_epoch_seconds:.0f} s"
-            elif on_gpu or paper_setting:
-                measured = epoch_seconds(dataclasses.replace(precision_config, batch_size=batch_size),
-                                         train_count, validation_count, data)
-                ideal = (train_count * train_flops + validation_count * forward_flops) / (ceiling * 1e9)
-                row.update(epoch_images=train_count, epoch_validation_images=validation_count,
-                           epoch_seconds=round(measured, 3), ideal_epoch_seconds=round(ideal, 3),
-                           epoch_efficiency=round(ideal / measured, 4))
-            rows.append(row)
-            logger.info("%s", row)
+            whole_epoch = on_gpu or (batch_size == 32 and precision == "float32")
+            row_config = dataclasses.replace(config, precision=precision, batch_size=batch_size)
+            rows.append(_measure_row(row_config, sizes, ceiling, data, whole_epoch))
+            logger.info("%s", rows[-1])
     sample = (data.train_images[:2048] if data is not None else
               np.random.default_rng(2).integers(0, 256, size=(2048, 32, 32, 3), dtype=np.uint8))
-    speedups = {}
-    for row in rows:
-        baseline = next((other for other in rows if other["precision"] == "float32"
-                         and other["batch_size"] == row["batch_size"]), None)
-        if row["precision"] != "float32" and baseline is not None:
-            speedups[f"{row['precision']}/float32 batch {row['batch_size']}"] = round(
-                row["train_images_per_s"] / baseline["train_images_per_s"], 3)
     return {
         "backend": keras.backend.backend(),
         "device": describe_device(),
         # Reduced precision's training throughput over float32's, measured in this run.
-        "precision_speedups": speedups,
+        "precision_speedups": precision_speedups(rows),
         "versions": library_versions(),
         "matmul_gflops": {key: round(value, 2) for key, value in matmul.items()},
-        "training_gflop_per_image": train_flops / 1e9,
-        "forward_gflop_per_image": forward_flops / 1e9,
+        "training_gflop_per_image": training_flops_per_image(1.0, 10) / 1e9,
+        "forward_gflop_per_image": forward_flops_per_image(1.0, 10) / 1e9,
         "input_pipeline_images_per_s": round(input_pipeline_images_per_s(config, sample), 1),
         "rows": rows,
     }
@@ -330,12 +368,8 @@ def run(params: dict, output_dir: Path, quick: bool = False, data_dir: Path | No
     device = next((item["device"] for item in results["backends"] if "device" in item), "unknown")
     results["device"] = device
     slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / f"{name or slug}{'-quick' if quick else ''}.json"
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(temporary, path)
+    path = Path(output_dir) / f"{name or slug}{'-quick' if quick else ''}.json"
+    write_json(path, results)
     print(format_table(results))
     print(f"Wrote {path}")
     return results

@@ -140,6 +140,49 @@ def glorot_limit(kernel_shape, init: str) -> float:
     return (6.0 / (fan_in + fan_out)) ** 0.5
 
 
+def _check_choices(output_activation: str, init: str, stride2_padding: str) -> None:
+    """Raise ValueError for an output activation, initialisation or padding not offered here."""
+    if output_activation not in OUTPUT_ACTIVATIONS:
+        raise ValueError(
+            f"output_activation must be one of {', '.join(OUTPUT_ACTIVATIONS)}, got "
+            f"{output_activation!r}. Use the `output_activation` of the loss's LossSpec "
+            "(lossbench.losses.get_loss(name).output_activation)."
+        )
+    if stride2_padding not in STRIDE2_PADDINGS:
+        raise ValueError(
+            f"model.stride2_padding is {stride2_padding!r}; use one of "
+            f"{', '.join(STRIDE2_PADDINGS)} (theano reproduces the paper's symmetric padding)."
+        )
+    kernel_initializer(init, 4)  # refuse an unknown `init` before building anything
+
+
+def _convolution(features, position: int, channels: int, kernel_size: int, strides: int,
+                 init: str, stride2_padding: str, name: str):
+    """Apply the plan's convolution number `position` (ReLU) to `features`; return its output.
+
+    Under "theano" padding a stride-2 convolution is preceded by a `pad_<position>` layer.
+    """
+    padding = "same"
+    if strides > 1 and stride2_padding == "theano":
+        # Theano's "half" mode: kernel_size // 2 zeros on every side, then a valid
+        # convolution, so the windows start on the first pixel as the paper's did.
+        features = layers.ZeroPadding2D(kernel_size // 2, name=f"pad_{position}")(features)
+        padding = "valid"
+    # Glorot-uniform kernels and zero biases were Keras 1's defaults, which the paper
+    # used; they are spelled out so that a change of defaults in a later Keras cannot
+    # silently change the experiment.
+    return layers.Conv2D(
+        channels,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        activation="relu",
+        kernel_initializer=kernel_initializer(init, 4),
+        bias_initializer="zeros",
+        name=name,
+    )(features)
+
+
 def build_model(
     num_classes: int = 10,
     width: float = 1.0,
@@ -170,43 +213,16 @@ def build_model(
         outputs (batch, num_classes), float32 even under a mixed-precision policy.
     """
     input_shape = _check_arguments(num_classes, width, input_shape)
-    if output_activation not in OUTPUT_ACTIVATIONS:
-        raise ValueError(
-            f"output_activation must be one of {', '.join(OUTPUT_ACTIVATIONS)}, got "
-            f"{output_activation!r}. Use the `output_activation` of the loss's LossSpec "
-            "(lossbench.losses.get_loss(name).output_activation)."
-        )
-
-    if stride2_padding not in STRIDE2_PADDINGS:
-        raise ValueError(
-            f"model.stride2_padding is {stride2_padding!r}; use one of "
-            f"{', '.join(STRIDE2_PADDINGS)} (theano reproduces the paper's symmetric padding)."
-        )
-    kernel_initializer(init, 4)  # refuse an unknown `init` before building anything
+    _check_choices(output_activation, init, stride2_padding)
 
     inputs = keras.Input(shape=input_shape, name="images")
     features = inputs
     plan = _layer_plan(num_classes, width)
-    for index, (channels, kernel_size, strides) in enumerate(plan):
-        padding = "same"
-        if strides > 1 and stride2_padding == "theano":
-            # Theano's "half" mode: kernel_size // 2 zeros on every side, then a valid
-            # convolution, so the windows start on the first pixel as the paper's did.
-            features = layers.ZeroPadding2D(kernel_size // 2, name=f"pad_{index + 1}")(features)
-            padding = "valid"
-        # Glorot-uniform kernels and zero biases were Keras 1's defaults, which the paper
-        # used; they are spelled out so that a change of defaults in a later Keras cannot
-        # silently change the experiment.
-        features = layers.Conv2D(
-            channels,
-            kernel_size,
-            strides=strides,
-            padding=padding,
-            activation="relu",
-            kernel_initializer=kernel_initializer(init, 4),
-            bias_initializer="zeros",
-            name=f"conv_{index + 1}" if index + 1 < len(plan) else FINAL_CONVOLUTION_NAME,
-        )(features)
+    for position, (channels, kernel_size, strides) in enumerate(plan, start=1):
+        features = _convolution(
+            features, position, channels, kernel_size, strides, init, stride2_padding,
+            name=FINAL_CONVOLUTION_NAME if position == len(plan) else f"conv_{position}",
+        )
     features = layers.Flatten(name="flatten")(features)
     scores = layers.Dense(
         num_classes,

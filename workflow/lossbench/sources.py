@@ -25,8 +25,12 @@ PACKAGE_PATH = "workflow/lossbench"
 FRONT_END = "cli"
 
 
-def _imports(module: str) -> set[str]:
-    """The lossbench modules `module` imports directly."""
+def direct_imports(module: str) -> set[str]:
+    """The lossbench modules `module` imports itself, at module level or inside functions.
+
+    `from lossbench import name` counts as importing `name` (where it is a module) and the
+    package's "__init__"; the front end (cli) is included here and left out of closures.
+    """
     tree = ast.parse((PACKAGE_DIR / f"{module}.py").read_text())
     names = set()
     for node in ast.walk(tree):
@@ -43,7 +47,7 @@ def _imports(module: str) -> set[str]:
                     names.add("__init__")
                 elif alias.name.startswith("lossbench."):
                     names.add(alias.name.split(".")[1])
-    return names - {FRONT_END}
+    return names
 
 
 @lru_cache(maxsize=None)
@@ -56,7 +60,7 @@ def module_closure(module: str) -> tuple[str, ...]:
         name = pending.pop()
         if name not in seen:
             seen.add(name)
-            pending.extend(_imports(name) - seen)
+            pending.extend(direct_imports(name) - seen - {FRONT_END})
     return tuple(sorted(seen))
 
 
