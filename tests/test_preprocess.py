@@ -27,7 +27,7 @@ from archives import (
     random_images,
 )
 from lossbench import cli, preprocess
-from lossbench.download import ArchiveError, UnsafeArchiveError
+from lossbench.archive import ArchiveError, UnsafeArchiveError
 from lossbench.preprocess import image_folder_order, load_prepared, prepare, stratified_subset
 
 PROJECT_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
