@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import socket
 import struct
 import tarfile
@@ -29,7 +30,14 @@ from archives import (
     write_image_folder,
 )
 from lossbench import download, preprocess
-from lossbench.download import ArchiveError, ChecksumError, UnsafeArchiveError, fetch_archive
+from lossbench.archive import (
+    ArchiveError,
+    UnsafeArchiveError,
+    check_members,
+    read_archive,
+    regular_files,
+)
+from lossbench.download import ChecksumError, fetch_archive
 
 FAST = {"retries": 3, "backoff_seconds": 0.001, "timeout_seconds": 5.0}
 
@@ -581,42 +589,55 @@ def test_check_members_refuses_unsafe_members(tmp_path, kind):
     archive = make_unsafe_archive(tmp_path, kind)
 
     with pytest.raises(UnsafeArchiveError) as error:
-        download.check_members(archive)
+        check_members(archive)
 
     assert "member" in str(error.value)
 
 
 def test_check_members_accepts_a_plain_archive(payload_archive):
-    download.check_members(payload_archive)
+    check_members(payload_archive)
 
 
-def test_safe_extract_extracts_a_plain_archive(payload_archive, tmp_path):
-    target = tmp_path / "extracted"
+def test_a_plain_archive_is_read_in_place(payload_archive, tmp_path):
+    contents = read_archive(payload_archive)
 
-    download.safe_extract(payload_archive, target)
-
-    assert len(list((target / "images" / "train").rglob("*.png"))) == 12
+    train_images = [name for name in regular_files(contents)
+                    if name.startswith("images/train/") and name.endswith(".png")]
+    assert len(train_images) == 12
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
 
 
-def test_safe_extract_refuses_an_escaping_member(tmp_path):
-    archive = make_evil_archive(tmp_path)
-    target = tmp_path / "deep" / "extracted"
+# One attack each: a path leaving the archive, an absolute path, a symbolic and a hard
+# link, a FIFO and a device file, each refused by name before anything reaches `output`.
+UNSAFE_MEMBER_NAMES = {
+    "parent": "train/../../evil",
+    "absolute": "/tmp/evil",
+    "symlink": "train/cat/symlink",
+    "hardlink": "train/cat/hardlink",
+    "fifo": "train/cat/fifo",
+    "device": "train/cat/device",
+}
 
-    with pytest.raises(UnsafeArchiveError, match="evil"):
-        download.safe_extract(archive, target)
 
-    assert not target.exists()
+@pytest.mark.parametrize("kind", UNSAFE_KINDS)
+def test_an_unsafe_local_archive_is_refused(tmp_path, kind):
+    archive = make_unsafe_archive(tmp_path, kind)
+    output = tmp_path / "deep" / "archive.tar.gz"
+
+    with pytest.raises(UnsafeArchiveError, match=re.escape(repr(UNSAFE_MEMBER_NAMES[kind]))):
+        fetch_archive(str(archive), output, md5=None, sha256=None)
+
+    assert not output.exists()
+    assert leftovers(output.parent) == []
     assert not (tmp_path / "evil").exists()
     assert not (tmp_path / "deep" / "evil").exists()
 
 
-def test_safe_extract_will_not_overwrite(payload_archive, tmp_path):
-    target = tmp_path / "extracted"
-    target.mkdir()
-    (target / "keep.txt").write_text("precious")
+def test_an_unsafe_archive_leaves_the_previous_output(tmp_path):
+    output = tmp_path / "archive.tar.gz"
+    output.write_text("precious")
 
-    with pytest.raises(FileExistsError):
-        download.safe_extract(payload_archive, target)
+    with pytest.raises(UnsafeArchiveError, match="evil"):
+        fetch_archive(str(make_evil_archive(tmp_path)), output, md5=None, sha256=None)
 
-    assert (target / "keep.txt").read_text() == "precious"
+    assert output.read_text() == "precious"

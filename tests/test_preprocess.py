@@ -26,8 +26,8 @@ from archives import (
     png_bytes,
     random_images,
 )
-from lossbench import cli, preprocess
-from lossbench.download import ArchiveError, UnsafeArchiveError
+from lossbench import cli, image_folder, preprocess
+from lossbench.archive import ArchiveError, UnsafeArchiveError
 from lossbench.preprocess import image_folder_order, load_prepared, prepare, stratified_subset
 
 PROJECT_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
@@ -106,8 +106,8 @@ def test_image_folder_round_trip(tmp_path, prefix):
 def test_image_folder_in_parallel_matches_serial(tmp_path, monkeypatch):
     expected = make_image_folder_archive(tmp_path)
     # Force the worker pool onto this tiny archive: two-image chunks over two processes.
-    monkeypatch.setattr(preprocess, "PARALLEL_MINIMUM_IMAGES", 1)
-    monkeypatch.setattr(preprocess, "DECODE_CHUNK_IMAGES", 2)
+    monkeypatch.setattr(image_folder, "PARALLEL_MINIMUM_IMAGES", 1)
+    monkeypatch.setattr(image_folder, "DECODE_CHUNK_IMAGES", 2)
 
     _counts, output_dir = prepare_into(tmp_path, expected.path, "image_folder", workers=2)
 
@@ -454,7 +454,7 @@ def no_decoding(monkeypatch):
     def decode(*args, **kwargs):
         raise AssertionError("an image was decoded before the sizes were checked")
 
-    monkeypatch.setattr(preprocess, "_decode_images", decode)
+    monkeypatch.setattr(preprocess, "decode_images", decode)
 
 
 def test_one_class_is_refused_before_decoding(tmp_path, no_decoding):
@@ -494,13 +494,13 @@ def test_cifar_size_below_the_number_of_classes_is_refused(tmp_path):
 def test_image_folder_subset_decodes_only_the_chosen_images(tmp_path, monkeypatch):
     expected = make_image_folder_archive(tmp_path)
     decoded = []
-    original = preprocess._decode_images
+    original = preprocess.decode_images
 
     def counting(blobs, names, **options):
         decoded.extend(names)
         return original(blobs, names, **options)
 
-    monkeypatch.setattr(preprocess, "_decode_images", counting)
+    monkeypatch.setattr(preprocess, "decode_images", counting)
     prepare_into(tmp_path, expected.path, "image_folder", train_size=6, test_size=4, subset_seed=2)
 
     assert len(decoded) == 10

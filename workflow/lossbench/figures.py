@@ -37,14 +37,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from lossbench.atomic import write_text
+from lossbench.atomic import staged_directory, write_text
 from lossbench.runs import parse_run_name, run_name
 
 logger = logging.getLogger(__name__)
@@ -373,18 +371,6 @@ def render_figures(summary: dict, runs: Sequence[dict], histories, output_dir: P
     return written
 
 
-def _replace_directory(staging: Path, output_dir: Path) -> None:
-    """Move the finished `staging` directory to `output_dir`, removing what was there."""
-    previous = None
-    if output_dir.exists():
-        previous = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.", suffix=".old"))
-        previous.rmdir()
-        os.replace(output_dir, previous)
-    os.replace(staging, output_dir)
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)
-
-
 def run(
     summary_path: str | os.PathLike,
     metrics_paths: Sequence[str | os.PathLike],
@@ -401,16 +387,10 @@ def run(
     histories = read_histories(log_dirs)
 
     output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.", suffix=".tmp"))
-    try:
+    # The figures are rendered into a staging directory that replaces output_dir whole, so a
+    # failed or interrupted render leaves the previous figures, never a mixture.
+    with staged_directory(output_dir) as staging:
         written = render_figures(summary, runs, histories, staging)
-        # mkdtemp makes a private (0700) directory; figures are meant to be shared and served.
-        staging.chmod(0o755)
-        _replace_directory(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     paths = [output_dir / path.name for path in written]
     if epochs_path is not None:
         write_text(epochs_path, epochs_table(histories))

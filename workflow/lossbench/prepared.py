@@ -1,9 +1,12 @@
-"""The prepared data: the arrays the preprocess stage writes, and their reader.
+"""The prepared data: the arrays the preprocess stage writes, their writer and their reader.
 
-In:  a prepared-data directory (from `lossbench preprocess`).
-Out: `PreparedData`: uint8 images (N, 32, 32, 3) and int32 labels (N,) of the training and
-     test splits, and the class names; or a ValueError naming the damaged file and how to
-     make it again.
+`write_prepared` takes each split's `Split` (uint8 images (N, 32, 32, 3), int32 labels (N,))
+and the class names, and writes them as ``<split>_images.npy``, ``<split>_labels.npy`` and
+``classes.json`` into a directory swapped in whole.
+
+`load_prepared` takes such a directory (from `lossbench preprocess`) and gives back
+`PreparedData`: the training and test arrays and the class names; or a ValueError naming
+the damaged file and how to make it again.
 
 A module of its own so that the stages that read the arrays (train, evaluate, bench) need
 not import the stage that writes them.
@@ -17,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lossbench.atomic import staged_directory
+
 IMAGE_SIZE = 32
 SPLITS = ("train", "test")
 PREPARED_FILES = (
@@ -26,6 +31,26 @@ PREPARED_FILES = (
     "test_labels.npy",
     "classes.json",
 )
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """One split's uint8 images (N, 32, 32, 3) and int32 labels (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def take(self, indices: np.ndarray) -> Split:
+        return Split(self.images[indices], self.labels[indices])
+
+
+def write_prepared(output_dir: Path, splits: dict[str, Split], class_names: list[str]) -> None:
+    """Write the splits' arrays and the class names into ``output_dir``, replaced whole."""
+    with staged_directory(output_dir) as staging:
+        for split in SPLITS:
+            np.save(staging / f"{split}_images.npy", splits[split].images, allow_pickle=False)
+            np.save(staging / f"{split}_labels.npy", splits[split].labels, allow_pickle=False)
+        (staging / "classes.json").write_text(json.dumps(list(class_names), indent=2) + "\n")
 
 
 @dataclass(frozen=True, eq=False)
