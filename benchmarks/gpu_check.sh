@@ -32,8 +32,9 @@ import yaml
 
 archive, out = Path(sys.argv[1]), Path(sys.argv[2])
 params = yaml.safe_load(Path("params.yaml").read_text())
-params["data"].update(dataset="image_folder", source=str(archive), md5=None,
-                      sha256="ff26949c34c4e67da3fa472a1f142e33365dea058f94f1fa369b14ef3d986968")
+params["download"].update(source=str(archive), md5=None,
+                          sha256="ff26949c34c4e67da3fa472a1f142e33365dea058f94f1fa369b14ef3d986968")
+params["preprocess"]["dataset"] = "image_folder"
 # The GPU or nothing: a job that finds no GPU stops at once instead of training on the CPU.
 # steps_per_execution and jit_compile stay `auto` (on a GPU: several steps per call, XLA on).
 params["train"]["device"] = "gpu"

@@ -1,7 +1,7 @@
 """Scaffolding for the end-to-end tests: a throwaway copy of the project on real images.
 
 `copy_project(root, **changes)` copies what both orchestrators read (Snakefile, dvc.yaml,
-params.yaml, environment.yml, workflow/, ...) into `root`, points `data.source` at the shared
+params.yaml, environment.yml, workflow/, ...) into `root`, points `download.source` at the shared
 JPEG copy of CIFAR-10 and applies `changes` ({"section.key": value}) to params.yaml;
 `init_repository(root)` makes it a git + DVC repository with the project's DVC settings;
 `run(command, cwd)` runs a tool from this virtual environment and fails with its output.
@@ -61,11 +61,11 @@ def copy_project(root: Path, **changes) -> Path:
     set_params(
         root,
         **{
-            "data.dataset": "image_folder",
+            "preprocess.dataset": "image_folder",
             # Absolute: queued DVC experiments run in copies elsewhere.
-            "data.source": str(SHARED_ARCHIVE),
-            "data.md5": None,
-            "data.sha256": SHARED_SHA256,
+            "download.source": str(SHARED_ARCHIVE),
+            "download.md5": None,
+            "download.sha256": SHARED_SHA256,
             **changes,
         },
     )

@@ -230,7 +230,7 @@ def test_wrong_checksum_leaves_nothing(server, payload_archive, tmp_path, which)
         fetch_archive(server.url("/data.tar.gz"), output, **expected, **FAST)
 
     message = str(error.value)
-    assert f"data.{which}" in message
+    assert f"download.{which}" in message
     assert "0" * len(expected[which]) in message  # the expected digest
     assert (md5 if which == "md5" else sha256) in message  # the actual digest
     assert not output.exists()
@@ -248,7 +248,7 @@ def test_truncated_every_time_fails_after_retries(server, payload_archive, tmp_p
         )
 
     assert "after 4 attempts" in str(error.value)
-    assert "data.source" in str(error.value)
+    assert "download.source" in str(error.value)
     assert len(server.requests) == FAST["retries"] + 1
     assert not output.exists()
     # What arrived stays under the temporary name, so that the next run can resume it.
@@ -355,7 +355,7 @@ def test_not_found_is_not_retried(server, tmp_path):
         fetch_archive(server.url("/missing.tar.gz"), output, md5="0" * 32, sha256=None, **FAST)
 
     assert "HTTP 404" in str(error.value)
-    assert "data.url" in str(error.value)
+    assert "download.url" in str(error.value)
     assert len(server.requests) == 1
     assert not output.exists()
 
@@ -395,7 +395,7 @@ def test_closed_port_fails_fast_with_advice(tmp_path, monkeypatch):
 
     assert elapsed < 5
     assert "could not reach" in str(error.value).lower()
-    assert "data.source" in str(error.value)
+    assert "download.source" in str(error.value)
     assert not output.exists()
     assert leftovers(tmp_path) == []
 
@@ -412,7 +412,7 @@ def test_unknown_host_fails_fast_with_advice(tmp_path, monkeypatch):
     # Stands in for a DNS failure without asking a real resolver.
     monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
 
-    with pytest.raises(ConnectionError, match=r"data\.source") as error:
+    with pytest.raises(ConnectionError, match=r"download\.source") as error:
         fetch_archive(
             "https://no-such-host.invalid/data.tar.gz",
             tmp_path / "a.tar.gz",
@@ -501,7 +501,7 @@ def test_run_uses_url_when_source_is_null(payload_archive, tmp_path):
 def test_local_copy_with_wrong_checksum_is_refused(payload_archive, tmp_path):
     output = tmp_path / "archive.tar.gz"
 
-    with pytest.raises(ChecksumError, match=r"data\.md5"):
+    with pytest.raises(ChecksumError, match=r"download\.md5"):
         fetch_archive(str(payload_archive), output, md5="0" * 32, sha256=None)
 
     assert not output.exists()
@@ -509,7 +509,7 @@ def test_local_copy_with_wrong_checksum_is_refused(payload_archive, tmp_path):
 
 
 def test_missing_local_source_names_the_key(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"data\.source"):
+    with pytest.raises(FileNotFoundError, match=r"download\.source"):
         fetch_archive(
             str(tmp_path / "nowhere.tar.gz"), tmp_path / "archive.tar.gz", md5=None, sha256=None
         )
@@ -550,7 +550,7 @@ def test_directory_is_packed_and_preprocessable(tmp_path, prefix, caplog):
         output, dataset="image_folder", output_dir=prepared, counts_path=tmp_path / "counts.json"
     )
     data = preprocess.load_prepared(prepared)
-    # Image-folder training images are stored in one fixed seeded order (data.subset_seed 0).
+    # Image-folder training images are stored in one fixed seeded order (preprocess.subset_seed 0).
     order = preprocess.image_folder_order(len(expected.train_labels), 0)
     assert (data.train_images == expected.train_images[order]).all()
     assert (data.test_labels == expected.test_labels).all()

@@ -115,7 +115,9 @@ def study_params(**data_changes) -> dict:
     params = load_params(PROJECT / "params.yaml")
     params["model"]["width"] = 0.1
     params["train"]["epochs"] = EPOCHS
-    params["data"].update(data_changes)
+    for key, value in data_changes.items():
+        section = "download" if key in ("url", "md5", "sha256", "source") else "preprocess"
+        params[section][key] = value
     return params
 
 

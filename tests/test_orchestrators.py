@@ -20,8 +20,8 @@ from projects import (
 )
 
 TINY = {
-    "data.train_size": 200,
-    "data.test_size": 100,
+    "preprocess.train_size": 200,
+    "preprocess.test_size": 100,
     "model.width": 0.1,
     "train.losses": ["categorical_crossentropy"],
     "train.seeds": [0],

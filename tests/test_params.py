@@ -27,7 +27,7 @@ def test_shipped_params_are_valid_and_the_paper_defaults(params):
     train = validated["train"]
     assert (train["batch_size"], train["learning_rate"], train["decay"]) == (32, 0.01, 1e-6)
     assert (train["momentum"], train["nesterov"], train["epochs"]) == (0.9, True, 100)
-    assert validated["data"]["md5"] == "c58f30108f718f92721af3b95e74349a"
+    assert validated["download"]["md5"] == "c58f30108f718f92721af3b95e74349a"
     assert validated["model"]["width"] == 1.0
 
 
@@ -62,12 +62,12 @@ def test_defaults_are_filled_in(params):
         (lambda p: p["train"].__setitem__("epochs", "ten"), "train.epochs is 'ten'"),
         (lambda p: p["train"].__setitem__("epochs", -1), "train.epochs is -1; it must be >= 1"),
         (lambda p: p["train"].__setitem__("batch_size", 0), "train.batch_size is 0"),
-        (lambda p: p["data"].__setitem__("train_size", -5), "data.train_size is -5"),
+        (lambda p: p["preprocess"].__setitem__("train_size", -5), "preprocess.train_size is -5"),
         (lambda p: p["train"].__setitem__("seeds", [-1]), "train.seeds[0] is -1"),
         (lambda p: p["train"].__setitem__("losses", ["hinge", "focal"]), "train.losses[1] is 'focal'; allowed values: categorical_crossentropy"),
-        (lambda p: p["data"].__setitem__("dataset", "mnist"), "data.dataset is 'mnist'; allowed values"),
+        (lambda p: p["preprocess"].__setitem__("dataset", "mnist"), "preprocess.dataset is 'mnist'; allowed values"),
         (lambda p: p["train"].__setitem__("validation", "train"), "train.validation is 'train'"),
-        (lambda p: p["data"].__setitem__("md5", "xyz"), "data.md5"),
+        (lambda p: p["download"].__setitem__("md5", "xyz"), "download.md5"),
         (lambda p: p["model"].__setitem__("width", 0), "model.width is 0; it must be > 0"),
         (lambda p: p["train"].__setitem__("nesterov", "yes"), "train.nesterov is 'yes'"),
     ],
@@ -80,8 +80,8 @@ def test_bad_values_are_named(params, mutate, expected):
 
 
 def test_no_checksum_and_no_source_is_refused(params):
-    params["data"]["md5"] = None
-    with pytest.raises(ParamsError, match="data.md5 and data.sha256 are both null"):
+    params["download"]["md5"] = None
+    with pytest.raises(ParamsError, match="download.md5 and download.sha256 are both null"):
         validate_params(params)
 
 
@@ -110,6 +110,6 @@ def test_stage_fingerprint_changes_only_with_the_stage_keys(params):
     validated = validate_params(params)
     before = {stage: stage_fingerprint(validated, stage) for stage in STAGE_PARAMS}
     changed = copy.deepcopy(validated)
-    changed["data"]["train_size"] = 1000
+    changed["preprocess"]["train_size"] = 1000
     after = {stage: stage_fingerprint(changed, stage) for stage in STAGE_PARAMS}
     assert {stage for stage in STAGE_PARAMS if before[stage] != after[stage]} == {"preprocess"}

@@ -1,6 +1,6 @@
 """End to end on real CIFAR-10 images: Snakemake runs the DAG, DVC records and reruns it.
 
-In a temporary git repository holding a copy of the project, with `data.source` pointing at
+In a temporary git repository holding a copy of the project, with `download.source` pointing at
 ../shared/data/cifar10-jpeg.tar.gz (small stratified subsets, a narrow model, two epochs):
 
 1. `snakemake --cores 1 --resources gpu=1` runs the whole DAG to the report;
@@ -53,8 +53,8 @@ def project(tmp_path_factory):
     root = copy_project(
         tmp_path_factory.mktemp("lossbench"),
         **{
-            "data.train_size": 400,
-            "data.test_size": 200,
+            "preprocess.train_size": 400,
+            "preprocess.test_size": 200,
             "model.width": 0.1,
             "train.losses": ["categorical_crossentropy", "hinge"],
             "train.seeds": [0, 1],
@@ -91,9 +91,9 @@ def test_dvc_commit_records_the_snakemake_run(project):
 
 
 def test_a_parameter_edit_reruns_the_same_stages_under_both_tools(project):
-    set_params(project, **{"data.train_size": 300})
+    set_params(project, **{"preprocess.train_size": 300})
     assert snakemake_changed_stages(project) == dvc_changed_stages(project) == {"preprocess"}
-    set_params(project, **{"data.train_size": 400, "train.learning_rate": 0.02})
+    set_params(project, **{"preprocess.train_size": 400, "train.learning_rate": 0.02})
     expected = {f"train@{loss}-{seed}" for loss in ("categorical_crossentropy", "hinge") for seed in (0, 1)}
     assert snakemake_changed_stages(project) == dvc_changed_stages(project) == expected
     set_params(project, **{"train.learning_rate": 0.01})

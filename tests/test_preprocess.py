@@ -202,7 +202,7 @@ def test_wrong_dataset_says_which_to_set(tmp_path, make, dataset, found):
     with pytest.raises(ValueError) as error:
         prepare_into(tmp_path, archive, dataset)
 
-    assert f"Set data.dataset: {found} in params.yaml" in str(error.value)
+    assert f"Set preprocess.dataset: {found} in params.yaml" in str(error.value)
     assert not (tmp_path / "prepared").exists()
     assert not (tmp_path / "counts.json").exists()
 
@@ -219,7 +219,7 @@ def test_unknown_layout_lists_the_layouts(tmp_path):
 def test_unknown_dataset_name(tmp_path):
     archive = make_cifar10_archive(tmp_path).path
 
-    with pytest.raises(ValueError, match=r"data\.dataset"):
+    with pytest.raises(ValueError, match=r"preprocess\.dataset"):
         prepare_into(tmp_path, archive, "mnist")
 
 
@@ -347,7 +347,7 @@ def test_prepare_subset_changes_with_the_seed_only(tmp_path):
 
 @pytest.mark.parametrize(
     ("key", "options"),
-    [("data.train_size", {"train_size": 51}), ("data.test_size", {"test_size": 21})],
+    [("preprocess.train_size", {"train_size": 51}), ("preprocess.test_size", {"test_size": 21})],
 )
 def test_oversize_subset_names_the_key(tmp_path, key, options):
     expected = make_cifar10_archive(tmp_path)
@@ -356,7 +356,7 @@ def test_oversize_subset_names_the_key(tmp_path, key, options):
         prepare_into(tmp_path, expected.path, "cifar10", **options)
 
     assert key in str(error.value)
-    assert ("50" if key == "data.train_size" else "20") in str(error.value)
+    assert ("50" if key == "preprocess.train_size" else "20") in str(error.value)
     assert not (tmp_path / "prepared").exists()
 
 
@@ -400,7 +400,7 @@ def test_run_reads_the_data_section(tmp_path):
 def test_cli_preprocess(tmp_path, capsys):
     expected = make_image_folder_archive(tmp_path)
     params = yaml.safe_load(PROJECT_PARAMS.read_text())
-    params["data"]["dataset"] = "image_folder"
+    params["preprocess"]["dataset"] = "image_folder"
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
     arguments = [
@@ -420,10 +420,10 @@ def test_cli_preprocess(tmp_path, capsys):
         tmp_path / "prepared", expected, image_folder_order(len(expected.train_labels), 0)
     )
 
-    params["data"]["dataset"] = "cifar10"
+    params["preprocess"]["dataset"] = "cifar10"
     params_path.write_text(yaml.safe_dump(params))
     assert cli.main(arguments) == 2
-    assert "data.dataset: image_folder" in capsys.readouterr().err
+    assert "preprocess.dataset: image_folder" in capsys.readouterr().err
 
 
 def test_image_folder_training_order_is_fixed_and_not_grouped_by_class(tmp_path):
@@ -468,10 +468,10 @@ def test_one_class_is_refused_before_decoding(tmp_path, no_decoding):
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        ({"train_size": 2}, "data.train_size is 2, fewer than the 3 classes"),
-        ({"test_size": 1}, "data.test_size is 1, fewer than the 3 classes"),
-        ({"train_size": 13}, "data.train_size is 13, but the archive has only 12"),
-        ({"test_size": 7}, "data.test_size is 7, but the archive has only 6"),
+        ({"train_size": 2}, "preprocess.train_size is 2, fewer than the 3 classes"),
+        ({"test_size": 1}, "preprocess.test_size is 1, fewer than the 3 classes"),
+        ({"train_size": 13}, "preprocess.train_size is 13, but the archive has only 12"),
+        ({"test_size": 7}, "preprocess.test_size is 7, but the archive has only 6"),
         # dog holds 2 of 12 training images: a stratified 3 gives cat 2, airplane 1, dog 0.
         ({"train_size": 3}, r"the smallest classes \(dog\)"),
     ],
@@ -487,7 +487,7 @@ def test_image_folder_sizes_are_refused_before_decoding(tmp_path, no_decoding, o
 def test_cifar_size_below_the_number_of_classes_is_refused(tmp_path):
     expected = make_cifar10_archive(tmp_path)
 
-    with pytest.raises(ValueError, match="data.train_size is 9, fewer than the 10 classes"):
+    with pytest.raises(ValueError, match="preprocess.train_size is 9, fewer than the 10 classes"):
         prepare_into(tmp_path, expected.path, "cifar10", train_size=9)
 
 

@@ -30,7 +30,7 @@ from lossbench import compare, evaluate, figures
 from projects import PROJECT, copy_project, init_repository, needs_real_images, run, set_params
 
 LOSSES = ["categorical_crossentropy", "hinge"]
-TINY = {"data.train_size": 200, "data.test_size": 100, "model.width": 0.1,
+TINY = {"preprocess.train_size": 200, "preprocess.test_size": 100, "model.width": 0.1,
         "train.losses": LOSSES, "train.seeds": [0], "train.epochs": 1}
 # What the README promises of `dvc metrics diff` after an epochs change on this study.
 MAX_LINES, MAX_WIDTH = 40, 160

@@ -50,8 +50,8 @@ def make_tiny_project(root: Path, **extra) -> Path:
     return copy_project(
         root,
         **{
-            "data.train_size": 200,
-            "data.test_size": 100,
+            "preprocess.train_size": 200,
+            "preprocess.test_size": 100,
             "model.width": 0.1,
             "train.losses": LOSSES,
             "train.seeds": [0],

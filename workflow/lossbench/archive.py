@@ -74,7 +74,7 @@ def check_member(member: tarfile.TarInfo, archive: Path | str) -> None:
         raise UnsafeArchiveError(
             f"Refusing the archive {archive}: its member {member.name!r} {problem}. Only "
             "regular files and directories with relative paths inside the archive are "
-            "accepted. Point data.source (or data.url) at a trustworthy archive."
+            "accepted. Point download.source (or download.url) at a trustworthy archive."
         )
 
 
@@ -113,10 +113,10 @@ def read_archive(archive: Path) -> TarContents:
     except tarfile.TarError as error:
         raise ArchiveError(
             f"{archive} is not a readable tar archive (uncompressed, gzip, bzip2 or xz): "
-            f"{error}. Check that data.source (or data.url) points at the dataset's archive."
+            f"{error}. Check that download.source (or download.url) points at the dataset's archive."
         ) from error
     if not members:
-        raise ArchiveError(f"{archive} is an empty tar archive. Check data.source (or data.url).")
+        raise ArchiveError(f"{archive} is an empty tar archive. Check download.source (or download.url).")
     for member in members:
         check_member(member, archive)
         if member.isfile() and member.offset_data + member.size > len(data):

@@ -8,7 +8,7 @@ Out: the class names in label order and each split's `Split`: uint8 images (N, 3
      RGB, and int32 labels, in the archive's order; or ArchiveError naming the file that is
      missing, is not a CIFAR batch, or holds data of the wrong shape or labels out of range.
 
-The batches are pickles, and a pickle can run arbitrary code when loaded while data.source
+The batches are pickles, and a pickle can run arbitrary code when loaded while download.source
 may point at any archive: they are loaded by an unpickler that builds only plain containers
 and numpy arrays.
 """
@@ -133,7 +133,7 @@ def _load_pickle(archive: Path, contents: TarContents, member: tarfile.TarInfo) 
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
         raise ArchiveError(
             f"{archive}: {member.name} is not a CIFAR python batch ({error}). Check that "
-            "data.source (or data.url) points at the official python release."
+            "download.source (or download.url) points at the official python release."
         ) from error
     if not isinstance(batch, dict):
         raise ArchiveError(f"{archive}: {member.name} holds a {type(batch).__name__}, not a dict.")

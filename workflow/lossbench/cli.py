@@ -21,13 +21,13 @@ from lossbench.runs import parse_run_name
 def _download(args: argparse.Namespace, params: dict) -> None:
     from lossbench import download
 
-    download.run(params["data"], output=args.output)
+    download.run(params["download"], output=args.output)
 
 
 def _preprocess(args: argparse.Namespace, params: dict) -> None:
     from lossbench import preprocess
 
-    preprocess.run(params["data"], archive=args.input, output_dir=args.output, counts_path=args.counts)
+    preprocess.run(params["preprocess"], archive=args.input, output_dir=args.output, counts_path=args.counts)
 
 
 def _train(args: argparse.Namespace, params: dict) -> None:

@@ -1,6 +1,6 @@
 """Download (or copy) the data archive and verify it.
 
-In: the ``data`` section of params.yaml, whose ``source`` (or, when that is null, ``url``)
+In: the ``download`` section of params.yaml, whose ``source`` (or, when that is null, ``url``)
 names where the archive comes from:
 
 * an ``http://``, ``https://`` or ``ftp://`` URL, streamed with retries and resumption;
@@ -8,7 +8,7 @@ names where the archive comes from:
 * a local directory laid out as an image folder (``train/<class>/*`` and
   ``test/<class>/*``, possibly under one top-level folder), packed into an uncompressed tar.
 
-Out: one tar archive at ``output``, verified against ``data.md5`` and/or ``data.sha256``
+Out: one tar archive at ``output``, verified against ``download.md5`` and/or ``download.sha256``
 where they apply, and checked to hold only regular files and directories whose paths stay
 inside the archive. The archive is written as ``<output>.part`` and renamed only once it is
 complete and verified, so ``output`` is either absent or good. An interrupted network
@@ -42,21 +42,20 @@ class ChecksumError(ValueError):
     """The archive's MD5 or SHA-256 differs from the one params.yaml expects."""
 
 
-def run(data_params: dict, output: Path) -> Path:
-    """Fetch the archive that ``data_params`` (params.yaml's ``data`` section) names.
+def run(download_params: dict, output: Path) -> Path:
+    """Fetch the archive that ``download_params`` (params.yaml's ``download`` section) names.
 
-    ``data.source`` replaces ``data.url`` where it is set; a relative local ``source`` is
-    taken relative to the current working directory, which is the project root when the
+    ``source`` replaces ``url`` where it is set; a relative local ``source`` is taken relative to the current working directory, which is the project root when the
     stage runs under Snakemake or DVC.
     """
-    source = data_params.get("source")
+    source = download_params.get("source")
     if source is None:
-        source = data_params["url"]
+        source = download_params["url"]
     return fetch_archive(
         str(source),
         Path(output),
-        md5=data_params.get("md5"),
-        sha256=data_params.get("sha256"),
+        md5=download_params.get("md5"),
+        sha256=download_params.get("sha256"),
     )
 
 
@@ -163,7 +162,7 @@ def _fetch_local(source: str, partial: Path, *, md5: str | None, sha256: str | N
     _pack_directory(local_path, partial)
     if md5 is not None or sha256 is not None:
         logger.info(
-            "data.source %s is a directory, so data.md5 and data.sha256 do not apply: it was "
+            "download.source %s is a directory, so download.md5 and download.sha256 do not apply: it was "
             "packed into a new tar archive without a checksum check.",
             local_path,
         )
@@ -189,8 +188,8 @@ def file_digests(path: Path) -> dict[str, str]:
 def _verify_checksums(path: Path, source: str, md5: str | None, sha256: str | None) -> None:
     if md5 is None and sha256 is None:
         logger.warning(
-            "Neither data.md5 nor data.sha256 is set, so the archive from %s is UNVERIFIED. "
-            "Set data.sha256 in params.yaml to its checksum (`sha256sum ARCHIVE`).",
+            "Neither download.md5 nor download.sha256 is set, so the archive from %s is UNVERIFIED. "
+            "Set download.sha256 in params.yaml to its checksum (`sha256sum ARCHIVE`).",
             source,
         )
         return
@@ -202,9 +201,9 @@ def _verify_checksums(path: Path, source: str, md5: str | None, sha256: str | No
             path.unlink(missing_ok=True)
             raise ChecksumError(
                 f"The archive from {source} has {algorithm.upper()} {actual[algorithm]}, but "
-                f"data.{algorithm} in params.yaml expects {expected.lower()}. If the download "
-                "was corrupted, run the stage again; if data.source points at a different "
-                f"archive on purpose, set data.{algorithm} to its checksum."
+                f"download.{algorithm} in params.yaml expects {expected.lower()}. If the download "
+                "was corrupted, run the stage again; if download.source points at a different "
+                f"archive on purpose, set download.{algorithm} to its checksum."
             )
     logger.info(
         "Checksum verified (%s).",
@@ -223,13 +222,13 @@ def _local_path(source: str) -> Path:
     if parts.scheme.lower() == "file":
         if parts.netloc not in ("", "localhost"):
             raise ValueError(
-                f"data.source {source!r} names the remote host {parts.netloc!r}; a file:// "
+                f"download.source {source!r} names the remote host {parts.netloc!r}; a file:// "
                 "URL must name a local file (file:///absolute/path)."
             )
         path = Path(urllib.request.url2pathname(parts.path))
     elif len(parts.scheme) > 1:
         raise ValueError(
-            f"data.source/data.url {source!r} uses the unsupported scheme {parts.scheme!r}; "
+            f"download.source/download.url {source!r} uses the unsupported scheme {parts.scheme!r}; "
             "use http(s)://, ftp://, file:// or a local path."
         )
     else:
@@ -237,9 +236,9 @@ def _local_path(source: str) -> Path:
         path = Path(source).expanduser()
     if not path.exists():
         raise FileNotFoundError(
-            f"data.source {source!r} does not exist (looked for {path.absolute()}). A relative "
-            "path is taken from the project root; fix data.source in params.yaml, or set it to "
-            "null to download data.url."
+            f"download.source {source!r} does not exist (looked for {path.absolute()}). A relative "
+            "path is taken from the project root; fix download.source in params.yaml, or set it to "
+            "null to download download.url."
         )
     return path
 
@@ -260,9 +259,9 @@ def _check_image_folder_layout(directory: Path) -> None:
         if (inner / "train").is_dir() and (inner / "test").is_dir():
             return
     raise ValueError(
-        f"The directory {directory} (data.source) is not laid out as an image folder: it "
+        f"The directory {directory} (download.source) is not laid out as an image folder: it "
         "needs train/<class>/<image> and test/<class>/<image>, directly inside it or inside "
-        "its only subfolder. Point data.source at such a directory or at an archive."
+        "its only subfolder. Point download.source at such a directory or at an archive."
     )
 
 

@@ -4,7 +4,7 @@ In:  an ``http://``, ``https://`` or ``ftp://`` URL, the path of a partial file 
      holding the first bytes of an earlier, interrupted transfer of the same URL), and the
      retry, back-off and timeout settings.
 Out: the partial file, complete; or ConnectionError saying what failed and what to do
-     (retry later, or set data.source to a local copy). Bytes that arrived before a failure
+     (retry later, or set download.source to a local copy). Bytes that arrived before a failure
      stay in the partial file, so that a later call resumes from them.
 
 Used by the download stage, which names the partial file and decides when to keep it.
@@ -70,7 +70,7 @@ def download_url(
                 if attempt >= 2:
                     raise ConnectionError(
                         f"Could not reach the host {host!r} to download {url} ({error}). If "
-                        "this machine is offline, set data.source in params.yaml to a local "
+                        "this machine is offline, set download.source in params.yaml to a local "
                         "copy of the archive (a path, relative to the project root)."
                     ) from error
                 time.sleep(min(backoff_seconds, 1.0))
@@ -82,7 +82,7 @@ def download_url(
         if attempt > retries:
             raise ConnectionError(
                 f"Downloading {url} failed after {attempt} attempts; the last error was: "
-                f"{last_error}. Try again later, or set data.source in params.yaml to a local "
+                f"{last_error}. Try again later, or set download.source in params.yaml to a local "
                 "copy of the archive."
             ) from last_error
         wait = backoff_seconds * 2 ** (attempt - 1)
@@ -141,8 +141,8 @@ def _open(url: str, partial: Path, have: int, *, timeout_seconds: float):
         if error.code in TRANSIENT_HTTP_STATUSES:
             raise _TransientError(f"HTTP {error.code} {error.reason}") from error
         raise ConnectionError(
-            f"The server answered HTTP {error.code} ({error.reason}) for {url}. Check data.url, "
-            "or set data.source in params.yaml to a local copy of the archive."
+            f"The server answered HTTP {error.code} ({error.reason}) for {url}. Check download.url, "
+            "or set download.source in params.yaml to a local copy of the archive."
         ) from error
     except urllib.error.URLError as error:
         raise _classify_os_error(error.reason) from error

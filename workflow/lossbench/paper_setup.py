@@ -94,15 +94,16 @@ def model_size_caveat(setup: dict, params: dict) -> str | None:
 
 def data_caveats(params: dict) -> list[str]:
     """Images from a local copy rather than the official archive, or another dataset."""
-    data = params.get("data", {})
+    source = params.get("download", {}).get("source")
+    dataset = params.get("preprocess", {}).get("dataset", "cifar10")
     notes = []
-    if data.get("source"):
+    if source:
         notes.append(
-            f"The images come from `{data['source']}`, not the official archive: accuracies "
+            f"The images come from `{source}`, not the official archive: accuracies "
             "are measured on that copy (a re-encoded copy can differ from the official pixels)."
         )
-    if data.get("dataset", "cifar10") != "cifar10" and not data.get("source"):
-        notes.append(f"The dataset is `{data.get('dataset')}`; the paper used CIFAR-10.")
+    if dataset != "cifar10" and not source:
+        notes.append(f"The dataset is `{dataset}`; the paper used CIFAR-10.")
     return notes
 
 

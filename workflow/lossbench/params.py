@@ -52,15 +52,17 @@ TRAIN_KEYS = (
 )
 
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {
-    "download": ("data.dataset", "data.url", "data.md5", "data.sha256", "data.source"),
-    "preprocess": ("data.dataset", "data.train_size", "data.test_size", "data.subset_seed"),
+    "download": ("download.url", "download.md5", "download.sha256", "download.source"),
+    "preprocess": (
+        "preprocess.dataset", "preprocess.train_size", "preprocess.test_size", "preprocess.subset_seed",
+    ),
     "train": TRAIN_KEYS,
     "evaluate": ("evaluate.batch_size", "evaluate.convergence_thresholds", "evaluate.collapse_share"),
     "compare": ("train.losses", "train.seeds", "compare.confidence_level"),
     "figures": ("train.losses", "train.seeds"),
     "report": (
-        "report.paper", "data.dataset", "data.url", "data.source", "model.width", "train.batch_size",
-        "evaluate.collapse_share",
+        "report.paper", "preprocess.dataset", "download.url", "download.source", "model.width",
+        "train.batch_size", "evaluate.collapse_share",
     ),
 }
 
@@ -138,11 +140,11 @@ def validate_params(params: Any, source: str = "params.yaml") -> dict:
         lines = "\n".join(f"  - {_explain(error)}" for error in errors)
         raise ParamsError(f"{source} is not valid:\n{lines}\nFix these keys and run again.")
     params = _fill_defaults(params, schema)
-    data = params["data"]
-    if data.get("md5") is None and data.get("sha256") is None and data.get("source") is None:
+    download = params["download"]
+    if download.get("md5") is None and download.get("sha256") is None and download.get("source") is None:
         raise ParamsError(
-            f"{source}: data.md5 and data.sha256 are both null, so a download from data.url "
-            "could not be verified. Give at least one checksum."
+            f"{source}: download.md5 and download.sha256 are both null, so a download from "
+            "download.url could not be verified. Give at least one checksum."
         )
     return params
 

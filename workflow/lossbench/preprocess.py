@@ -1,7 +1,7 @@
 """Decode the data archive into uint8 arrays, optionally a stratified subset of them.
 
 In: the tar archive written by the download stage (any compression), read in place without
-extracting it to disk, in one of three layouts chosen by ``data.dataset``:
+extracting it to disk, in one of three layouts chosen by ``preprocess.dataset``:
 
 * ``cifar10``: the official python release, ``cifar-10-batches-py/data_batch_1`` .. ``_5``,
   ``test_batch`` and ``batches.meta``;
@@ -17,7 +17,7 @@ Out: a directory holding
   values 0..255 (scaling to [0, 1] is the training input pipeline's job);
 * ``train_labels.npy`` and ``test_labels.npy``: int32 arrays of shape (N,), in the archive's
   order for the CIFAR releases (the order the paper trained in, unshuffled); image-folder
-  training images in one fixed order seeded by ``data.subset_seed`` (``image_folder_order``),
+  training images in one fixed order seeded by ``preprocess.subset_seed`` (``image_folder_order``),
   test images grouped by class;
 * ``classes.json``: the class names in label order;
 
@@ -65,16 +65,16 @@ LAYOUT_DESCRIPTIONS = {
 }
 
 
-def run(data_params: dict, archive: Path, output_dir: Path, counts_path: Path) -> dict:
-    """Prepare the archive as params.yaml's ``data`` section says; return the counts."""
+def run(preprocess_params: dict, archive: Path, output_dir: Path, counts_path: Path) -> dict:
+    """Prepare the archive as params.yaml's ``preprocess`` section says; return the counts."""
     return prepare(
         Path(archive),
-        dataset=data_params["dataset"],
+        dataset=preprocess_params["dataset"],
         output_dir=Path(output_dir),
         counts_path=Path(counts_path),
-        train_size=data_params.get("train_size"),
-        test_size=data_params.get("test_size"),
-        subset_seed=data_params.get("subset_seed", 0),
+        train_size=preprocess_params.get("train_size"),
+        test_size=preprocess_params.get("test_size"),
+        subset_seed=preprocess_params.get("subset_seed", 0),
     )
 
 
@@ -98,7 +98,7 @@ def prepare(
     """
     archive, output_dir, counts_path = Path(archive), Path(output_dir), Path(counts_path)
     if dataset not in DATASETS:
-        raise ValueError(f"data.dataset is {dataset!r}; it must be one of {', '.join(DATASETS)}.")
+        raise ValueError(f"preprocess.dataset is {dataset!r}; it must be one of {', '.join(DATASETS)}.")
     # read_archive refuses unsafe members (links, devices, paths leaving the archive) here
     # too, although nothing is extracted: the archive may not have come through download.
     contents = read_archive(archive)
@@ -200,7 +200,7 @@ def _draw_subsets(
         split: None
         if sizes.get(split) is None
         else stratified_subset(
-            labels[split], sizes[split], seed=subset_seed, params_key=f"data.{split}_size"
+            labels[split], sizes[split], seed=subset_seed, params_key=f"preprocess.{split}_size"
         )
         for split in SPLITS
     }
@@ -276,13 +276,13 @@ def check_sizes(
         raise ValueError(
             f"{archive} holds {len(class_names)} class ({shown}); a classifier needs at least "
             "2. Give an image folder one train/<class>/ and test/<class>/ folder per class, or "
-            "point data.source at another archive."
+            "point download.source at another archive."
         )
     for split in SPLITS:
         size = sizes.get(split)
         if size is None:
             continue
-        params_key = f"data.{split}_size"
+        params_key = f"preprocess.{split}_size"
         _check_size(labels[split], size, params_key)
         classes, quotas = _stratified_quotas(labels[split], size)
         if size < len(classes):
@@ -319,13 +319,13 @@ def _check_layout(archive: Path, dataset: str, files: dict[str, tarfile.TarInfo]
         return
     if found:
         raise ValueError(
-            f"data.dataset is {dataset!r}, but {archive} is laid out as "
-            f"{LAYOUT_DESCRIPTIONS[found[0]]}. Set data.dataset: {found[0]} in params.yaml, or "
-            f"point data.source at {LAYOUT_DESCRIPTIONS[dataset]}."
+            f"preprocess.dataset is {dataset!r}, but {archive} is laid out as "
+            f"{LAYOUT_DESCRIPTIONS[found[0]]}. Set preprocess.dataset: {found[0]} in params.yaml, or "
+            f"point download.source at {LAYOUT_DESCRIPTIONS[dataset]}."
         )
     raise ValueError(
         f"{archive} holds no dataset layout lossbench knows. Expected "
-        f"{LAYOUT_DESCRIPTIONS[dataset]} for data.dataset {dataset!r}; the layouts are: "
+        f"{LAYOUT_DESCRIPTIONS[dataset]} for preprocess.dataset {dataset!r}; the layouts are: "
         + "; ".join(f"{name}: {text}" for name, text in LAYOUT_DESCRIPTIONS.items())
         + "."
     )

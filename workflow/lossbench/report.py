@@ -64,7 +64,7 @@ def data_source_text(data: dict) -> str:
     """Where the images came from: the official archive, or a local copy named in params."""
     if data.get("source"):
         return (
-            f"local copy `{data['source']}` (`data.source`), not the official archive "
+            f"local copy `{data['source']}` (`download.source`), not the official archive "
             f"{data.get('url', '')}; every accuracy here is measured on that copy"
         )
     return f"downloaded from {data.get('url', MISSING)}"
@@ -73,8 +73,8 @@ def data_source_text(data: dict) -> str:
 def setup_section(summary: dict, params: dict) -> list[str]:
     """The setup table's Markdown lines: what was trained, on what data, where, with what."""
     setup = summary.get("setup", {})
-    data = params.get("data", {})
-    dataset = data.get("dataset", "cifar10")
+    download = params.get("download", {})
+    dataset = params.get("preprocess", {}).get("dataset", "cifar10")
     validation_text = joined(
         "the test set, as in the paper" if value == "test" else "a hold-out from the training set"
         for value in setup.get("validation", [])
@@ -87,8 +87,8 @@ def setup_section(summary: dict, params: dict) -> list[str]:
     seeds = sorted({seed for entry in summary["losses"].values() for seed in entry["seeds"]})
     rows = [
         ("Paper", PAPER_TITLE),
-        ("Dataset", f"{DATASET_NAMES.get(dataset, dataset)} (`data.dataset: {dataset}`)"),
-        ("Data source", data_source_text(data)),
+        ("Dataset", f"{DATASET_NAMES.get(dataset, dataset)} (`preprocess.dataset: {dataset}`)"),
+        ("Data source", data_source_text(download)),
         ("Images", (
             f"training {joined(count(value) for value in setup.get('train_size', []))}; validation "
             f"{joined(count(value) for value in setup.get('validation_size', []))} ({validation_text}); "
