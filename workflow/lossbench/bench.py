@@ -74,7 +74,8 @@ def train_images_per_s(config, batch_size: int, max_steps: int, warmup_steps: in
     """
     import dataclasses
 
-    from lossbench.train import build_training_model, make_batches
+    from lossbench.batches import make_batches
+    from lossbench.train import build_training_model
 
     config = dataclasses.replace(config, batch_size=batch_size)
     model, _ = build_training_model(config, "categorical_crossentropy", seed=0, num_classes=10)
@@ -151,7 +152,9 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
     import keras
 
     from lossbench.model import forward_flops_per_image, training_flops_per_image
-    from lossbench.train import TrainConfig, describe_device, library_versions
+    from lossbench.device import select_device
+    from lossbench.train import TrainConfig
+    from lossbench.training_logs import library_versions
 
     config = dataclasses.replace(TrainConfig.from_params(params), width=1.0)
     data = None
@@ -161,7 +164,9 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
         data = load_prepared(data_dir)
     train_flops = training_flops_per_image(1.0, 10)
     forward_flops = forward_flops_per_image(1.0, 10)
-    on_gpu = describe_device().startswith("GPU")
+    # `auto` applies no setting: it only says which device the backend trains on.
+    kind, device_description = select_device("auto")
+    on_gpu = kind == "gpu"
     precisions = ["float32", "mixed_bfloat16"] + (["mixed_float16"] if on_gpu else [])
     batch_sizes = [32, 512 if on_gpu else 128]
     if quick:
@@ -220,7 +225,7 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
                 row["train_images_per_s"] / baseline["train_images_per_s"], 3)
     return {
         "backend": keras.backend.backend(),
-        "device": describe_device(),
+        "device": device_description,
         # Reduced precision's training throughput over float32's, measured in this run.
         "precision_speedups": speedups,
         "versions": library_versions(),
