@@ -164,8 +164,7 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
         data = load_prepared(data_dir)
     train_flops = training_flops_per_image(1.0, 10)
     forward_flops = forward_flops_per_image(1.0, 10)
-    # `auto` applies no setting: it only says which device the backend trains on.
-    kind, device_description = select_device("auto")
+    kind, device_description = select_device("auto")  # `auto` changes no setting: it only looks
     on_gpu = kind == "gpu"
     precisions = ["float32", "mixed_bfloat16"] + (["mixed_float16"] if on_gpu else [])
     batch_sizes = [32, 512 if on_gpu else 128]
