@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from lossbench import evaluate
+from lossbench import metrics as run_metrics
 
 CLASS_NAMES = ["red", "green", "blue"]
 
@@ -33,7 +34,7 @@ def test_classification_metrics_match_a_hand_count():
         [0.0, 0.1, 0.9],        # true 2, predicted 2: right
         [np.nan, 0.1, 0.2],     # true 2, no finite prediction: an error, not in the matrix
     ])
-    metrics = evaluate.classification_metrics(labels, scores, CLASS_NAMES)
+    metrics = run_metrics.classification_metrics(labels, scores, CLASS_NAMES)
     assert metrics["accuracy"] == pytest.approx(3 / 6)
     assert metrics["error"] == pytest.approx(3 / 6)
     assert metrics["size"] == 6
@@ -47,16 +48,16 @@ def test_a_model_that_predicts_one_class_is_marked_collapsed():
     # 18 of 20 images (90 %) predicted as class 1: collapsed at the default share of 0.9.
     scores = np.tile([0.1, 0.8, 0.1], (20, 1))
     scores[:2] = [0.9, 0.05, 0.05]
-    metrics = evaluate.classification_metrics(labels, scores, CLASS_NAMES)
+    metrics = run_metrics.classification_metrics(labels, scores, CLASS_NAMES)
     assert metrics["top_predicted_class_share"] == pytest.approx(0.9)
-    built = evaluate.build_metrics("hinge", 0, labels, scores, CLASS_NAMES, 1.0, [], {}, [0.5])
+    built = run_metrics.build_metrics("hinge", 0, labels, scores, CLASS_NAMES, 1.0, [], {}, [0.5])
     assert built["collapsed"] is True
     # 17 of 20 (85 %) is not collapsed; nor is a higher threshold met by 90 %.
     scores[2] = [0.9, 0.05, 0.05]
-    assert evaluate.build_metrics("hinge", 0, labels, scores, CLASS_NAMES, 1.0, [], {}, [0.5])[
+    assert run_metrics.build_metrics("hinge", 0, labels, scores, CLASS_NAMES, 1.0, [], {}, [0.5])[
         "collapsed"] is False
     scores[2] = [0.1, 0.8, 0.1]
-    assert evaluate.build_metrics(
+    assert run_metrics.build_metrics(
         "hinge", 0, labels, scores, CLASS_NAMES, 1.0, [], {}, [0.5], collapse_share=0.95
     )["collapsed"] is False
 
@@ -64,13 +65,13 @@ def test_a_model_that_predicts_one_class_is_marked_collapsed():
 def test_all_nan_scores_count_as_wrong_not_as_class_zero():
     # np.argmax would return 0 for every NaN row and so credit class 0's images as right.
     scores = np.full((4, 3), np.nan)
-    metrics = evaluate.classification_metrics([0, 0, 1, 2], scores, CLASS_NAMES)
+    metrics = run_metrics.classification_metrics([0, 0, 1, 2], scores, CLASS_NAMES)
     assert metrics["accuracy"] == 0.0 and metrics["non_finite_predictions"] == 4
     assert np.sum(metrics["confusion_matrix"]) == 0
 
 
 def test_a_class_without_images_has_no_accuracy():
-    metrics = evaluate.classification_metrics([0, 1], np.eye(3)[[0, 1]], CLASS_NAMES)
+    metrics = run_metrics.classification_metrics([0, 1], np.eye(3)[[0, 1]], CLASS_NAMES)
     assert metrics["per_class_accuracy"]["blue"] is None
 
 
@@ -84,7 +85,7 @@ def test_a_class_without_images_has_no_accuracy():
 )
 def test_classification_metrics_reject_mismatched_inputs(labels, scores, message):
     with pytest.raises(ValueError, match=message):
-        evaluate.classification_metrics(labels, scores, CLASS_NAMES)
+        run_metrics.classification_metrics(labels, scores, CLASS_NAMES)
 
 
 HISTORY = [
@@ -97,30 +98,30 @@ HISTORY = [
 
 
 def test_convergence_gives_first_epoch_and_cumulative_seconds():
-    result = evaluate.convergence(HISTORY, [0.5, 0.7, 0.8])
+    result = run_metrics.convergence(HISTORY, [0.5, 0.7, 0.8])
     assert result == {
         "50%": {"threshold": 0.5, "epoch": 2, "seconds": 21.0},
         "70%": {"threshold": 0.7, "epoch": 4, "seconds": 46.0},
         "80%": {"threshold": 0.8, "epoch": None, "seconds": None},
     }
-    assert evaluate.threshold_key(0.725) == "72.5%"
+    assert run_metrics.threshold_key(0.725) == "72.5%"
 
 
 def test_convergence_seconds_unknown_after_an_epoch_without_a_time():
     history = [dict(HISTORY[0], seconds=None), HISTORY[1]]
-    assert evaluate.convergence(history, [0.5])["50%"] == {"threshold": 0.5, "epoch": 2, "seconds": None}
+    assert run_metrics.convergence(history, [0.5])["50%"] == {"threshold": 0.5, "epoch": 2, "seconds": None}
 
 
 def test_history_summary_takes_last_train_and_earliest_best_validation():
-    assert evaluate.history_summary(HISTORY) == {
+    assert run_metrics.history_summary(HISTORY) == {
         "train_accuracy": 0.75, "final_val_accuracy": 0.72,
         "best_val_accuracy": 0.72, "best_val_epoch": 4,
     }
     diverged = HISTORY[:2] + [{"epoch": 3, "accuracy": float("nan"), "val_accuracy": None, "seconds": 1.0}]
-    summary = evaluate.history_summary(diverged)
+    summary = run_metrics.history_summary(diverged)
     assert summary["train_accuracy"] is None and summary["final_val_accuracy"] is None
     assert summary["best_val_epoch"] == 2
-    assert evaluate.history_summary([])["best_val_accuracy"] is None
+    assert run_metrics.history_summary([])["best_val_accuracy"] is None
 
 
 def test_mean_loss_uses_the_registry_function():
@@ -129,14 +130,14 @@ def test_mean_loss_uses_the_registry_function():
     probabilities = np.array([[0.7, 0.2, 0.1], [0.25, 0.5, 0.25]])
     labels = np.array([0, 2])
     expected = -(math.log(0.7) + math.log(0.25)) / 2
-    result = evaluate.mean_loss(get_loss("categorical_crossentropy").function, labels, probabilities)
+    result = run_metrics.mean_loss(get_loss("categorical_crossentropy").function, labels, probabilities)
     assert result == pytest.approx(expected, rel=1e-6)
     # The paper's hinge on softmax outputs: 0.9 + 0.1 (1 - p_true) for 10 classes; here 3
     # classes, so mean_k max(0, 1 - y_k p_k) = (2 + 1 - p_true) / 3.
-    hinge = evaluate.mean_loss(get_loss("hinge").function, labels, probabilities)
+    hinge = run_metrics.mean_loss(get_loss("hinge").function, labels, probabilities)
     assert hinge == pytest.approx(((3 - 0.7) / 3 + (3 - 0.25) / 3) / 2, rel=1e-6)
     nan_scores = np.full((2, 3), np.nan)
-    assert evaluate.mean_loss(get_loss("categorical_crossentropy").function, labels, nan_scores) is None
+    assert run_metrics.mean_loss(get_loss("categorical_crossentropy").function, labels, nan_scores) is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,13 +294,13 @@ def test_activation_summary_by_hand():
     # Two batches of (images, positions, channels=3); channel 2 is never positive.
     first = np.array([[[1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]])
     second = np.array([[[0.0, 2.0, 0.0], [3.0, 0.0, 0.0]]])
-    result = evaluate.activation_summary([first, second])
+    result = run_metrics.activation_summary([first, second])
     assert result == {"final_conv_active_fraction": 3 / 12, "final_conv_dead_channels": 1,
                       "final_conv_channels": 3}
-    dead = evaluate.activation_summary([np.zeros((4, 2, 2, 3))])
+    dead = run_metrics.activation_summary([np.zeros((4, 2, 2, 3))])
     assert dead["final_conv_active_fraction"] == 0.0 and dead["final_conv_dead_channels"] == 3
     # NaN activations (a diverged run) are not "dead": the values are unknown.
-    diverged = evaluate.activation_summary([np.full((2, 3), np.nan)])
+    diverged = run_metrics.activation_summary([np.full((2, 3), np.nan)])
     assert diverged == {"final_conv_active_fraction": None, "final_conv_dead_channels": None,
                         "final_conv_channels": 3}
     assert evaluate.final_layer_dead({"final_conv_channels": 3, "final_conv_dead_channels": 3})

@@ -72,7 +72,8 @@ def test_learning_rate_follows_keras1_decay():
 
 def test_without_shuffling_every_epoch_sees_the_same_order():
     """The paper's Keras 1.0.3 `flow` did not shuffle: each epoch, the stored order."""
-    from lossbench.train import TrainConfig, epoch_permutation
+    from lossbench.batches import epoch_permutation
+    from lossbench.train import TrainConfig
 
     params = validate_params(yaml.safe_load((PROJECT / "params.yaml").read_text()))
     assert TrainConfig.from_params(params).shuffle is False  # the paper's setting is the default
@@ -87,7 +88,7 @@ def test_without_shuffling_every_epoch_sees_the_same_order():
 
 
 def test_holdout_split_is_stratified_and_seeded():
-    from lossbench.train import split_validation
+    from lossbench.batches import split_validation
 
     labels = np.repeat(np.arange(10), 100)
     keep, held_out = split_validation(labels, "holdout", 0.1, seed=5)
@@ -287,7 +288,7 @@ def tiny_model():
 
 
 def damage(path: Path, kind: str, model) -> None:
-    from lossbench.train import save_checkpoint
+    from lossbench.checkpoint import save_checkpoint
 
     state = {"fingerprint": "f", "history": [{"epoch": 1}], "diverged_epoch": None}
     if kind == "truncated":
@@ -308,7 +309,7 @@ def damage(path: Path, kind: str, model) -> None:
 
 @pytest.mark.parametrize("kind", ["truncated", "empty", "not_a_zip", "wrong_keys", "wrong_shapes"])
 def test_an_unreadable_checkpoint_is_set_aside(tmp_path, tiny_model, kind, caplog):
-    from lossbench.train import load_checkpoint
+    from lossbench.checkpoint import load_checkpoint
 
     path = tmp_path / "checkpoint.npz"
     damage(path, kind, tiny_model)
@@ -343,16 +344,16 @@ def test_training_starts_afresh_over_a_truncated_checkpoint(tmp_path, tiny_model
 def test_a_failed_checkpoint_write_leaves_no_temporary_file(tmp_path, tiny_model, monkeypatch):
     import errno
 
-    from lossbench import train
+    from lossbench import checkpoint
 
     def disk_full(path, **arrays):
         Path(path).write_bytes(b"PK\x03\x04 partial")
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(train.np, "savez", disk_full)
+    monkeypatch.setattr(checkpoint.np, "savez", disk_full)
     path = tmp_path / "checkpoint.npz"
     with pytest.raises(OSError, match="No space left"):
-        train.save_checkpoint(path, tiny_model, {"history": []})
+        checkpoint.save_checkpoint(path, tiny_model, {"history": []})
     assert list(tmp_path.iterdir()) == []
 
 

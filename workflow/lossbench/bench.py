@@ -77,7 +77,8 @@ def train_images_per_s(config, batch_size: int, max_steps: int, warmup_steps: in
     """
     import dataclasses
 
-    from lossbench.train import build_training_model, make_batches
+    from lossbench.batches import make_batches
+    from lossbench.train import build_training_model
 
     config = dataclasses.replace(config, batch_size=batch_size)
     model, _ = build_training_model(config, "categorical_crossentropy", seed=0, num_classes=10)
@@ -226,8 +227,10 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
 
     import keras
 
+    from lossbench.device import select_device
     from lossbench.model import forward_flops_per_image, training_flops_per_image
-    from lossbench.train import TrainConfig, describe_device, library_versions
+    from lossbench.train import TrainConfig
+    from lossbench.training_logs import library_versions
 
     config = dataclasses.replace(TrainConfig.from_params(params), width=1.0)
     data = None
@@ -235,7 +238,8 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
         from lossbench.prepared import load_prepared
 
         data = load_prepared(data_dir)
-    on_gpu = describe_device().startswith("GPU")
+    kind, device_description = select_device("auto")  # `auto` changes no setting: it only looks
+    on_gpu = kind == "gpu"
     sizes = _sizes(quick, on_gpu)
     matrix_size = 1024 if quick else 2048
     matmul = {dtype: matmul_gflops(dtype, matrix_size) for dtype in ("float32", "bfloat16")}
@@ -258,7 +262,7 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
               np.random.default_rng(2).integers(0, 256, size=(2048, 32, 32, 3), dtype=np.uint8))
     return {
         "backend": keras.backend.backend(),
-        "device": describe_device(),
+        "device": device_description,
         # Reduced precision's training throughput over float32's, measured in this run.
         "precision_speedups": precision_speedups(rows),
         "versions": library_versions(),
