@@ -38,6 +38,7 @@ from lossbench.archive import (
     regular_files,
 )
 from lossbench.download import ChecksumError, fetch_archive
+from lossbench.prepared import load_prepared
 
 FAST = {"retries": 3, "backoff_seconds": 0.001, "timeout_seconds": 5.0}
 
@@ -549,7 +550,7 @@ def test_directory_is_packed_and_preprocessable(tmp_path, prefix, caplog):
     preprocess.prepare(
         output, dataset="image_folder", output_dir=prepared, counts_path=tmp_path / "counts.json"
     )
-    data = preprocess.load_prepared(prepared)
+    data = load_prepared(prepared)
     # Image-folder training images are stored in one fixed seeded order (preprocess.subset_seed 0).
     order = preprocess.image_folder_order(len(expected.train_labels), 0)
     assert (data.train_images == expected.train_images[order]).all()

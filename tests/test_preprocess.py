@@ -28,7 +28,8 @@ from archives import (
 )
 from lossbench import cli, image_folder, preprocess
 from lossbench.archive import ArchiveError, UnsafeArchiveError
-from lossbench.preprocess import image_folder_order, load_prepared, prepare, stratified_subset
+from lossbench.prepared import PREPARED_FILES, load_prepared
+from lossbench.preprocess import image_folder_order, prepare, stratified_subset
 
 PROJECT_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
 
@@ -373,7 +374,7 @@ def test_existing_output_is_replaced_and_no_temporaries_remain(tmp_path):
 
     prepare_into(tmp_path, expected.path, "cifar10")
 
-    assert sorted(path.name for path in output_dir.iterdir()) == sorted(preprocess.PREPARED_FILES)
+    assert sorted(path.name for path in output_dir.iterdir()) == sorted(PREPARED_FILES)
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
 
 

@@ -46,9 +46,6 @@ from lossbench.atomic import write_json
 from lossbench.cifar_release import CIFAR10_FOLDER, CIFAR100_FOLDER, RELEASES, read_cifar
 from lossbench.image_folder import decode_images, image_folder_parts, list_image_folder
 from lossbench.prepared import SPLITS, Split, write_prepared
-# The prepared layout and its reader live in lossbench.prepared, shared with train and evaluate;
-# they are re-exported here for callers that think of them as this stage's output.
-from lossbench.prepared import IMAGE_SIZE, PREPARED_FILES, PreparedData, load_prepared  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
