@@ -8,11 +8,12 @@ import pytest
 from scipy import stats
 
 from lossbench import compare
+from lossbench import seed_statistics
 
 
 def test_describe_matches_scipy():
     values = [0.81, 0.84, 0.86, 0.83]
-    result = compare.describe(values, 0.95)
+    result = seed_statistics.describe(values, 0.95)
     low, high = stats.t.interval(0.95, 3, loc=np.mean(values), scale=stats.sem(values))
     assert result["n"] == 4
     assert result["mean"] == pytest.approx(0.835)
@@ -24,19 +25,19 @@ def test_describe_matches_scipy():
 
 
 def test_describe_with_one_none_or_equal_values():
-    assert compare.describe([0.5], 0.95) == {"n": 1, "mean": 0.5, "std": None, "ci_low": None, "ci_high": None}
-    assert compare.describe([None, float("nan")], 0.95)["mean"] is None
-    assert compare.describe([None, 0.4, float("nan"), 0.6], 0.9)["n"] == 2
-    equal = compare.describe([0.7, 0.7, 0.7], 0.95)
+    assert seed_statistics.describe([0.5], 0.95) == {"n": 1, "mean": 0.5, "std": None, "ci_low": None, "ci_high": None}
+    assert seed_statistics.describe([None, float("nan")], 0.95)["mean"] is None
+    assert seed_statistics.describe([None, 0.4, float("nan"), 0.6], 0.9)["n"] == 2
+    equal = seed_statistics.describe([0.7, 0.7, 0.7], 0.95)
     assert equal["std"] == 0.0 and equal["ci_low"] == equal["ci_high"] == pytest.approx(0.7)
     with pytest.raises(ValueError, match="confidence_level"):
-        compare.describe([1.0], 1.5)
+        seed_statistics.describe([1.0], 1.5)
 
 
 def test_paired_comparison_matches_ttest_rel():
     a = {0: 0.85, 1: 0.84, 2: 0.87, 3: 0.86, 9: 0.5}
     b = {0: 0.80, 1: 0.82, 2: 0.81, 3: 0.83}
-    result = compare.paired_comparison(a, b, 0.95)
+    result = seed_statistics.paired_comparison(a, b, 0.95)
     expected = stats.ttest_rel([0.85, 0.84, 0.87, 0.86], [0.80, 0.82, 0.81, 0.83])
     assert result["tested"] and result["n"] == 4 and result["seeds"] == [0, 1, 2, 3]
     assert result["p_value"] == pytest.approx(expected.pvalue)
@@ -48,19 +49,19 @@ def test_paired_comparison_matches_ttest_rel():
 
 
 def test_paired_comparison_needs_three_shared_seeds():
-    result = compare.paired_comparison({0: 0.8, 1: 0.7, 2: None}, {0: 0.6, 1: 0.5, 2: 0.4}, 0.95)
+    result = seed_statistics.paired_comparison({0: 0.8, 1: 0.7, 2: None}, {0: 0.6, 1: 0.5, 2: 0.4}, 0.95)
     assert not result["tested"] and result["n"] == 2 and result["p_value"] is None
 
 
 def test_identical_differences_give_no_p_value():
-    result = compare.paired_comparison({0: 0.8, 1: 0.7, 2: 0.6}, {0: 0.7, 1: 0.6, 2: 0.5}, 0.95)
+    result = seed_statistics.paired_comparison({0: 0.8, 1: 0.7, 2: 0.6}, {0: 0.7, 1: 0.6, 2: 0.5}, 0.95)
     assert result["tested"] and result["p_value"] is None
     assert result["mean_difference"] == pytest.approx(0.1)
 
 
 def test_holm_adjustment_by_hand():
     # Sorted 0.01, 0.03, 0.04 times 3, 2, 1 -> 0.03, 0.06, 0.06 (monotone); None stays None.
-    assert compare.holm_adjust([0.04, None, 0.01, 0.03]) == [
+    assert seed_statistics.holm_adjust([0.04, None, 0.01, 0.03]) == [
         pytest.approx(0.06), None, pytest.approx(0.03), pytest.approx(0.06)
     ]
 
