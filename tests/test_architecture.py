@@ -50,3 +50,48 @@ def test_runs_are_named_and_parsed_by_one_function():
         if path.name != "runs.py":
             assert 'seed(?P<seed>' not in path.read_text(), path.name
             assert '-seed{seed}' not in path.read_text(), path.name
+
+
+# Sizes a newcomer can hold in their head (issue 13): a module fits in a sitting, a function
+# on a screen.
+MAXIMUM_MODULE_LINES = 400
+MAXIMUM_FUNCTION_LINES = 60
+
+
+def test_modules_and_functions_stay_small():
+    import ast
+
+    too_long = {}
+    for path in sorted(PACKAGE.glob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > MAXIMUM_MODULE_LINES:
+            too_long[path.name] = len(text.splitlines())
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAXIMUM_FUNCTION_LINES:
+                    too_long[f"{path.name}:{node.name}"] = length
+    assert too_long == {}
+
+
+def test_a_stage_is_found_everywhere_by_its_one_name():
+    """Stage `x`: rule `x` in workflow/rules/x.smk, DVC stage `x`, module lossbench/x.py,
+    tests/test_x.py and, if it has parameters of its own, params.yaml's section `x`."""
+    import yaml
+
+    from lossbench.params import STAGE_PARAMS, load_params
+    from lossbench.stages import STAGES
+
+    project = PACKAGE.parent.parent
+    for stage in STAGES:
+        assert (PACKAGE / f"{stage.name}.py").is_file(), stage.name
+        assert f"\nrule {stage.name}:\n" in (project / "workflow/rules" / f"{stage.name}.smk").read_text()
+        assert stage.name in yaml.safe_load((project / stage.dvc_file).read_text())["stages"]
+        assert (project / "tests" / f"test_{stage.name}.py").is_file(), stage.name
+    # Every params section but `model` (built by train, described by report) is a stage's,
+    # and a stage reads its own section's keys.
+    sections = set(load_params(project / "params.yaml"))
+    assert sections - {"model"} <= {stage.name for stage in STAGES}
+    for section in sections - {"model"}:
+        assert any(key.startswith(f"{section}.") for key in STAGE_PARAMS[section]), section
+    assert set(STAGE_MODULES) == {stage.name for stage in STAGES if stage.dvc_file == "dvc.yaml"}
