@@ -17,10 +17,10 @@ newcomer opens by the stage's name.
 Paths are written once, as patterns: ``{run}`` stands for one training run (see
 `lossbench.runs`), and a command refers to its files as ``{input.NAME}`` and
 ``{output.NAME}`` and to the run as ``{loss}`` and ``{seed}``. Snakemake turns ``{run}`` into
-the wildcards of `lossbench.runs.RUN_PATTERN`, DVC into its ``matrix`` items. An aggregate stage (compare,
-figures) reads one input per run: Snakemake lists every run's file in the command; DVC cannot
-put a list from params.yaml into a command, so it passes the directory, and the `lossbench`
-command reads the runs of params.yaml from it.
+the wildcards of `lossbench.runs.RUN_PATTERN`, DVC into its ``matrix`` items. An aggregate
+stage (compare, figures) reads one input per run: Snakemake lists every run's file in the
+command; DVC cannot put a list from params.yaml into a command, so it passes the directory,
+and the `lossbench` command reads the runs of params.yaml from it.
 
 This module is light (no TensorFlow), because the Snakefile imports it while parsing.
 """
