@@ -113,3 +113,30 @@ def test_stage_fingerprint_changes_only_with_the_stage_keys(params):
     changed["preprocess"]["train_size"] = 1000
     after = {stage: stage_fingerprint(changed, stage) for stage in STAGE_PARAMS}
     assert {stage for stage in STAGE_PARAMS if before[stage] != after[stage]} == {"preprocess"}
+
+
+def test_an_old_data_section_is_read_from_its_new_place(params, caplog):
+    """params.yaml's `data:` section was split into `download:` and `preprocess:`; an old file
+    (or an old recipe setting data.KEY) still works, with a warning saying where to move it."""
+    old = copy.deepcopy(params)
+    old["data"] = {**old.pop("download"), **old.pop("preprocess")}
+    old["data"]["train_size"] = 500
+    with caplog.at_level("WARNING", logger="lossbench.params"):
+        validated = validate_params(old)
+    assert "data" not in validated
+    assert validated["preprocess"]["train_size"] == 500
+    assert validated["download"]["md5"] == params["download"]["md5"]
+    assert "data.train_size as preprocess.train_size" in caplog.text
+
+    # Beside the new sections, a key under data: wins (it is what was set last).
+    both = copy.deepcopy(params)
+    both["data"] = {"train_size": 700}
+    assert validate_params(both)["preprocess"]["train_size"] == 700
+    # A value the schema refuses is named by its new key.
+    both["data"] = {"train_size": -5}
+    with pytest.raises(ParamsError, match="preprocess.train_size is -5"):
+        validate_params(both)
+    # An unknown key in data: is not the old section: the schema names it.
+    both["data"] = {"resolution": 32}
+    with pytest.raises(ParamsError, match="unknown key data"):
+        validate_params(both)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -64,6 +65,18 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
         "report.paper", "preprocess.dataset", "download.url", "download.source", "model.width",
         "train.batch_size", "evaluate.collapse_share",
     ),
+}
+
+
+logger = logging.getLogger(__name__)
+
+# Before each stage had its own section, download and preprocess shared one, `data:`. A
+# params.yaml written then still works: its `data.KEY` is read as `SECTION.KEY`, with a
+# warning saying where to move it (DVC, which reads params.yaml itself, needs the new layout).
+LEGACY_DATA_KEYS = {
+    "url": "download", "md5": "download", "sha256": "download", "source": "download",
+    "dataset": "preprocess", "train_size": "preprocess", "test_size": "preprocess",
+    "subset_seed": "preprocess",
 }
 
 
@@ -134,6 +147,7 @@ def validate_params(params: Any, source: str = "params.yaml") -> dict:
     schema = load_schema()
     if not isinstance(params, dict):
         raise ParamsError(f"{source} must hold a mapping of sections, found {type(params).__name__}.")
+    params = _move_legacy_data_section(params, source)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(params), key=lambda error: list(error.absolute_path))
     if errors:
@@ -147,6 +161,29 @@ def validate_params(params: Any, source: str = "params.yaml") -> dict:
             "download.url could not be verified. Give at least one checksum."
         )
     return params
+
+
+def _move_legacy_data_section(params: dict, source: str) -> dict:
+    """A copy of `params` with the keys of a `data:` section moved to their sections.
+
+    A key given under `data:` wins over the same key in its new section: it is the value the
+    user wrote last in the old place (an old recipe applied to a new params.yaml).
+    """
+    data = params.get("data")
+    if not isinstance(data, dict) or not set(data) <= set(LEGACY_DATA_KEYS):
+        return params  # not the old section: the schema names what is wrong with it
+    moved = copy.deepcopy({name: value for name, value in params.items() if name != "data"})
+    for key, value in data.items():
+        section = moved.setdefault(LEGACY_DATA_KEYS[key], {})
+        if isinstance(section, dict):
+            section[key] = value
+    logger.warning(
+        "%s: the `data:` section is now split into `download:` (url, md5, sha256, source) and "
+        "`preprocess:` (dataset, train_size, test_size, subset_seed); read %s. Move the keys "
+        "there (DVC reads only the new sections).", source,
+        ", ".join(f"data.{key} as {LEGACY_DATA_KEYS[key]}.{key}" for key in data),
+    )
+    return moved
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
