@@ -6,10 +6,12 @@ In: a path to params.yaml. Out: a plain nested dict, validated against
 This module must stay light: Snakemake imports it while parsing the workflow, and
 ``snakemake -n`` must not pay for importing TensorFlow.
 
-``STAGE_PARAMS`` names, for every pipeline stage, exactly the keys it reads. dvc.yaml lists
-the same keys under each stage's ``params:`` and the Snakemake rules pass the same keys
-through their ``params:`` (a test checks both), so editing a key reruns the same stages
-under both tools.
+``STAGE_PARAMS`` names, for every pipeline stage, exactly the keys it reads: the stage
+table (lossbench.stages) writes them into dvc.yaml's ``params:``, and the Snakemake rules pass
+their values through their ``params:``, so editing a key reruns the same stages under both
+tools. They live here rather than in the table because train imports this module, and the
+code a training checkpoint was made with is every module train imports: the table's DVC
+rendering must not be part of that.
 """
 
 from __future__ import annotations
