@@ -238,7 +238,8 @@ def make_image_folder_archive(
 def make_unsafe_archive(directory: Path, kind: str) -> Path:
     """A small valid image-folder tar.gz plus one unsafe member of the given ``kind``.
 
-    Kinds: ``parent`` (a ``../evil`` path), ``absolute`` (``/tmp/evil``), ``symlink``,
+    Kinds: ``parent`` (a ``../evil`` path), ``inner_parent`` (a ``..`` that stays inside,
+    ``train/../train/cat/evil``), ``absolute`` (``/tmp/evil``), ``symlink``,
     ``hardlink``, ``fifo`` and ``device`` (a character device).
     """
     path = Path(directory) / f"unsafe-{kind}.tar.gz"
@@ -248,6 +249,8 @@ def make_unsafe_archive(directory: Path, kind: str) -> Path:
         add_bytes(tar, "test/cat/0000.png", image)
         if kind == "parent":
             add_bytes(tar, "train/../../evil", b"escaped\n")
+        elif kind == "inner_parent":
+            add_bytes(tar, "train/../train/cat/evil", b"ambiguous\n")
         elif kind == "absolute":
             add_bytes(tar, "/tmp/evil", b"escaped\n")
         else:
@@ -266,7 +269,7 @@ def make_unsafe_archive(directory: Path, kind: str) -> Path:
     return path
 
 
-UNSAFE_KINDS = ("parent", "absolute", "symlink", "hardlink", "fifo", "device")
+UNSAFE_KINDS = ("parent", "inner_parent", "absolute", "symlink", "hardlink", "fifo", "device")
 
 
 def make_evil_archive(directory: Path) -> Path:

@@ -608,10 +608,13 @@ def test_a_plain_archive_is_read_in_place(payload_archive, tmp_path):
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
 
 
-# One attack each: a path leaving the archive, an absolute path, a symbolic and a hard
-# link, a FIFO and a device file, each refused by name before anything reaches `output`.
+# One attack each: a path leaving the archive, a '..' that stays inside (Python's data filter
+# lets it pass; lossbench reads members by name and refuses it), an absolute path, a symbolic
+# and a hard link, a FIFO and a device file, each refused by name before anything reaches
+# `output`.
 UNSAFE_MEMBER_NAMES = {
     "parent": "train/../../evil",
+    "inner_parent": "train/../train/cat/evil",
     "absolute": "/tmp/evil",
     "symlink": "train/cat/symlink",
     "hardlink": "train/cat/hardlink",

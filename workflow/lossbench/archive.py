@@ -43,6 +43,10 @@ def _in_place_problem(member: tarfile.TarInfo) -> str | None:
     name = member.name.replace("\\", "/")
     if name.startswith("/") or name[1:2] == ":":
         return "has an absolute path"
+    # The filter lets "train/../train/cat/1.png" pass (it stays inside), but members are
+    # read in place and known by their names, so a name must say plainly where it belongs.
+    if ".." in name.split("/"):
+        return "has a '..' component that could escape the target directory"
     if member.issym():
         return f"is a symbolic link (to {member.linkname!r})"
     if member.islnk():
