@@ -272,3 +272,33 @@ def test_the_training_fingerprint_covers_what_training_imports():
     closure = module_closure("train")
     assert {"train", "model", "losses", "augment", "callbacks", "device", "prepared"} <= set(closure)
     assert "report" not in closure and "cli" not in closure
+
+
+def test_an_aggregate_stage_reads_the_same_runs_from_files_or_their_directory(tmp_path):
+    """Snakemake gives compare each run's file, DVC their directory (it cannot put a list
+    from params.yaml into a command); both, and the older --evaluation-dir, give one summary."""
+    import json
+
+    import yaml
+
+    from lossbench.cli import main
+    from studies import STUDY, study_params, write_study
+
+    _, metrics_paths, _ = write_study(tmp_path / "study", STUDY)
+    # A stray evaluation of a run that params.yaml does not hold: the directory form skips it.
+    stray = metrics_paths[0].parent / "ova_hinge-seed9.json"
+    stray.write_text(metrics_paths[0].read_text())
+    params = study_params()
+    params["train"].update(losses=list(STUDY), seeds=[0, 1, 2])
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    summaries = []
+    for form, inputs in (("files", [str(path) for path in metrics_paths]),
+                         ("directory", [str(metrics_paths[0].parent)])):
+        for option in ("--evaluations", "--evaluation-dir"):
+            output = tmp_path / f"{form}{option}.json"
+            assert main(["--params", str(params_path), "compare", option, *inputs,
+                         "--output", str(output), "--headline", str(tmp_path / "h.json")]) == 0
+            summaries.append(json.loads(output.read_text()))
+    assert all(summary == summaries[0] for summary in summaries)
+    assert summaries[0]["runs"] == 9 and set(summaries[0]["losses"]) == set(STUDY)

@@ -203,13 +203,18 @@ def _add_pipeline_stages(stages) -> None:
     stage.add_argument("--output", type=Path, required=True, help="summary JSON to write")
     stage.add_argument("--headline", type=Path, required=True,
                        help="the per-loss headline JSON to write (a DVC metric)")
-    stage.add_argument("--evaluations", type=Path, nargs="+", required=True, help=EVALUATIONS_HELP)
+    # --evaluation-dir: the option's name before it also took the files themselves; kept so
+    # that existing scripts keep working.
+    stage.add_argument("--evaluations", "--evaluation-dir", dest="evaluations", type=Path, nargs="+",
+                       required=True, help=EVALUATIONS_HELP)
     stage.set_defaults(handler=_compare)
 
     stage = stages.add_parser("figures", help="render the comparison figures")
     stage.add_argument("--summary", type=Path, required=True, help="summary JSON from `compare`")
-    stage.add_argument("--evaluations", type=Path, nargs="+", required=True, help=EVALUATIONS_HELP)
-    stage.add_argument("--training-logs", type=Path, nargs="+", required=True,
+    stage.add_argument("--evaluations", "--evaluation-dir", dest="evaluations", type=Path, nargs="+",
+                       required=True, help=EVALUATIONS_HELP)
+    stage.add_argument("--training-logs", "--training-dir", dest="training_logs", type=Path,
+                       nargs="+", required=True,
                        help="each run's training log directory, or the directory holding them")
     stage.add_argument("--output", type=Path, required=True, help="directory for the PNG figures")
     stage.add_argument("--epochs", type=Path, required=True, help="the per-epoch CSV table to write")
