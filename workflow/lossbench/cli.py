@@ -251,13 +251,13 @@ def _add_tools(stages) -> None:
     stage = stages.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (lossbench.stages)")
     stage.add_argument("--root", type=Path, default=Path("."), help="the project root")
     stage.add_argument("--check", action="store_true", help="only check that the files are current")
-    stage.set_defaults(handler=None, command=_dvc_yaml)
+    stage.set_defaults(handler=_dvc_yaml, reads_params=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.handler is None:  # a maintenance command: it reads no params.yaml
-        return args.command(args)
+    if not getattr(args, "reads_params", True):  # a maintenance command: no params.yaml
+        return args.handler(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",

@@ -26,6 +26,7 @@ from lossbench.report_text import (
     p_value_text,
     percent,
     points,
+    seeds_text,
 )
 
 # Mean accuracies closer than this are a tie (accuracies are multiples of 1 / test images).
@@ -157,8 +158,7 @@ def collapsed_finding(summary: dict, params: dict) -> str | None:
         return None
     runs = sum(entry["collapsed_runs"] for entry in collapsed.values())
     named = ", ".join(
-        f"`{loss}` {entry['collapsed_runs']} of {entry['runs']} "
-        f"(seed{'s' if entry['collapsed_runs'] > 1 else ''} {joined(entry['collapsed_seeds'])})"
+        f"`{loss}` {entry['collapsed_runs']} of {entry['runs']} ({seeds_text(entry['collapsed_seeds'])})"
         for loss, entry in collapsed.items()
     )
     means = []
@@ -181,8 +181,7 @@ def dead_final_layer_finding(summary: dict) -> str | None:
         return None
     runs = sum(entry["dead_final_layer_runs"] for entry in dead.values())
     named = ", ".join(
-        f"`{loss}` (seed{'s' if len(entry['dead_final_layer_seeds']) > 1 else ''} "
-        f"{joined(entry['dead_final_layer_seeds'])})"
+        f"`{loss}` ({seeds_text(entry['dead_final_layer_seeds'])})"
         for loss, entry in dead.items()
     )
     classes = class_count(summary)

@@ -52,6 +52,11 @@ def joined(values: Iterable[Any]) -> str:
     return ", ".join(values) if values else MISSING
 
 
+def seeds_text(seeds: list) -> str:
+    """ "seed 3" or "seeds 0, 2": the seeds of some runs, as a finding names them."""
+    return f"seed{'s' if len(seeds) > 1 else ''} {joined(seeds)}"
+
+
 def count(number: int) -> str:
     """An integer with thousands separators: 1376148 -> "1,376,148"."""
     return f"{number:,}"

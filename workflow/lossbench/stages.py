@@ -28,7 +28,7 @@ This module is light (no TensorFlow), because the Snakefile imports it while par
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
 from lossbench.params import STAGE_PARAMS
@@ -214,7 +214,7 @@ def snakemake_inputs(name: str, runs: list[str]) -> dict[str, str | list[str]]:
 def snakemake_outputs(name: str) -> dict[str, Output]:
     """A rule's named outputs, with per-run paths in Snakemake's wildcards (the rule wraps
     directories in `directory()` and report entries in `report()`)."""
-    return {key: Output(_fill(output.path, RUN_PATTERN), output.directory, output.cache, output.metric)
+    return {key: replace(output, path=_fill(output.path, RUN_PATTERN))
             for key, output in stage(name).outputs.items()}
 
 
@@ -223,10 +223,10 @@ def snakemake_shell(name: str) -> str:
     wildcards = {"loss": "{wildcards.loss}", "seed": "{wildcards.seed}"}
     wildcards["run"] = RUN_PATTERN.format(**wildcards)
 
-    def replace(match: re.Match) -> str:
+    def fill_placeholder(match: re.Match) -> str:
         return match[0] if match["kind"] else wildcards[match["word"]]
 
-    return PLACEHOLDER.sub(replace, stage(name).command) + " 2>&1 | tee {log}"
+    return PLACEHOLDER.sub(fill_placeholder, stage(name).command) + " 2>&1 | tee {log}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -258,9 +258,8 @@ BENCH_HEADER = """\
 # GENERATED from workflow/lossbench/stages.py by `lossbench dvc-yaml`; do not edit by hand.
 """
 
-# `dvc plots show` / `dvc plots diff`. Every curve comes from one table, reports/epochs.csv
-# (one row per loss, seed and epoch, written by the figures stage), because DVC does not
-# expand patterns over the run directories.
+# Every curve comes from one table, reports/epochs.csv, written by the figures stage: DVC does
+# not expand patterns over the run directories.
 DVC_PLOTS = """
 # `dvc plots show` / `dvc plots diff`, all from reports/epochs.csv (one row per loss, seed
 # and epoch). The templates (workflow/plots/*.json) draw one line per loss (the mean over
@@ -292,14 +291,14 @@ def _dvc_input(entry: Stage, key: str) -> str:
 def dvc_command(entry: Stage) -> str:
     """The stage's command with its placeholders filled for DVC."""
 
-    def replace(match: re.Match) -> str:
+    def fill_placeholder(match: re.Match) -> str:
         if match["kind"] == "input":
             return _dvc_input(entry, match["key"])
         if match["kind"] == "output":
             return _fill(entry.outputs[match["key"]].path, DVC_RUN)
         return DVC_RUN if match["word"] == "run" else DVC_ITEM[match["word"]]
 
-    return PLACEHOLDER.sub(replace, entry.command)
+    return PLACEHOLDER.sub(fill_placeholder, entry.command)
 
 
 def _dvc_outputs(entry: Stage, metric: bool) -> list[str]:

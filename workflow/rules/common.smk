@@ -42,9 +42,8 @@ def stage_outputs(stage, **reports):
     return outputs
 
 
-def stage_command(stage):
-    """The stage's `lossbench <stage> ...` command, its output copied to the rule's log."""
-    return snakemake_shell(stage)
+# The stage's `lossbench <stage> ...` command, its output copied to the rule's log.
+stage_command = snakemake_shell
 
 
 def stage_values(stage):
