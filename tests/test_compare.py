@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from lossbench import compare
-from lossbench import seed_statistics
+from lossbench import hypotheses, seed_statistics
 
 
 def test_describe_matches_scipy():
@@ -61,7 +61,7 @@ def test_identical_differences_give_no_p_value():
 
 def test_holm_adjustment_by_hand():
     # Sorted 0.01, 0.03, 0.04 times 3, 2, 1 -> 0.03, 0.06, 0.06 (monotone); None stays None.
-    assert seed_statistics.holm_adjust([0.04, None, 0.01, 0.03]) == [
+    assert hypotheses.holm([0.04, None, 0.01, 0.03]) == [
         pytest.approx(0.06), None, pytest.approx(0.03), pytest.approx(0.06)
     ]
 

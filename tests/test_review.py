@@ -109,7 +109,7 @@ def test_review_metrics_are_few_flat_numbers():
 def test_headline_has_one_flat_entry_per_loss():
     runs = [{"loss": loss, "seed": seed, "test_accuracy": accuracy, "collapsed": accuracy < 0.2}
             for loss, values in (("a", [0.5, 0.6, 0.7]), ("b", [0.1, 0.5, 0.5])) for seed, accuracy in enumerate(values)]
-    summary = compare.summarise(runs, 0.95)
+    summary = compare.summarise(runs, {"confidence_level": 0.95})
     headline = compare.headline(summary)
     assert list(headline) == ["a", "b"]
     assert headline["a"]["test_accuracy_mean"] == pytest.approx(0.6)

@@ -79,8 +79,10 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from lossbench.atomic import write_json
+from lossbench.hypotheses import family_of, holm, pair_key, primary_family_verdicts
+from lossbench.params import with_defaults
 from lossbench.runs import final_layer_dead
-from lossbench.seed_statistics import check_confidence_level, describe, holm_adjust, paired_comparison
+from lossbench.seed_statistics import check_confidence_level, describe, paired_comparison
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +98,7 @@ SUMMARISED_METRICS = (
     "final_val_accuracy",
     "train_seconds",
     "final_conv_active_fraction",
+    "initial_output_gradient_scale",
 )
 
 REQUIRED_KEYS = ("loss", "seed", "test_accuracy")
@@ -156,6 +159,38 @@ def convergence_thresholds(runs: Sequence[dict]) -> dict[float, str]:
     return dict(sorted(threshold_keys.items()))
 
 
+def chance_entries(ordered: list[dict], alpha: float) -> dict[str, Any]:
+    """How many runs are above chance by their own exact binomial test (the metrics'
+    `above_chance_p_value`, None when no run has one), and a one-sided one-sample t-test of
+    the seeds' accuracies against chance (None with fewer than 2 runs or no spread)."""
+    from scipy import stats
+
+    p_values = [run.get("above_chance_p_value") for run in ordered]
+    known = [value for value in p_values if value is not None]
+    accuracies = [run["test_accuracy"] for run in ordered if run.get("test_accuracy") is not None]
+    classes = {len(run["class_names"]) for run in ordered if run.get("class_names")}
+    across = None
+    if len(accuracies) >= 2 and len(set(accuracies)) > 1 and len(classes) == 1:
+        across = float(stats.ttest_1samp(accuracies, 1.0 / classes.pop(), alternative="greater").pvalue)
+    return {
+        "above_chance_runs": sum(value < alpha for value in known) if known else None,
+        "above_chance_across_seeds": {"p_value": across},
+    }
+
+
+def untrainable_losses(by_loss: dict[str, dict[int, dict]]) -> dict[str, str]:
+    """{loss: reason} for the losses of which at least half the runs collapsed to one class:
+    their accuracy measures the collapse, not the loss, so they stay out of the rankings and
+    of the exploratory tests (the report says so and why)."""
+    untrainable = {}
+    for loss, runs in by_loss.items():
+        collapsed = sum(bool(run.get("collapsed")) for run in runs.values())
+        if runs and 2 * collapsed >= len(runs):
+            untrainable[loss] = (f"{collapsed} of {len(runs)} runs collapsed to predicting one "
+                                 "class")
+    return untrainable
+
+
 def loss_entry(ordered: list[dict], thresholds: dict[float, str], confidence_level: float) -> dict:
     """One loss's summary over its runs (in seed order): counts, statistics, convergence."""
     entry: dict[str, Any] = {
@@ -168,6 +203,7 @@ def loss_entry(ordered: list[dict], thresholds: dict[float, str], confidence_lev
         "collapsed_runs": sum(bool(run.get("collapsed")) for run in ordered),
         "collapsed_seeds": [run["seed"] for run in ordered if run.get("collapsed")],
     }
+    alpha = significance_level(confidence_level)
     for name in SUMMARISED_METRICS:
         entry[name] = describe((run.get(name) for run in ordered), confidence_level)
     entry["test_accuracy_alive"] = describe(
@@ -176,6 +212,7 @@ def loss_entry(ordered: list[dict], thresholds: dict[float, str], confidence_lev
     entry["test_accuracy_not_collapsed"] = describe(
         (run.get("test_accuracy") for run in ordered if not run.get("collapsed")), confidence_level
     )
+    entry.update(chance_entries(ordered, alpha))
     entry["convergence"] = {}
     for threshold, key in thresholds.items():
         reached = [
@@ -191,9 +228,16 @@ def loss_entry(ordered: list[dict], thresholds: dict[float, str], confidence_lev
     return entry
 
 
-def loss_comparisons(by_loss: dict[str, dict[int, dict]], confidence_level: float) -> dict[str, Any]:
-    """Every pair of losses compared on test accuracy over their shared seeds, with Holm's
-    adjustment over all pairs and whether it falls below alpha."""
+def loss_comparisons(by_loss: dict[str, dict[int, dict]], compare_params: dict,
+                     untrainable: dict[str, str]) -> dict[str, Any]:
+    """Every pair of losses compared on test accuracy over their shared seeds.
+
+    Each pair is in the "primary" family (`compare.primary_pairs`, fixed before the runs) or
+    the "exploratory" one; Holm's adjustment runs within each family, so that the families
+    cannot be chosen after the results. A pair with an untrainable loss is in the family
+    "excluded" and not adjusted: its difference measures the collapse, not the loss.
+    """
+    confidence_level = float(compare_params["confidence_level"])
     comparisons: dict[str, Any] = {}
     for loss_a, loss_b in itertools.combinations(by_loss, 2):
         comparison = paired_comparison(
@@ -201,14 +245,21 @@ def loss_comparisons(by_loss: dict[str, dict[int, dict]], confidence_level: floa
             {seed: run.get("test_accuracy") for seed, run in by_loss[loss_b].items()},
             confidence_level,
         )
-        comparisons[f"{loss_a} vs {loss_b}"] = {
-            "loss_a": loss_a, "loss_b": loss_b, "metric": "test_accuracy", **comparison,
+        family = family_of(loss_a, loss_b, compare_params["primary_pairs"])
+        if family == "exploratory" and {loss_a, loss_b} & set(untrainable):
+            family = "excluded"
+        comparisons[pair_key(loss_a, loss_b)] = {
+            "loss_a": loss_a, "loss_b": loss_b, "metric": "test_accuracy", "family": family,
+            **comparison,
         }
     alpha = significance_level(confidence_level)
-    keys = list(comparisons)
-    for key, adjusted in zip(keys, holm_adjust([comparisons[key]["p_value"] for key in keys])):
-        comparisons[key]["p_value_holm"] = adjusted
-        comparisons[key]["significant"] = adjusted is not None and adjusted < alpha
+    for family in ("primary", "exploratory", "excluded"):
+        keys = [key for key, value in comparisons.items() if value["family"] == family]
+        adjusted = holm([comparisons[key]["p_value"] for key in keys]) if family != "excluded" \
+            else [None] * len(keys)
+        for key, value in zip(keys, adjusted):
+            comparisons[key]["p_value_holm"] = value
+            comparisons[key]["significant"] = value is not None and value < alpha
     return comparisons
 
 
@@ -217,8 +268,11 @@ def significance_level(confidence_level: float) -> float:
     return round(1.0 - confidence_level, 12)
 
 
-def summarise(runs: Sequence[dict], confidence_level: float) -> dict[str, Any]:
-    """The summary dictionary (layout in the module docstring) of per-run metrics dicts."""
+def summarise(runs: Sequence[dict], compare_params: dict) -> dict[str, Any]:
+    """The summary dictionary (layout in the module docstring) of per-run metrics dicts,
+    given params.yaml's `compare` section (keys it lacks take the schema's defaults)."""
+    compare_params = with_defaults("compare", compare_params)
+    confidence_level = float(compare_params["confidence_level"])
     check_confidence_level(confidence_level)
     if not runs:
         raise ValueError("There are no runs to compare: pass at least one metrics file.")
@@ -228,13 +282,18 @@ def summarise(runs: Sequence[dict], confidence_level: float) -> dict[str, Any]:
         loss: loss_entry([seeds[seed] for seed in sorted(seeds)], thresholds, confidence_level)
         for loss, seeds in by_loss.items()
     }
+    untrainable = untrainable_losses(by_loss)
+    accuracies = {loss: {seed: run.get("test_accuracy") for seed, run in seeds.items()}
+                  for loss, seeds in by_loss.items()}
+    alpha = significance_level(confidence_level)
     return {
         "confidence_level": confidence_level,
-        "alpha": significance_level(confidence_level),
+        "alpha": alpha,
         "runs": len(runs),
         "thresholds": list(thresholds),
         "losses": losses,
-        "comparisons": loss_comparisons(by_loss, confidence_level),
+        "hypotheses": primary_family_verdicts(accuracies, compare_params, alpha, untrainable),
+        "comparisons": loss_comparisons(by_loss, compare_params, untrainable),
         "setup": collect_setup(runs),
     }
 
@@ -287,9 +346,7 @@ def run(
 ) -> dict:
     """The CLI's entry point: read the evaluation files, write the summary JSON (and, when
     `headline_output` is given, the headline metrics), return the summary."""
-    confidence_level = float(compare_params.get("confidence_level", 0.95))
-    check_confidence_level(confidence_level)
-    summary = summarise(read_metrics(metrics_paths), confidence_level)
+    summary = summarise(read_metrics(metrics_paths), compare_params)
     write_json(output, summary)
     if headline_output is not None:
         write_json(headline_output, headline(summary))

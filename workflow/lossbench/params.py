@@ -61,7 +61,10 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     ),
     "train": TRAIN_KEYS,
     "evaluate": ("evaluate.batch_size", "evaluate.convergence_thresholds", "evaluate.collapse_share"),
-    "compare": ("train.losses", "train.seeds", "compare.confidence_level"),
+    "compare": (
+        "train.losses", "train.seeds", "compare.confidence_level", "compare.primary_pairs",
+        "compare.equivalence_margin", "compare.power",
+    ),
     "figures": ("train.losses", "train.seeds"),
     "report": (
         "report.paper", "preprocess.dataset", "download.url", "download.source", "model.width",
@@ -107,6 +110,13 @@ def _fill_defaults(value: Any, schema: dict) -> Any:
                 filled[key] = _fill_defaults(filled[key], subschema)
         return filled
     return value
+
+
+def with_defaults(section: str, values: dict) -> dict:
+    """`values` of one params.yaml section with the schema's defaults filled in: for callers
+    that build a section by hand (tests, studies) rather than load params.yaml."""
+    subschema = load_schema()["properties"][section]
+    return _fill_defaults(dict(values), subschema)
 
 
 def _key_path(path: Iterable[Any]) -> str:

@@ -3,15 +3,15 @@
 In:  per-seed values (None, NaN and infinities are left out) and a confidence level.
 Out: `describe` ({"n", "mean", "std", "ci_low", "ci_high"}: sample standard deviation and
      Student-t interval of the mean), `paired_comparison` (a paired t-test of two losses over
-     the seeds both have, scipy.stats.ttest_rel, with the interval of the mean difference)
-     and `holm_adjust` (Holm's step-down adjustment over several pairs). The compare stage
+     the seeds both have, scipy.stats.ttest_rel, with the interval of the mean difference).
+     Holm's adjustment is statsmodels' (lossbench.hypotheses.holm). The compare stage
      builds its summary from these; the layout and the reasons are in its docstring.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 # Pairs sharing fewer seeds are listed untested: a t-test on two differences says nothing.
 MINIMUM_PAIRED_SEEDS = 3
@@ -109,15 +109,3 @@ def paired_comparison(
         test = stats.ttest_rel(first, second)
         result.update(t_statistic=float(test.statistic), p_value=float(test.pvalue))
     return result
-
-
-def holm_adjust(p_values: Sequence[float | None]) -> list[float | None]:
-    """Holm's step-down adjustment of p-values (None entries stay None and do not count)."""
-    indexed = sorted((p, index) for index, p in enumerate(p_values) if p is not None)
-    adjusted: list[float | None] = [None] * len(p_values)
-    running_maximum = 0.0
-    count = len(indexed)
-    for rank, (p_value, index) in enumerate(indexed):
-        running_maximum = max(running_maximum, min(1.0, (count - rank) * p_value))
-        adjusted[index] = running_maximum
-    return adjusted

@@ -1,0 +1,100 @@
+"""The pre-registered primary family: one verdict per pair, Holm within each family."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from lossbench import compare, hypotheses
+
+PARAMS = {
+    "confidence_level": 0.95,
+    "primary_pairs": [["ce", "sq"], ["sq", "hinge"], ["ce", "hinge"]],
+    "equivalence_margin": 0.02,
+    "power": 0.8,
+}
+SEEDS = range(8)
+RANDOM = np.random.default_rng(0)
+
+
+def accuracies(base, scale=0.004):
+    """Eight seeds' accuracies around `base`, each loss with noise of its own."""
+    return {seed: base + value for seed, value in zip(SEEDS, RANDOM.normal(0, scale, len(SEEDS)))}
+
+
+def verdicts(values, params=PARAMS):
+    family = hypotheses.primary_family_verdicts(values, params, 0.05, {})
+    return {(pair["loss_a"], pair["loss_b"]): pair for pair in family["pairs"]}
+
+
+def test_each_verdict_follows_from_the_data():
+    values = {"ce": accuracies(0.60), "sq": accuracies(0.65)}
+    # Hinge is squared hinge give or take 0.3 points, no shift: equivalent within 2 points.
+    # (A small but consistent shift would be "reproduced": significance comes first.)
+    values["hinge"] = {seed: value + RANDOM.normal(0, 0.003) for seed, value in values["sq"].items()}
+    pairs = verdicts(values)
+    # Squared hinge beats cross-entropy by 5 points: the paper's claim reversed.
+    assert pairs[("ce", "sq")]["verdict"] == "reversed"
+    assert pairs[("sq", "hinge")]["verdict"] == "equivalent"
+    assert pairs[("ce", "hinge")]["verdict"] == "reversed"
+    assert pairs[("ce", "sq")]["mean_difference"] == pytest.approx(-0.05, abs=5e-3)
+
+
+def test_a_clear_win_in_the_papers_direction_is_reproduced_with_holm_over_three():
+    values = {"ce": accuracies(0.70), "sq": accuracies(0.60), "hinge": accuracies(0.50)}
+    pairs = verdicts(values)
+    assert {pair["verdict"] for pair in pairs.values()} == {"reproduced"}
+    raw = [pair["p_value"] for pair in pairs.values()]
+    order = np.argsort(raw)
+    # Holm by hand: the smallest p times 3, the next times 2 (monotone), the largest times 1.
+    expected = np.maximum.accumulate([min(1, raw[index] * (3 - rank)) for rank, index in enumerate(order)])
+    for rank, index in enumerate(order):
+        assert list(pairs.values())[index]["p_value_holm"] == pytest.approx(expected[rank])
+
+
+def test_an_inconclusive_pair_states_the_difference_it_could_have_detected():
+    values = {"ce": accuracies(0.60, scale=0.05), "sq": accuracies(0.595), "hinge": accuracies(0.30)}
+    pair = verdicts(values)[("ce", "sq")]
+    assert pair["verdict"] == "inconclusive"
+    # Independent check of the power statement: a paired t-test of n seeds at alpha / 3 has
+    # power 0.8 against a true difference of `minimum_detectable_difference` (noncentral t).
+    n, alpha = pair["n"], 0.05 / 3
+    noncentrality = pair["minimum_detectable_difference"] / pair["std_difference"] * np.sqrt(n)
+    critical = stats.t.ppf(1 - alpha / 2, n - 1)
+    power = stats.nct.sf(critical, n - 1, noncentrality) + stats.nct.cdf(-critical, n - 1, noncentrality)
+    assert power == pytest.approx(0.8, abs=1e-3)
+    assert pair["effect_size"] == pytest.approx(pair["mean_difference"] / pair["std_difference"])
+
+
+def test_pairs_with_too_few_seeds_or_absent_losses_are_not_tested():
+    values = {"ce": {0: 0.6, 1: 0.61}, "sq": {0: 0.5, 1: 0.52}}
+    pairs = verdicts(values)
+    assert {pair["verdict"] for pair in pairs.values()} == {"not tested"}
+    assert pairs[("sq", "hinge")]["n"] == 0
+
+
+def test_compare_keeps_the_families_apart_and_leaves_out_collapsed_losses():
+    runs = []
+    for loss, base in (("ce", 0.7), ("sq", 0.6), ("hinge", 0.5), ("other", 0.55), ("cs", 0.1)):
+        for seed in SEEDS:
+            runs.append({"loss": loss, "seed": seed, "test_accuracy": base + RANDOM.normal(0, 0.004),
+                         "collapsed": loss == "cs", "class_names": list("abcdefghij")})
+    summary = compare.summarise(runs, PARAMS)
+    families = {key: value["family"] for key, value in summary["comparisons"].items()}
+    assert families["ce vs sq"] == families["sq vs hinge"] == families["ce vs hinge"] == "primary"
+    assert families["ce vs other"] == "exploratory"
+    assert families["ce vs cs"] == "excluded" and summary["comparisons"]["ce vs cs"]["p_value_holm"] is None
+    exploratory = [value for value in summary["comparisons"].values() if value["family"] == "exploratory"]
+    assert len(exploratory) == 3  # other against ce, sq and hinge
+    raw = sorted(value["p_value"] for value in exploratory)
+    assert min(value["p_value_holm"] for value in exploratory) == pytest.approx(min(1, 3 * raw[0]))
+    assert summary["hypotheses"]["untrainable_losses"] == {"cs": "8 of 8 runs collapsed to predicting one class"}
+    assert summary["losses"]["ce"]["above_chance_across_seeds"]["p_value"] < 1e-6
+
+
+def test_primary_pairs_must_name_two_losses():
+    from lossbench.params import ParamsError, validate_params, load_params
+
+    params = load_params("params.yaml")
+    params["compare"]["primary_pairs"] = [["categorical_crossentropy"]]
+    with pytest.raises(ParamsError, match="primary_pairs"):
+        validate_params(params)
