@@ -4,7 +4,8 @@
 # `lossbench <stage> ...` from the one stage table, workflow/lossbench/stages.py, from which
 # dvc.yaml is generated:
 #
-#   download -> preprocess -> train (one job per loss x seed) -> evaluate (per job)
+#   download -> preprocess -> tune (one job per loss) -> train (one job per loss x seed)
+#            -> evaluate (per job)
 #            -> compare -> figures -> report
 #
 # Run everything, one GPU job at a time:   snakemake --cores 1 --resources gpu=1
@@ -78,6 +79,7 @@ onerror:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/tune.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/compare.smk"

@@ -66,6 +66,9 @@ def copy_project(root: Path, **changes) -> Path:
             "download.source": str(SHARED_ARCHIVE),
             "download.md5": None,
             "download.sha256": SHARED_SHA256,
+            # No tuning runs unless a test asks for them (tests/test_pipeline_e2e.py does): the
+            # tune stage still runs once per loss and records that it chose nothing.
+            "tune.learning_rates": [],
             **changes,
         },
     )

@@ -8,7 +8,7 @@ from lossbench.sources import direct_imports
 
 PACKAGE = Path(__file__).resolve().parent.parent / "workflow" / "lossbench"
 # The stages of the DAG, one module each (dvc.yaml's stages, Snakemake's rules).
-STAGE_MODULES = ("download", "preprocess", "train", "evaluate", "compare", "figures", "report")
+STAGE_MODULES = ("download", "preprocess", "tune", "train", "evaluate", "compare", "figures", "report")
 
 
 def test_no_stage_module_imports_another_stage_module():
@@ -28,7 +28,7 @@ def test_direct_imports_sees_every_way_of_importing_a_module(tmp_path, monkeypat
         (tmp_path / f"{stage}.py").write_text("")
     (tmp_path / "probe.py").write_text(
         "import lossbench.download\n"
-        "from lossbench import preprocess, train\n"
+        "from lossbench import preprocess, train, tune\n"
         "from lossbench.evaluate import run\n"
         "def later():\n"
         "    import lossbench.compare as compare\n"

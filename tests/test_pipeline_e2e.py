@@ -59,6 +59,11 @@ def project(tmp_path_factory):
             "train.losses": ["categorical_crossentropy", "hinge"],
             "train.seeds": [0, 1],
             "train.epochs": 2,
+            # The fair comparison's path: one tuning run per loss on a hold-out split, and
+            # training at the rate it chose.
+            "tune.learning_rates": [0.03],
+            "tune.epochs": 1,
+            "train.learning_rate": "tuned",
         },
     )
     init_repository(root)
@@ -73,6 +78,10 @@ def test_snakemake_runs_the_whole_dag(project):
         metrics = json.loads((project / f"reports/metrics/{run_name}.json").read_text())
         assert 0.0 <= metrics["test_accuracy"] <= 1.0
         assert metrics["epochs_completed"] == 2
+    tuning = json.loads((project / "reports/tune/hinge.json").read_text())
+    assert tuning["selected_learning_rate"] == 0.03 and len(tuning["runs"]) == 1
+    run_info = json.loads((project / "reports/training/hinge-seed1/run.json").read_text())
+    assert run_info["learning_rate"] == 0.03
     report = (project / "reports/report.md").read_text()
     assert "categorical_crossentropy" in report and "hinge" in report
     assert any((project / "reports/figures").glob("*.png"))
@@ -96,7 +105,7 @@ def test_a_parameter_edit_reruns_the_same_stages_under_both_tools(project):
     set_params(project, **{"preprocess.train_size": 400, "train.learning_rate": 0.02})
     expected = {f"train@{loss}-{seed}" for loss in ("categorical_crossentropy", "hinge") for seed in (0, 1)}
     assert snakemake_changed_stages(project) == dvc_changed_stages(project) == expected
-    set_params(project, **{"train.learning_rate": 0.01})
+    set_params(project, **{"train.learning_rate": "tuned"})
     assert dvc_changed_stages(project) == set()
 
 

@@ -58,7 +58,7 @@ def model_weights(path: Path) -> list[np.ndarray]:
 
 def test_learning_rate_follows_keras1_decay():
     """Keras 1: lr_t = lr / (1 + decay * t), t the number of steps already taken."""
-    from lossbench.train import TrainConfig, build_training_model
+    from lossbench.training import TrainConfig, build_training_model
 
     params = validate_params(yaml.safe_load((PROJECT / "params.yaml").read_text()))
     params["model"]["width"] = 0.05
@@ -73,7 +73,7 @@ def test_learning_rate_follows_keras1_decay():
 def test_without_shuffling_every_epoch_sees_the_same_order():
     """The paper's Keras 1.0.3 `flow` did not shuffle: each epoch, the stored order."""
     from lossbench.batches import epoch_permutation
-    from lossbench.train import TrainConfig
+    from lossbench.training import TrainConfig
 
     params = validate_params(yaml.safe_load((PROJECT / "params.yaml").read_text()))
     assert TrainConfig.from_params(params).shuffle is False  # the paper's setting is the default
@@ -177,7 +177,7 @@ def test_jax_backend_trains_too(tmp_path):
 def test_two_epochs_on_real_images_beat_chance(tmp_path):
     from lossbench.prepared import load_prepared
     from lossbench.preprocess import prepare
-    from lossbench.train import TrainConfig, train_model
+    from lossbench.training import TrainConfig, train_model
 
     prepare(SHARED_ARCHIVE, dataset="image_folder", output_dir=tmp_path / "prepared",
             counts_path=tmp_path / "counts.json", train_size=6000, test_size=1000, subset_seed=0)
@@ -279,7 +279,7 @@ def test_a_finished_run_is_trained_again(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from lossbench.train import TrainConfig, build_training_model
+    from lossbench.training import TrainConfig, build_training_model
 
     params = validate_params(yaml.safe_load((PROJECT / "params.yaml").read_text()))
     params["model"]["width"] = 0.05

@@ -36,7 +36,8 @@ def snakemake_jobs() -> dict[str, dict]:
         fields = dict(re.findall(r"^    (input|output): (.*)$", block, re.M))
         command = LOG_SUFFIX.sub("", re.search(r"^Shell command: (.*)$", block, re.M)[1].strip())
         match = re.search(r"--loss (\S+) --seed (\d+)", command)
-        name = rule + (f"@{match[1]}-{match[2]}" if match else "")
+        per_loss = re.search(r"--loss (\S+)", command)
+        name = rule + (f"@{match[1]}-{match[2]}" if match else f"@{per_loss[1]}" if per_loss else "")
         jobs[name] = {
             "inputs": {path for path in fields.get("input", "").split(", ") if path},
             "outputs": {path for path in fields["output"].split(", ")},
@@ -76,12 +77,13 @@ def expand_directories(inputs: set[str], all_outputs: set[str]) -> set[str]:
 def expand_command(command: str, inputs: set[str], all_outputs: set[str]) -> str:
     """DVC passes an aggregate stage the directory of the per-run files (it cannot put a
     list from params.yaml into a command); Snakemake lists the files, in run order."""
-    runs = run_names(load_params(PROJECT / "params.yaml"))
+    params = load_params(PROJECT / "params.yaml")
+    order = run_names(params) + params["train"]["losses"]  # per-run files, per-loss files
     words = []
     for word in command.split():
         inside = [output for output in all_outputs if output.startswith(word + "/")]
         if word in inputs and inside:
-            inside.sort(key=lambda output: runs.index(Path(output).name.removesuffix(".json")))
+            inside.sort(key=lambda output: order.index(Path(output).name.removesuffix(".json")))
             words.extend(inside)
         else:
             words.append(word)

@@ -78,7 +78,7 @@ def train_images_per_s(config, batch_size: int, max_steps: int, warmup_steps: in
     import dataclasses
 
     from lossbench.batches import make_batches
-    from lossbench.train import build_training_model
+    from lossbench.training import build_training_model
 
     config = dataclasses.replace(config, batch_size=batch_size)
     model, _ = build_training_model(config, "categorical_crossentropy", seed=0, num_classes=10)
@@ -118,7 +118,7 @@ def epoch_seconds(config, train_count: int, validation_count: int, data=None) ->
     """Wall time of one whole epoch as users run it (train_model with epochs=1)."""
     import dataclasses
 
-    from lossbench.train import train_model
+    from lossbench.training import train_model
 
     if data is not None:
         train_images, train_labels = data.train_images[:train_count], data.train_labels[:train_count]
@@ -229,7 +229,7 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
 
     from lossbench.device import select_device
     from lossbench.model import forward_flops_per_image, training_flops_per_image
-    from lossbench.train import TrainConfig
+    from lossbench.training import TrainConfig
     from lossbench.training_logs import library_versions
 
     config = dataclasses.replace(TrainConfig.from_params(params), width=1.0)

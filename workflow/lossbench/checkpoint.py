@@ -46,7 +46,7 @@ def config_fingerprint(config, loss_name: str, seed: int, data_signature: str) -
     every lossbench module it imports, read from the imports), so that a code change never
     resumes a run that older code began, while editing, say, report.py does not restart one.
 
-    `config` is the job's `lossbench.train.TrainConfig` (a dataclass).
+    `config` is the job's `lossbench.training.TrainConfig` (a dataclass).
     """
     import keras
 

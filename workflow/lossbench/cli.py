@@ -30,6 +30,13 @@ def _preprocess(args: argparse.Namespace, params: dict) -> None:
     preprocess.run(params["preprocess"], archive=args.input, output_dir=args.output, counts_path=args.counts)
 
 
+def _tune(args: argparse.Namespace, params: dict) -> None:
+    from lossbench import tune
+
+    tune.run(params, loss_name=args.loss, data_dir=args.data, output=args.output,
+             work_dir=args.work_dir)
+
+
 def _train(args: argparse.Namespace, params: dict) -> None:
     from lossbench import train
 
@@ -41,6 +48,7 @@ def _train(args: argparse.Namespace, params: dict) -> None:
         model_path=args.model,
         log_dir=args.log_dir,
         checkpoint_dir=args.checkpoint_dir,
+        tuning_path=args.tuning,
     )
 
 
@@ -57,6 +65,13 @@ def _evaluate(args: argparse.Namespace, params: dict) -> None:
         output=args.output,
         metrics_output=args.metrics,
     )
+
+
+def _per_loss_paths(paths: list[Path] | None, params: dict) -> list[Path]:
+    """Each loss's tuning result: the files Snakemake lists, or (DVC) their directory."""
+    if paths and len(paths) == 1 and paths[0].is_dir():
+        return [paths[0] / f"{loss}.json" for loss in params["train"]["losses"]]
+    return list(paths or [])
 
 
 def _per_run_paths(paths: list[Path], params: dict, suffix: str) -> list[Path]:
@@ -179,6 +194,7 @@ def _add_pipeline_stages(stages) -> None:
     stage.add_argument("--counts", type=Path, required=True, help="JSON of images per class")
     stage.set_defaults(handler=_preprocess)
 
+    _add_tune_stage(stages)
     for name, handler, text in (
         ("train", _train, "train one model for one (loss, seed)"),
         ("evaluate", _evaluate, "evaluate one trained model on the test set"),
@@ -193,6 +209,8 @@ def _add_pipeline_stages(stages) -> None:
             stage.add_argument(
                 "--checkpoint-dir", type=Path, required=True, help="per-epoch checkpoints, for resuming"
             )
+            stage.add_argument("--tuning", type=Path, default=None,
+                               help="the loss's tuning result (read when train.learning_rate is tuned)")
         else:
             stage.add_argument("--output", type=Path, required=True, help="full evaluation JSON to write")
             stage.add_argument("--metrics", type=Path, required=True,
@@ -220,9 +238,25 @@ def _add_pipeline_stages(stages) -> None:
     stage.add_argument("--epochs", type=Path, required=True, help="the per-epoch CSV table to write")
     stage.set_defaults(handler=_figures)
 
+    _add_report_stage(stages)
+
+
+def _add_tune_stage(stages) -> None:
+    stage = stages.add_parser("tune", help="choose one loss's learning rate on a hold-out split")
+    stage.add_argument("--loss", required=True, help="loss name (see lossbench.losses)")
+    stage.add_argument("--data", type=Path, required=True, help="prepared data directory")
+    stage.add_argument("--output", type=Path, required=True, help="the tuning result JSON to write")
+    stage.add_argument("--work-dir", type=Path, required=True,
+                       help="where the tuning runs keep their state (for resuming)")
+    stage.set_defaults(handler=_tune)
+
+
+def _add_report_stage(stages) -> None:
     stage = stages.add_parser("report", help="write reports/report.md")
     stage.add_argument("--summary", type=Path, required=True, help="summary JSON from `compare`")
     stage.add_argument("--figures", type=Path, required=True, help="directory of figures")
+    stage.add_argument("--tuning", type=Path, nargs="+", default=None,
+                       help="each loss's tuning result, or their directory")
     stage.add_argument("--output", type=Path, required=True, help="the Markdown report to write")
     stage.set_defaults(handler=_report)
 

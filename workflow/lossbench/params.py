@@ -60,6 +60,10 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
         "preprocess.dataset", "preprocess.train_size", "preprocess.test_size", "preprocess.subset_seed",
     ),
     "train": TRAIN_KEYS,
+    # The study's training settings but those each tuning run sets itself.
+    "tune": tuple(key for key in TRAIN_KEYS if key not in (
+        "train.learning_rate", "train.epochs", "train.validation", "train.holdout_fraction",
+    )) + ("tune.learning_rates", "tune.seeds", "tune.epochs", "tune.holdout_fraction"),
     "evaluate": ("evaluate.batch_size", "evaluate.convergence_thresholds", "evaluate.collapse_share"),
     "compare": (
         "train.losses", "train.seeds", "compare.confidence_level", "compare.primary_pairs",
@@ -67,7 +71,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     ),
     "figures": ("train.losses", "train.seeds"),
     "report": (
-        "report.paper", "preprocess.dataset", "download.url", "download.source", "model.width",
+        "report.paper", "train.losses", "preprocess.dataset", "download.url", "download.source", "model.width",
         "train.batch_size", "evaluate.collapse_share",
     ),
 }
@@ -166,6 +170,12 @@ def validate_params(params: Any, source: str = "params.yaml") -> dict:
         lines = "\n".join(f"  - {_explain(error)}" for error in errors)
         raise ParamsError(f"{source} is not valid:\n{lines}\nFix these keys and run again.")
     params = _fill_defaults(params, schema)
+    if params["train"]["learning_rate"] == "tuned" and not params["tune"]["learning_rates"]:
+        raise ParamsError(
+            f"{source}: train.learning_rate is `tuned` but tune.learning_rates is empty, so no "
+            "rate could be chosen. List the rates to try under tune.learning_rates, or give "
+            "train.learning_rate a number."
+        )
     download = params["download"]
     if download.get("md5") is None and download.get("sha256") is None and download.get("source") is None:
         raise ParamsError(

@@ -41,3 +41,8 @@ def final_layer_dead(metrics: dict) -> bool:
     channels = metrics.get("final_conv_channels")
     dead = metrics.get("final_conv_dead_channels")
     return channels is not None and dead is not None and channels > 0 and dead == channels
+
+
+def tuning_run_name(learning_rate: float, seed: int) -> str:
+    """The name of one tuning run of a loss (lossbench.tune): "lr0.01-seed100"."""
+    return RUN_PATTERN.format(loss=f"lr{float(learning_rate):g}", seed=int(seed))

@@ -36,6 +36,7 @@ from lossbench.runs import RUN_PATTERN
 from lossbench.sources import source_paths
 
 RUN = "{run}"
+LOSS = "{loss}"
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,9 @@ class Output:
 class Stage:
     """One stage of the DAG: a `lossbench <name>` command with its files and params.
 
-    `per_run`: one job per (loss, seed) of params.yaml. `each_run`: the names of inputs that
-    are one file (or directory) per run, read together by an aggregate stage.
+    `per_run`: one job per (loss, seed) of params.yaml; `per_loss`: one job per loss.
+    `each_run` / `each_loss`: the names of inputs that are one file (or directory) per run /
+    per loss, read together by an aggregate stage.
     `dvc_file`: the dvc.yaml that holds the stage (the benchmark has its own, so that
     `dvc repro` does not run it).
     """
@@ -69,7 +71,9 @@ class Stage:
     inputs: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, Output] = field(default_factory=dict)
     per_run: bool = False
+    per_loss: bool = False
     each_run: tuple[str, ...] = ()
+    each_loss: tuple[str, ...] = ()
     dvc_file: str = "dvc.yaml"
 
     @property
@@ -102,13 +106,23 @@ STAGES: tuple[Stage, ...] = (
         },
     ),
     Stage(
+        "tune",
+        # Like train's checkpoints, the tuning runs' state (data/tune/<loss>/) is not an
+        # output, so that a rerun of an interrupted stage resumes.
+        "lossbench tune --loss {loss} --data {input.data} --output {output.tuning}"
+        " --work-dir data/tune/{loss}",
+        inputs={"data": "data/prepared"},
+        outputs={"tuning": Output("reports/tune/{loss}.json", cache=False)},
+        per_loss=True,
+    ),
+    Stage(
         "train",
         # Checkpoints are not an output: Snakemake deletes the outputs of an incomplete job
         # before rerunning it, and the checkpoint is what lets the rerun resume.
         "lossbench train --loss {loss} --seed {seed} --data {input.data}"
-        " --model {output.model} --log-dir {output.log_dir}"
+        " --tuning {input.tuning} --model {output.model} --log-dir {output.log_dir}"
         " --checkpoint-dir data/checkpoints/{run}",
-        inputs={"data": "data/prepared"},
+        inputs={"data": "data/prepared", "tuning": "reports/tune/{loss}.json"},
         outputs={
             "model": Output("data/models/{run}.keras"),
             "log_dir": Output("reports/training/{run}", directory=True, cache=False),
@@ -162,9 +176,11 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "report",
         "lossbench report --summary {input.summary} --figures {input.figures}"
-        " --output {output.report}",
-        inputs={"summary": "reports/summary.json", "figures": "reports/figures"},
+        " --tuning {input.tuning} --output {output.report}",
+        inputs={"summary": "reports/summary.json", "figures": "reports/figures",
+                "tuning": "reports/tune/{loss}.json"},
         outputs={"report": Output("reports/report.md", cache=False)},
+        each_loss=("tuning",),
     ),
     Stage(
         "bench",
@@ -195,17 +211,24 @@ def _fill(pattern: str, run: str) -> str:
     return pattern.replace(RUN, run)
 
 
-def snakemake_inputs(name: str, runs: list[str]) -> dict[str, str | list[str]]:
+def _fill_dvc(pattern: str) -> str:
+    """A path pattern with its run and loss in DVC's matrix items."""
+    return _fill(pattern, DVC_RUN).replace(LOSS, DVC_ITEM["loss"])
+
+
+def snakemake_inputs(name: str, runs: list[str], losses: list[str]) -> dict[str, str | list[str]]:
     """A rule's named inputs: `code` (the stage's source files), then the table's inputs.
 
-    A per-run path keeps Snakemake's wildcards {loss} and {seed}; an `each_run` input lists
-    the path of every run in `runs`.
+    A per-run path keeps Snakemake's wildcards {loss} and {seed}; an `each_run` (`each_loss`)
+    input lists the path of every run in `runs` (loss in `losses`).
     """
     entry = stage(name)
     inputs: dict[str, str | list[str]] = {"code": entry.code}
     for key, pattern in entry.inputs.items():
         if key in entry.each_run:
             inputs[key] = [_fill(pattern, run) for run in runs]
+        elif key in entry.each_loss:
+            inputs[key] = [pattern.replace(LOSS, loss) for loss in losses]
         else:
             inputs[key] = _fill(pattern, RUN_PATTERN)
     return inputs
@@ -280,12 +303,12 @@ CURVES = (
 
 def _dvc_input(entry: Stage, key: str) -> str:
     pattern = entry.inputs[key]
-    if key in entry.each_run:
+    if key in entry.each_run or key in entry.each_loss:
         parent = str(PurePosixPath(pattern).parent)
-        if RUN in parent:
+        if RUN in parent or LOSS in parent:
             raise ValueError(f"stage {entry.name}: the per-run input {pattern} must sit in one directory.")
         return parent
-    return _fill(pattern, DVC_RUN)
+    return _fill_dvc(pattern)
 
 
 def dvc_command(entry: Stage) -> str:
@@ -295,7 +318,7 @@ def dvc_command(entry: Stage) -> str:
         if match["kind"] == "input":
             return _dvc_input(entry, match["key"])
         if match["kind"] == "output":
-            return _fill(entry.outputs[match["key"]].path, DVC_RUN)
+            return _fill_dvc(entry.outputs[match["key"]].path)
         return DVC_RUN if match["word"] == "run" else DVC_ITEM[match["word"]]
 
     return PLACEHOLDER.sub(fill_placeholder, entry.command)
@@ -305,7 +328,7 @@ def _dvc_outputs(entry: Stage, metric: bool) -> list[str]:
     lines = []
     for output in entry.outputs.values():
         if output.metric == metric:
-            path = _fill(output.path, DVC_RUN)
+            path = _fill_dvc(output.path)
             lines.append(f"      - {path}:\n          cache: false" if not output.cache else f"      - {path}")
     return lines
 
@@ -328,6 +351,8 @@ def _dvc_stage(entry: Stage) -> str:
         lines.append("    wdir: ..")
     if entry.per_run:
         lines += ["    matrix:", "      loss: ${train.losses}", "      seed: ${train.seeds}"]
+    elif entry.per_loss:
+        lines += ["    matrix:", "      loss: ${train.losses}"]
     command = dvc_command(entry)
     if len(command) <= 86:
         lines.append(f"    cmd: {command}")

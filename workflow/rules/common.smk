@@ -29,7 +29,7 @@ wildcard_constraints:
 def stage_inputs(stage):
     """The stage's inputs from the table: `code` (its module and every lossbench module it
     imports, so that a code change reruns it), then its files, every run's for an aggregate."""
-    return snakemake_inputs(stage, RUNS)
+    return snakemake_inputs(stage, RUNS, LOSSES)
 
 
 def stage_outputs(stage, **reports):

@@ -1,0 +1,297 @@
+"""Training one model: the paper's net, one loss, one seed (shared by `train` and `tune`).
+
+In:  prepared arrays, a `TrainConfig` (params.yaml's `model.*` and `train.*`), a loss name
+     and a seed.
+Out: the trained model (`<model_path>`, a `.keras` file taking uint8 images), and a log
+     directory holding `history.json` (per-epoch loss, accuracy, val_loss, val_accuracy,
+     learning rate and seconds), `run.json` (device, backend, precision, versions, whether
+     the run diverged) and per-epoch files in dvclive's layout (`plots/metrics/`,
+     `metrics.json`).
+
+What the paper's Keras 1 code did, and how it is reproduced here (README, "What the paper's
+code did", cites the authors' script line by line):
+- The model of `lossbench.model` with Keras 1.0.3's initialisation and Theano's symmetric
+  stride-2 padding (`model.init`, `model.stride2_padding`).
+- No shuffling (`train.shuffle: false`): Keras 1.0.3's `flow` kept the stored order, so every
+  epoch sees the same batches.
+- SGD with Nesterov momentum 0.9 and Keras 1's `decay`: the step size at step t is
+  learning_rate / (1 + decay * t), t counted from 0. `keras.optimizers.schedules.
+  InverseTimeDecay(learning_rate, decay_steps=1, decay_rate=decay)` is exactly that formula.
+- Inputs scaled to [0, 1]; random shifts of up to 10 % with nearest fill and horizontal flips,
+  run as Keras preprocessing layers inside the training graph (`lossbench.augment`).
+- The test set as validation data each epoch (`train.validation: test`), or a seeded hold-out.
+
+One job is one Keras `fit` over all remaining epochs (its log reads "Epoch k/N"); the
+callbacks of `lossbench.callbacks` reseed the augmentation before each epoch, record each
+finished epoch (checkpoint and logs) and stop on a non-finite loss. `lossbench.device` says
+where it runs and resolves the `auto` settings.
+
+Reproducibility and interruptions: everything random is a function of (seed, epoch) — the
+weights' initialisation of the seed, each epoch's shuffling and augmentation of (seed, epoch) —
+and after each epoch a checkpoint (weights, optimizer state, history) is written atomically.
+Rerunning an interrupted job resumes from the last finished epoch and reaches the same weights
+as an uninterrupted run. A checkpoint is resumed only by the same unfinished run: one made
+with other settings, other data or other code (any source file of this package) is ignored,
+one that records a finished run (every epoch done, or diverged) is deleted so that a rerun
+trains afresh, and an unreadable one is set aside as `checkpoint.npz.unreadable`.
+
+The pieces live in modules of their own: `lossbench.batches` (validation split, epoch orders,
+batches), `lossbench.checkpoint` (the checkpoint and its fingerprint) and
+`lossbench.training_logs` (history.json, run.json and the per-epoch plot files).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from lossbench.atomic import staged_file
+from lossbench.batches import (
+    epoch_permutation,
+    make_batches,
+    training_and_validation,
+    training_batches,
+)
+from lossbench.checkpoint import (
+    CHECKPOINT_NAME,
+    config_fingerprint,
+    data_signature,
+    resume_or_start,
+    save_checkpoint,
+)
+from lossbench.params import TRAIN_KEYS, get_key
+from lossbench.training_logs import progress, run_information, write_training_logs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training settings of one job, read from params.yaml (`model.*`, `train.*`)."""
+
+    width: float
+    init: str
+    stride2_padding: str
+    epochs: int
+    batch_size: int
+    learning_rate: float | str  # "tuned" until lossbench.train resolves it
+    decay: float
+    momentum: float
+    nesterov: bool
+    shift_fraction: float
+    horizontal_flip: bool
+    shuffle: bool
+    validation: str
+    holdout_fraction: float
+    precision: str
+    steps_per_execution: int | str
+    device: str
+    jit_compile: bool | str
+    deterministic: bool
+
+    @classmethod
+    def from_params(cls, params: dict) -> "TrainConfig":
+        values = {key.split(".")[-1]: get_key(params, key) for key in TRAIN_KEYS}
+        return cls(**values)
+
+
+def build_training_model(
+    config: TrainConfig, loss_name: str, seed: int, num_classes: int, runtime=None
+):
+    """The paper's net behind scaling and augmentation, compiled with the paper's SGD.
+
+    `runtime` (`lossbench.device.Runtime`) gives the precision, steps per execution and XLA
+    setting with every `auto` resolved; without one they are resolved for a CPU.
+    """
+    import keras
+    from keras import layers
+
+    from lossbench import device
+    from lossbench.augment import build_augmentation
+    from lossbench.losses import get_loss
+    from lossbench.model import build_model
+
+    loss = get_loss(loss_name)
+    if runtime is None:
+        precision = device.resolve_precision(config.precision, "cpu")
+        steps_per_execution = 1 if config.steps_per_execution == "auto" else config.steps_per_execution
+        jit_compile = device.resolve_jit_compile(config.jit_compile, "cpu")
+    else:
+        precision = runtime.precision
+        steps_per_execution, jit_compile = runtime.steps_per_execution, runtime.jit_compile
+    keras.mixed_precision.set_dtype_policy(precision)
+    # One call seeds Python, NumPy and the backend, so the initial weights depend on the seed.
+    keras.utils.set_random_seed(seed)
+    classifier = build_model(
+        num_classes=num_classes,
+        width=config.width,
+        output_activation=loss.output_activation,
+        init=config.init,
+        stride2_padding=config.stride2_padding,
+    )
+    augmentation = build_augmentation(config.shift_fraction, config.horizontal_flip, seed)
+    inputs = keras.Input(shape=classifier.input_shape[1:], dtype="uint8", name="images")
+    scaled = layers.Rescaling(1.0 / 255.0, name="scale_to_unit_range")(inputs)
+    outputs = classifier(augmentation(scaled))
+    model = keras.Model(inputs, outputs, name=f"lossbench_{loss_name}")
+    schedule = keras.optimizers.schedules.InverseTimeDecay(
+        initial_learning_rate=config.learning_rate, decay_steps=1, decay_rate=config.decay
+    )
+    optimizer = keras.optimizers.SGD(
+        learning_rate=schedule, momentum=config.momentum, nesterov=config.nesterov
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=loss.function,
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        steps_per_execution=steps_per_execution,
+        jit_compile=jit_compile,
+    )
+    return model, augmentation
+
+
+def resolve_runtime(config: TrainConfig, fit_count: int, selected: tuple[str, str] | None = None):
+    """`lossbench.device.Runtime` for training on `fit_count` images: `train.device` applied
+    (unless `selected`, `device.select_device`'s answer, says it already was) and every
+    `auto` resolved for this machine and this epoch length."""
+    from lossbench import device
+
+    if selected is None:
+        selected = device.select_device(config.device, config.deterministic)
+    return device.resolve_runtime(config, math.ceil(fit_count / config.batch_size), *selected)
+
+
+def _epoch_recorder(model, state: dict, run_info: dict, checkpoint_path: Path, log_dir: Path):
+    """What to do once an epoch is finished (`EpochRecorder`'s `on_epoch_done`): add its
+    record to the history, note a divergence, then write the checkpoint and the logs."""
+
+    def epoch_done(record: dict, diverged: bool) -> None:
+        state["history"].append(record)
+        if diverged:
+            # A NaN or infinite loss ends this job cleanly; the rest of the DAG still runs and
+            # the run is recorded as diverged instead of failing the whole pipeline.
+            state["diverged_epoch"] = record["epoch"]
+            logger.warning("%s seed %d diverged at epoch %d (loss %s).", run_info["loss"],
+                           run_info["seed"], record["epoch"], record["loss"])
+        save_checkpoint(checkpoint_path, model, state)
+        run_info.update(progress(state))
+        write_training_logs(log_dir, state["history"], run_info)
+
+    return epoch_done
+
+
+def _fit_remaining_epochs(model, augmentation, config: TrainConfig, runtime, seed: int,
+                          fit_data: tuple, validation_data: tuple, first_epoch: int,
+                          on_epoch_done) -> None:
+    """Train epochs `first_epoch + 1` to `config.epochs` in one `fit` call."""
+    from lossbench.callbacks import EpochRecorder, EpochSeed, ProjectedTimeWarning
+
+    (fit_images, fit_labels), (validation_images, validation_labels) = fit_data, validation_data
+    steps_per_epoch = math.ceil(len(fit_labels) / config.batch_size)
+    orders = [epoch_permutation(len(fit_labels), seed, epoch, config.shuffle)
+              for epoch in range(first_epoch, config.epochs)]
+    validation_batches = make_batches(validation_images, validation_labels, config.batch_size)
+    callbacks = [EpochSeed(augmentation, seed), EpochRecorder(on_epoch_done)]
+    if runtime.device == "cpu" and config.device == "auto":
+        callbacks.append(ProjectedTimeWarning(
+            steps_per_epoch, config.epochs - first_epoch,
+            math.ceil(len(validation_labels) / config.batch_size),
+        ))
+    # One `fit` for the whole run, so Keras prints "Epoch k/N" with its ETA. In a log
+    # file (Snakemake and DVC pipe the output) one line per epoch, not a progress bar
+    # redrawn with carriage returns.
+    model.fit(
+        training_batches(fit_images, fit_labels, config.batch_size, orders),
+        steps_per_epoch=steps_per_epoch,
+        initial_epoch=first_epoch,
+        epochs=config.epochs,
+        validation_data=(
+            validation_batches["x"] if "y" not in validation_batches
+            else (validation_batches["x"], validation_batches["y"])
+        ),
+        validation_batch_size=config.batch_size if "y" in validation_batches else None,
+        callbacks=callbacks,
+        verbose=1 if sys.stdout.isatty() else 2,
+        shuffle=False,  # the order is `orders`, chosen above
+    )
+
+
+# Images of the fixed batch on which the gradient scale at initialisation is measured.
+GRADIENT_SCALE_IMAGES = 256
+
+
+def initial_gradient_scale(model, loss_name: str, images: np.ndarray, labels: np.ndarray) -> float:
+    """Mean |dL/d output| of `model` on its first GRADIENT_SCALE_IMAGES training images,
+    un-augmented (inference mode), with the per-sample loss (`lossbench.gradient_scale`)."""
+    from lossbench.gradient_scale import output_gradient_scale
+
+    count = min(GRADIENT_SCALE_IMAGES, len(labels))
+    outputs = np.asarray(model.predict_on_batch(images[:count]), dtype=np.float32)
+    return output_gradient_scale(loss_name, outputs, labels[:count])
+
+
+def train_model(
+    config: TrainConfig,
+    loss_name: str,
+    seed: int,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    num_classes: int,
+    model_path: Path,
+    log_dir: Path,
+    checkpoint_dir: Path,
+    runtime=None,
+) -> dict:
+    """Train one (loss, seed) job, resuming from `checkpoint_dir` if it holds this job's state.
+
+    `runtime` (`lossbench.device.Runtime`) says where and how; without it `train.device`
+    and every `auto` are resolved here. Returns the run information also written to
+    `<log_dir>/run.json`.
+    """
+    model_path, log_dir, checkpoint_dir = Path(model_path), Path(log_dir), Path(checkpoint_dir)
+    if model_path.suffix != ".keras":
+        raise ValueError(f"The model path {model_path} must end in .keras (Keras 3's format).")
+    fit_images, fit_labels, validation_images, validation_labels = training_and_validation(
+        train_images, train_labels, test_images, test_labels,
+        config.validation, config.holdout_fraction, seed,
+    )
+    if runtime is None:
+        runtime = resolve_runtime(config, len(fit_labels))
+    model, augmentation = build_training_model(config, loss_name, seed, num_classes, runtime)
+    # The fingerprint holds the resolved precision: `auto` may mean bf16 on one machine and
+    # float32 on another, and a checkpoint of one must not be resumed as the other.
+    fingerprint = config_fingerprint(
+        dataclasses.replace(config, precision=runtime.precision), loss_name, seed,
+        data_signature(train_images, train_labels, test_images, test_labels),
+    )
+    # Measured on the initial weights, before a checkpoint may replace them.
+    gradient_scale = initial_gradient_scale(model, loss_name, fit_images, fit_labels)
+    checkpoint_path = checkpoint_dir / CHECKPOINT_NAME
+    state = resume_or_start(checkpoint_path, model, fingerprint, config.epochs,
+                            f"{loss_name} seed {seed}")
+    run_info = run_information(config, loss_name, seed, runtime, state,
+                               len(fit_labels), len(validation_labels))
+    run_info["initial_output_gradient_scale"] = gradient_scale
+    logger.info("Training %s, seed %d, on %s with the %s backend, %s, %d step(s) per "
+                "execution, XLA %s.", loss_name, seed, runtime.description, run_info["backend"],
+                runtime.precision, runtime.steps_per_execution,
+                "on" if runtime.jit_compile else "off")
+    first_epoch = len(state["history"])
+    if first_epoch < config.epochs and state["diverged_epoch"] is None:
+        _fit_remaining_epochs(
+            model, augmentation, config, runtime, seed, (fit_images, fit_labels),
+            (validation_images, validation_labels), first_epoch,
+            _epoch_recorder(model, state, run_info, checkpoint_path, log_dir),
+        )
+    write_training_logs(log_dir, state["history"], run_info)
+    # Written under a temporary name and renamed: a full disk leaves no partial model.
+    with staged_file(model_path) as temporary:
+        model.save(temporary)
+    return run_info

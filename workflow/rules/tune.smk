@@ -1,0 +1,20 @@
+# Tuning: one job per loss, choosing its learning rate on a hold-out split of the training set
+# (train reads the choice when train.learning_rate is `tuned`; the report shows the curve).
+# Command, inputs and outputs: workflow/lossbench/stages.py.
+
+
+rule tune:
+    input:
+        **stage_inputs("tune"),
+    output:
+        **stage_outputs("tune"),
+    params:
+        values=stage_values("tune"),
+    resources:
+        gpu=1,
+    conda:
+        ENVIRONMENT
+    log:
+        "reports/logs/tune/{loss}.log",
+    shell:
+        stage_command("tune")
