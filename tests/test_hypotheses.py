@@ -98,3 +98,53 @@ def test_primary_pairs_must_name_two_losses():
     params["compare"]["primary_pairs"] = [["categorical_crossentropy"]]
     with pytest.raises(ParamsError, match="primary_pairs"):
         validate_params(params)
+
+
+def family(*verdict_words):
+    names = [("ce", "sq"), ("sq", "hinge"), ("ce", "hinge")]
+    return {"pairs": [{"loss_a": a, "loss_b": b, "verdict": word, "n": 8, "mean_difference": 0.05,
+                       "ci_low": 0.03, "ci_high": 0.07, "effect_size": 2.0, "p_value_holm": 0.001,
+                       "equivalence_p_value_holm": 0.9, "minimum_detectable_difference": 0.021}
+                      for (a, b), word in zip(names, verdict_words)]}
+
+
+def test_the_survival_sentence_follows_the_two_arms():
+    reproduced = family("reproduced", "reproduced", "reproduced")
+    assert hypotheses.survival_sentence(reproduced, reproduced).endswith(
+        "the paper's ranking survives a fair learning rate.")
+    changed = family("reversed", "reproduced", "inconclusive")
+    sentence = hypotheses.survival_sentence(reproduced, changed)
+    assert sentence.startswith("The paper's ranking does not survive a fair learning rate unchanged")
+    assert "`ce` > `sq`: reproduced → reversed" in sentence and "`ce` > `hinge`: reproduced → inconclusive" in sentence
+    assert "`sq` > `hinge`" not in sentence
+    untested = family("not tested", "reproduced", "reproduced")
+    assert "cannot be said yet" in hypotheses.survival_sentence(reproduced, untested)
+    same = family("inconclusive", "inconclusive", "inconclusive")
+    assert "does not change the answer" in hypotheses.survival_sentence(same, same)
+
+
+def test_the_verdict_table_gives_points_intervals_and_the_detectable_difference():
+    rows = hypotheses.verdict_table({"paper lr": family("reproduced", "inconclusive", "equivalent")})
+    assert rows[2] == ("| paper lr | `ce` > `sq` | 8 | +5.0 (+3.0 to +7.0) | 2.00 | 0.001 | 0.9 | "
+                       "**reproduced** |")
+    assert "**inconclusive (could detect ≥ 2.1 points)**" in rows[3]
+
+
+def test_lossbench_verdicts_puts_two_arms_side_by_side(tmp_path):
+    import json
+    from pathlib import Path
+
+    from lossbench import cli
+
+    paths = []
+    for name, words in (("paper", ("reproduced",) * 3), ("tuned", ("reversed", "reproduced", "reproduced"))):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"hypotheses": family(*words)}))
+        paths.append(f"{name} lr={path}")
+    output = tmp_path / "verdicts.md"
+    project = Path(__file__).resolve().parent.parent
+    assert cli.main(["--params", str(project / "params.yaml"), "verdicts", "--arm", paths[0],
+                     "--arm", paths[1], "--output", str(output)]) in (0, None)
+    text = output.read_text()
+    assert text.count("| paper lr |") == 3 and text.count("| tuned lr |") == 3
+    assert text.rstrip().endswith("`ce` > `sq`: reproduced → reversed.")

@@ -144,6 +144,25 @@ def _collapse(args: argparse.Namespace, params: dict) -> None:
                  confidence_level=params["compare"]["confidence_level"])
 
 
+def _verdicts(args: argparse.Namespace, params: dict) -> None:
+    import json
+
+    from lossbench.atomic import write_text
+    from lossbench.hypotheses import survival_sentence, verdict_table
+
+    arms = {}
+    for arm in args.arm:
+        name, _, path = arm.partition("=")
+        if not name or not path:
+            raise ValueError(f"--arm {arm!r} must read NAME=SUMMARY_JSON, e.g. 'paper lr=reports/summary.json'.")
+        arms[name] = json.loads(Path(path).read_text())["hypotheses"]
+    lines = verdict_table(arms)
+    if len(arms) == 2:
+        lines += ["", survival_sentence(*arms.values(), *(f"the {name}" for name in arms))]
+    write_text(args.output, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 EVALUATIONS_HELP = ("each run's evaluation JSON, or their directory (then the runs are "
                     "params.yaml's train.losses x train.seeds)")
 
@@ -272,6 +291,12 @@ def _add_tools(stages) -> None:
     stage.add_argument("--title", default="Collapse rates", help="the Markdown report's title")
     stage.add_argument("--setup", default="", help="a sentence on what was run, for the report")
     stage.set_defaults(handler=_collapse)
+
+    stage = stages.add_parser("verdicts", help="the primary verdicts of several summaries side by side")
+    stage.add_argument("--arm", action="append", required=True,
+                       help="NAME=SUMMARY_JSON (twice: the sentence on whether the verdicts survive)")
+    stage.add_argument("--output", type=Path, required=True, help="the Markdown table to write")
+    stage.set_defaults(handler=_verdicts)
 
     stage = stages.add_parser("bench", help="measure throughput against this machine's own limits")
     stage.add_argument("--output", type=Path, default=Path("reports/benchmarks"), help="JSON directory")

@@ -153,3 +153,58 @@ def primary_family_verdicts(accuracies: dict[str, dict[int, Any]], compare_param
         "pairs": pairs,
         "untrainable_losses": dict(untrainable_losses),
     }
+
+
+def _points(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:+.1f}"
+
+
+def _p_text(value: float | None) -> str:
+    return "—" if value is None else (f"{value:.2g}" if value >= 0.001 else f"{value:.1e}")
+
+
+def verdict_table(arms: dict[str, dict]) -> list[str]:
+    """Markdown rows of every arm's primary verdicts: {arm name: summary["hypotheses"]}."""
+    lines = [
+        "| Arm | Claim | n | Difference (points, 95 % CI) | d_z | Holm p | TOST Holm p | Verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm, family in arms.items():
+        for pair in family["pairs"]:
+            interval = ("" if pair["ci_low"] is None else
+                        f" ({_points(pair['ci_low'])} to {_points(pair['ci_high'])})")
+            effect = "—" if pair.get("effect_size") is None else f"{pair['effect_size']:.2f}"
+            verdict_text = pair["verdict"]
+            if verdict_text == "inconclusive" and pair.get("minimum_detectable_difference"):
+                verdict_text += (f" (could detect ≥ {100 * pair['minimum_detectable_difference']:.1f}"
+                                 " points)")
+            lines.append(
+                f"| {arm} | `{pair['loss_a']}` > `{pair['loss_b']}` | {pair['n']} | "
+                f"{_points(pair['mean_difference'])}{interval} | {effect} | "
+                f"{_p_text(pair['p_value_holm'])} | {_p_text(pair.get('equivalence_p_value_holm'))} | "
+                f"**{verdict_text}** |"
+            )
+    return lines
+
+
+def survival_sentence(reference: dict, tuned: dict, reference_name: str = "the paper's learning rate",
+                      tuned_name: str = "a tuned learning rate") -> str:
+    """One sentence: does each primary pair keep its verdict when every loss gets its own
+    learning rate? `reference` and `tuned` are two summaries' "hypotheses" entries."""
+    before = {(pair["loss_a"], pair["loss_b"]): pair["verdict"] for pair in reference["pairs"]}
+    after = {(pair["loss_a"], pair["loss_b"]): pair["verdict"] for pair in tuned["pairs"]}
+    if set(before) != set(after):
+        raise ValueError("The two families test different pairs; compare like with like.")
+    untested = [pair for pair in before if "not tested" in (before[pair], after[pair])]
+    if untested:
+        return ("Whether the paper's ranking survives a fair learning rate cannot be said yet: "
+                + ", ".join(f"`{a}` > `{b}`" for a, b in untested) + " was not tested in both arms.")
+    changed = [pair for pair in before if before[pair] != after[pair]]
+    if not changed:
+        kinds = sorted(set(before.values()))
+        return (f"Every verdict at {reference_name} is the same at {tuned_name} "
+                f"({', '.join(kinds)}): the paper's ranking "
+                + ("survives a fair learning rate." if kinds == ["reproduced"] else
+                   "fares the same under both, so the learning rate does not change the answer."))
+    listing = "; ".join(f"`{a}` > `{b}`: {before[(a, b)]} → {after[(a, b)]}" for a, b in changed)
+    return f"The paper's ranking does not survive a fair learning rate unchanged: {listing}."
