@@ -140,3 +140,28 @@ def test_an_old_data_section_is_read_from_its_new_place(params, caplog):
     both["data"] = {"resolution": 32}
     with pytest.raises(ParamsError, match="unknown key data"):
         validate_params(both)
+
+
+def _float_keys(value, path=()):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _float_keys(item, (*path, key))
+    elif isinstance(value, float):
+        yield path
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_every_float_key_refuses_nan_and_infinity(bad):
+    from lossbench.params import ParamsError, load_params, validate_params
+
+    params = load_params(PROJECT / "params.yaml")
+    keys = list(_float_keys(params))
+    assert len(keys) >= 10  # learning rate, decay, momentum, shift, shares, levels, ...
+    for path in keys:
+        broken = copy.deepcopy(params)
+        target = broken
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = bad
+        with pytest.raises(ParamsError, match="must be finite"):
+            validate_params(broken)

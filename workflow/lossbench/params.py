@@ -164,6 +164,7 @@ def validate_params(params: Any, source: str = "params.yaml") -> dict:
     if not isinstance(params, dict):
         raise ParamsError(f"{source} must hold a mapping of sections, found {type(params).__name__}.")
     params = _move_legacy_data_section(params, source)
+    _refuse_non_finite(params, source)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(params), key=lambda error: list(error.absolute_path))
     if errors:
@@ -183,6 +184,25 @@ def validate_params(params: Any, source: str = "params.yaml") -> dict:
             "download.url could not be verified. Give at least one checksum."
         )
     return params
+
+
+def _refuse_non_finite(value: Any, source: str, path: tuple = ()) -> None:
+    """Raise ParamsError naming the first NaN or infinite number: YAML's .nan and .inf are
+    floats, and a schema bound compared with NaN does not fail, so without this a NaN learning
+    rate would train an epoch before anything noticed."""
+    import math
+
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_non_finite(item, source, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_non_finite(item, source, (*path, index))
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ParamsError(
+            f"{source} is not valid:\n  - {_key_path(path)} is {value!r}; every number must be "
+            "finite (not .nan or .inf).\nFix this key and run again."
+        )
 
 
 def _move_legacy_data_section(params: dict, source: str) -> dict:
