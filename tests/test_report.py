@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from lossbench import compare, figures, findings, paper_setup, report, report_tables, report_text
+from lossbench.report_hypotheses import hypotheses_section
 from studies import PNG_SIGNATURE, STUDY, study_params, write_study
 
 JPEG_COPY_SHA256 = "ff26949c34c4e67da3fa472a1f142e33365dea058f94f1fa369b14ef3d986968"
@@ -289,6 +290,86 @@ def test_collapsed_runs_are_counted_with_both_means(tmp_path):
     assert table_row(text, "hinge", "Convergence and failed runs")[4] == "0 of 3"
     # The collapsed run is the one below chance; the two others beat it.
     assert "`categorical_crossentropy` 2 of 3 runs" in text and "Not above chance in any run" not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# The pre-registered hypotheses.
+# ---------------------------------------------------------------------------------------------
+
+
+def hypothesis(loss_a, loss_b, verdict, difference=0.03, n=5, **fields):
+    """One pre-registered pair as compare writes it (fractions; a - b)."""
+    pair = {"loss_a": loss_a, "loss_b": loss_b, "n": n, "tested": verdict != "not tested",
+            "mean_difference": difference, "ci_low": difference - 0.02, "ci_high": difference + 0.02,
+            "effect_size": 1.234, "p_value": 0.01, "p_value_holm": 0.02, "equivalence_p_value": 0.6,
+            "verdict": verdict, "minimum_detectable_difference": 0.043}
+    pair.update(fields)
+    return pair
+
+
+HYPOTHESES = {
+    "alpha": 0.05, "equivalence_margin": 0.02, "power": 0.8,
+    "pairs": [
+        hypothesis("categorical_crossentropy", "squared_hinge", "reproduced"),
+        hypothesis("squared_hinge", "hinge", "reversed", difference=-0.05),
+        hypothesis("categorical_crossentropy", "ova_hinge", "equivalent", difference=0.004,
+                   equivalence_p_value=0.01, p_value_holm=0.8),
+        hypothesis("ova_squared_hinge", "ova_hinge", "inconclusive", difference=0.01, p_value_holm=0.4,
+                   equivalence_p_value=0.3),
+        hypothesis("categorical_crossentropy", "crammer_singer_hinge", "not tested", n=5, mean_difference=None,
+                   ci_low=None, ci_high=None, effect_size=None, p_value=None, p_value_holm=None,
+                   equivalence_p_value=None, minimum_detectable_difference=None),
+        hypothesis("hinge", "ova_hinge", "not tested", n=2, mean_difference=None, ci_low=None, ci_high=None,
+                   effect_size=None, p_value_holm=None, equivalence_p_value=None),
+    ],
+    "untrainable_losses": {"crammer_singer_hinge": "It collapsed to one class in every run."},
+}
+
+
+def test_the_hypotheses_section_has_a_table_and_a_sentence_per_verdict():
+    lines = hypotheses_section({"confidence_level": 0.95, "alpha": 0.05, "hypotheses": HYPOTHESES})
+    text = "\n".join(lines)
+    assert lines[0] == "## Pre-registered hypotheses"
+    header = next(line for line in lines if line.startswith("| Paper's claim"))
+    assert header == "| Paper's claim | n | Difference a − b (95 % CI) | d_z | Holm p | TOST p | Verdict |"
+    assert ("| `categorical_crossentropy` > `squared_hinge` | 5 | +3.0 pp (+1.0 pp to +5.0 pp) | 1.23 | "
+            "p = 0.020 | p = 0.600 | reproduced |") in lines
+    assert "| `hinge` > `ova_hinge` | 2 | — | — | — | — | not tested |" in lines
+    assert ("- `categorical_crossentropy` > `squared_hinge`: reproduced. `categorical_crossentropy` is "
+            "significantly higher (a − b = +3.0 pp, 95 % CI +1.0 pp to +5.0 pp, Holm-adjusted p = 0.020, "
+            "n = 5).") in lines
+    assert "- `squared_hinge` > `hinge`: reversed. `hinge` is significantly higher, against the paper's claim" in text
+    assert ("- `categorical_crossentropy` > `ova_hinge`: not reproduced. The two are equivalent within "
+            "±2.0 points (TOST p = 0.010; a − b = +0.4 pp") in text
+    inconclusive = next(line for line in lines if "inconclusive." in line)
+    assert inconclusive.endswith("with n = 5 the study could have detected a difference of 4.3 points at 80 % power.")
+    assert "neither significant nor shown to lie within ±2.0 points (TOST p = 0.300)" in inconclusive
+    assert ("- `categorical_crossentropy` > `crammer_singer_hinge`: not tested. `crammer_singer_hinge` is "
+            "untrainable here. It collapsed to one class in every run.") in lines
+    assert "- `hinge` > `ova_hinge`: not tested. 2 shared seeds, at least 3 needed." in lines
+    assert ("- `crammer_singer_hinge` is untrainable here, so left out of the ranking. It collapsed to one "
+            "class in every run.") in lines
+    assert hypotheses_section({"losses": {}}) == []
+
+
+def test_an_inconclusive_pair_without_a_detectable_difference_says_so():
+    pair = hypothesis("a", "b", "inconclusive", minimum_detectable_difference=None)
+    text = "\n".join(hypotheses_section({"hypotheses": dict(HYPOTHESES, pairs=[pair], power=0.9)}))
+    assert "the smallest difference it could have detected at 90 % power is unknown" in text
+
+
+def test_the_report_renders_the_hypotheses_before_the_conclusions(tmp_path):
+    summary_path, metrics_paths, _ = write_study(tmp_path, STUDY)
+    summary = add_planned_fields(summary_path, metrics_paths)
+    summary["hypotheses"] = dict(HYPOTHESES, pairs=HYPOTHESES["pairs"][:1], untrainable_losses={
+        "hinge": "Its loss did not fall in any run."})
+    summary_path.write_text(json.dumps(summary))
+    params = study_params()
+    text = report.run(params["report"], summary_path, tmp_path, tmp_path / "report.md", params)
+    assert text.index("## Pre-registered hypotheses") < text.index("## Conclusions")
+    ranking = next(line for line in text.splitlines() if "has the highest mean test accuracy" in line)
+    assert "Then `squared_hinge` 80.8 %." in ranking
+    assert ranking.endswith("`hinge` is left out of the ranking as untrainable here: Its loss did not fall in any run.")
 
 
 def test_the_fit_table_keeps_the_running_accuracy_apart_from_training_accuracy():

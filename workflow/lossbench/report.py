@@ -11,6 +11,8 @@ Out: one Markdown file with
        accuracy beside the paper's with runs above chance and the gradient scale at
        initialisation; training accuracy measured without augmentation, the gap to test
        accuracy and Keras's running accuracy beside the paper's; convergence and failed runs;
+     - the pre-registered hypotheses, where the summary has them
+       (`lossbench.report_hypotheses`): a table and one sentence per verdict;
      - conclusions generated from those numbers (`lossbench.findings`, one function per
        finding: ranking and ties, gradient scales, runs above chance, collapsed runs, runs
        whose final ReLU layer died, significance of the paired tests per family, convergence,
@@ -38,6 +40,7 @@ from lossbench.atomic import write_text
 from lossbench.findings import conclusions
 from lossbench.paper_setup import PAPER_EPOCHS, PAPER_PARAMETERS, PAPER_TITLE
 from lossbench.params import STAGE_PARAMS
+from lossbench.report_hypotheses import hypotheses_section
 from lossbench.report_tables import results_tables
 from lossbench.report_text import MISSING, count, joined
 
@@ -209,6 +212,7 @@ def render_report(
         "",
         *results_tables(summary, paper, params),
         "",
+        *hypotheses_section(summary),
         "## Conclusions",
         "",
         *conclusions(summary, paper, params),
