@@ -134,7 +134,8 @@ FIGURE_CAPTIONS = {
     "loss_shapes": "The loss functions, computed by lossbench's registry (cf. the paper's Fig. 1).",
     "test_accuracy": "Final test accuracy per loss: mean with confidence interval, and each seed.",
     "validation_accuracy": "Validation accuracy per epoch, all losses.",
-    "curves": "Training and validation loss and accuracy per epoch: `{loss}` (cf. the paper's Figs. 4–6).",
+    "curves": ("Running loss and accuracy on augmented training batches, as Keras logs them (red), and "
+               "validation loss and accuracy (blue) per epoch: `{loss}` (cf. the paper's Figs. 4–6)."),
     "confusion": "Test confusion matrix, summed over seeds: `{loss}`.",
 }
 
