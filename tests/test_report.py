@@ -83,7 +83,7 @@ def test_report_has_the_tables_paper_columns_and_figure_links(rendered, tmp_path
     for heading in headings:
         assert len(table_rows(text, heading)["header"]) <= 7, heading
     assert "Paper val. accuracy" in table_rows(text, "Test accuracy")["header"]
-    assert "Paper train accuracy" in table_rows(text, "Fit to the training data")["header"]
+    assert "Paper train accuracy (running)" in table_rows(text, "Fit to the training data")["header"]
     assert "Epochs to 80 % val." in table_rows(text, "Convergence and failed runs")["header"]
     ce = table_row(text, "categorical_crossentropy")
     mean = np.mean(STUDY["categorical_crossentropy"])
@@ -379,7 +379,7 @@ def test_the_fit_table_keeps_the_running_accuracy_apart_from_training_accuracy()
     data = {"losses": {"a": entry}, "setup": {"train_accuracy_images": [2000]}}
     lines = report_tables.fit_table(data, {"a": {"train_accuracy": 0.91}}, gaps=[])
     assert lines[0] == ("| Loss | Train accuracy (no augmentation) | Gap train − test | Running accuracy on "
-                        "augmented batches | Paper train accuracy | Δ running − paper |")
+                        "augmented batches | Paper train accuracy (running) | Δ running − paper |")
     assert lines[2] == "| `a` | 70.0 % | +10.0 pp | 65.0 % | 91 % | -26.0 pp |"
     assert "accuracy on 2,000 training images it trained on, predicted without augmentation" in lines[-1]
     assert "it is not the model's training accuracy" in lines[-1]

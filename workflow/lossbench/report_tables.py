@@ -123,7 +123,7 @@ def fit_row(loss: str, entry: dict, reported: dict, gaps: list[str]) -> list[str
 def fit_table(summary: dict, paper: dict, gaps: list[str]) -> list[str]:
     """Training accuracy measured cleanly, and the running accuracy the paper reported."""
     header = ["Loss", "Train accuracy (no augmentation)", "Gap train − test",
-              "Running accuracy on augmented batches", "Paper train accuracy", "Δ running − paper"]
+              "Running accuracy on augmented batches", "Paper train accuracy (running)", "Δ running − paper"]
     rows = [fit_row(loss, summary["losses"][loss], paper.get(loss) or {}, gaps)
             for loss in table_order(summary)]
     images = [count for count in summary.get("setup", {}).get("train_accuracy_images", []) if count]
