@@ -25,10 +25,8 @@ import itertools
 from lossbench.findings_runs import (
     alpha,
     chance_finding,
-    collapse_share,
     collapsed_finding,
     convergence_finding,
-    convergence_key,
     dead_final_layer_finding,
     divergence_finding,
     not_above_chance,
@@ -36,8 +34,6 @@ from lossbench.findings_runs import (
 )
 from lossbench.paper_setup import caveats, not_comparable_reason, paper_scale_gaps
 from lossbench.report_text import backticked, full_sentence, p_value_text, percent, points, scale
-
-__all__ = ["collapse_share", "conclusions", "convergence_key", "ranked_losses"]
 
 # Mean accuracies closer than this are a tie (accuracies are multiples of 1 / test images).
 TIE_TOLERANCE = 1e-9

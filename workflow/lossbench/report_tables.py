@@ -20,8 +20,8 @@ The differences to the paper are given only for a study at the paper's scale
 
 from __future__ import annotations
 
-from lossbench.findings import convergence_key, ranked_losses
-from lossbench.findings_runs import collapse_share
+from lossbench.findings import ranked_losses
+from lossbench.findings_runs import collapse_share, convergence_key
 from lossbench.paper_setup import PAPER_EPOCHS, not_comparable_reason, paper_scale_gaps
 from lossbench.report_text import (
     MISSING,
