@@ -37,7 +37,7 @@ def test_classification_metrics_match_a_hand_count():
     metrics = run_metrics.classification_metrics(labels, scores, CLASS_NAMES)
     assert metrics["accuracy"] == pytest.approx(3 / 6)
     assert metrics["error"] == pytest.approx(3 / 6)
-    assert metrics["size"] == 6
+    assert metrics["size"] == 6 and metrics["correct"] == 3
     assert metrics["non_finite_predictions"] == 1
     assert metrics["per_class_accuracy"] == {"red": 0.5, "green": 0.5, "blue": 0.5}
     assert metrics["confusion_matrix"] == [[1, 1, 0], [0, 1, 1], [0, 0, 1]]
@@ -112,14 +112,16 @@ def test_convergence_seconds_unknown_after_an_epoch_without_a_time():
     assert run_metrics.convergence(history, [0.5])["50%"] == {"threshold": 0.5, "epoch": 2, "seconds": None}
 
 
-def test_history_summary_takes_last_train_and_earliest_best_validation():
+def test_history_summary_takes_last_running_and_earliest_best_validation():
+    # Keras's logged "accuracy" is a running mean over augmented batches: it is kept under
+    # its own name, not as the training accuracy.
     assert run_metrics.history_summary(HISTORY) == {
-        "train_accuracy": 0.75, "final_val_accuracy": 0.72,
+        "running_accuracy": 0.75, "final_val_accuracy": 0.72,
         "best_val_accuracy": 0.72, "best_val_epoch": 4,
     }
     diverged = HISTORY[:2] + [{"epoch": 3, "accuracy": float("nan"), "val_accuracy": None, "seconds": 1.0}]
     summary = run_metrics.history_summary(diverged)
-    assert summary["train_accuracy"] is None and summary["final_val_accuracy"] is None
+    assert summary["running_accuracy"] is None and summary["final_val_accuracy"] is None
     assert summary["best_val_epoch"] == 2
     assert run_metrics.history_summary([])["best_val_accuracy"] is None
 
@@ -185,17 +187,22 @@ def save_channel_model(path: Path, poison: bool = False) -> Path:
     return path
 
 
-def write_prepared(directory: Path, images: np.ndarray, labels: np.ndarray) -> Path:
-    """A prepared-data directory as `lossbench preprocess` writes it (npy arrays, classes.json)."""
+def write_prepared(directory: Path, images: np.ndarray, labels: np.ndarray,
+                   train_labels: np.ndarray | None = None) -> Path:
+    """A prepared-data directory as `lossbench preprocess` writes it (npy arrays, classes.json).
+
+    Both splits hold `images`; the training split has `train_labels` where given.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "test"):
+    for split, split_labels in (("train", labels if train_labels is None else train_labels),
+                                ("test", labels)):
         np.save(directory / f"{split}_images.npy", images)
-        np.save(directory / f"{split}_labels.npy", labels)
+        np.save(directory / f"{split}_labels.npy", split_labels)
     (directory / "classes.json").write_text(json.dumps(CLASS_NAMES))
     return directory
 
 
-def write_logs(directory: Path, loss="categorical_crossentropy", seed=7, diverged=False) -> Path:
+def write_logs(directory: Path, loss="categorical_crossentropy", seed=7, diverged=False, **recorded) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "history.json").write_text(json.dumps({"epochs": HISTORY}, allow_nan=True))
     run_info = {
@@ -203,21 +210,29 @@ def write_logs(directory: Path, loss="categorical_crossentropy", seed=7, diverge
         "diverged": diverged, "diverged_epoch": 5 if diverged else None, "train_seconds": 60.0,
         "device": "CPU: test", "backend": "tensorflow", "precision": "float32",
         "validation": "test", "train_size": 12, "validation_size": 12,
-        "versions": {"python": "3", "keras": "3"}, "command": "lossbench train ...",
+        "versions": {"python": "3", "keras": "3"}, "command": "lossbench train ...", **recorded,
     }
     (directory / "run.json").write_text(json.dumps(run_info))
     return directory
 
 
+# What the channel model predicts for `channel_images()`, worked out by hand below.
+CHANNEL_PREDICTIONS = np.array([0, 0, 1, 0, 1, 1, 1, 1, 2, 2, 0, 2])
+
+
 def test_evaluate_run_writes_hand_checked_metrics(tmp_path):
     images, labels = channel_images()
-    data_dir = write_prepared(tmp_path / "prepared", images, labels)
+    # The training split: the same images, labelled as the model predicts them except the
+    # first, so the model gets 11 of the 12 training images right.
+    train_labels = CHANNEL_PREDICTIONS.copy()
+    train_labels[0] = 2
+    data_dir = write_prepared(tmp_path / "prepared", images, labels, train_labels)
     model_path = save_channel_model(tmp_path / "model.keras")
-    log_dir = write_logs(tmp_path / "log")
+    log_dir = write_logs(tmp_path / "log", initial_output_gradient_scale=0.0125)
     output = tmp_path / "metrics" / "categorical_crossentropy-seed7.json"
 
     evaluate.run(
-        {"batch_size": 5, "convergence_thresholds": [0.5, 0.7, 0.8]},
+        {"batch_size": 5, "convergence_thresholds": [0.5, 0.7, 0.8], "train_sample": None},
         loss_name="categorical_crossentropy", seed=7, data_dir=data_dir,
         model_path=model_path, log_dir=log_dir, output=output,
     )
@@ -228,7 +243,7 @@ def test_evaluate_run_writes_hand_checked_metrics(tmp_path):
     probabilities = expected_probabilities(images)
     predictions = probabilities.argmax(axis=1)
     # By hand: image 2 (red, looks green) and image 10 (blue, looks red) are predicted wrong.
-    assert list(predictions) == [0, 0, 1, 0, 1, 1, 1, 1, 2, 2, 0, 2]
+    assert list(predictions) == list(CHANNEL_PREDICTIONS)
     assert metrics["test_accuracy"] == pytest.approx(10 / 12)
     assert metrics["test_error"] == pytest.approx(2 / 12)
     assert metrics["test_size"] == 12 and metrics["non_finite_predictions"] == 0
@@ -237,8 +252,16 @@ def test_evaluate_run_writes_hand_checked_metrics(tmp_path):
     assert metrics["class_names"] == CLASS_NAMES
     expected_loss = -np.mean(np.log(probabilities[np.arange(12), labels]))
     assert metrics["test_loss"] == pytest.approx(expected_loss, rel=1e-5)
-    assert metrics["train_accuracy"] == 0.75
-    assert metrics["generalization_gap"] == pytest.approx(0.75 - 10 / 12)
+    # Training accuracy is measured on all 12 training images (train_sample: null), not read
+    # from Keras's running accuracy (0.75 in the history), which is kept under its own name.
+    assert metrics["train_accuracy"] == pytest.approx(11 / 12)
+    assert metrics["train_accuracy_images"] == 12
+    assert metrics["generalization_gap"] == pytest.approx(11 / 12 - 10 / 12)
+    assert metrics["running_accuracy"] == 0.75
+    # 10 of 12 right against chance 1/3: P(X >= 10) for X ~ Binomial(12, 1/3), by hand.
+    by_hand = sum(math.comb(12, k) * (1 / 3) ** k * (2 / 3) ** (12 - k) for k in (10, 11, 12))
+    assert metrics["above_chance_p_value"] == pytest.approx(by_hand, rel=1e-9)
+    assert metrics["initial_output_gradient_scale"] == 0.0125
     assert metrics["best_val_accuracy"] == 0.72 and metrics["best_val_epoch"] == 4
     assert metrics["convergence"]["70%"] == {"threshold": 0.7, "epoch": 4, "seconds": 46.0}
     assert metrics["train_seconds"] == 60.0 and metrics["epochs_completed"] == 5
@@ -246,6 +269,7 @@ def test_evaluate_run_writes_hand_checked_metrics(tmp_path):
     # This model has no conv_9: the final-layer metrics are null, and evaluation goes on.
     assert metrics["final_conv_active_fraction"] is None
     assert metrics["final_conv_dead_channels"] is None and metrics["final_conv_channels"] is None
+    assert metrics["final_layer_dead"] is None
     assert metrics["setup"]["device"] == "CPU: test" and metrics["setup"]["validation"] == "test"
     assert metrics["loss"] == "categorical_crossentropy" and metrics["seed"] == 7
     assert not list(output.parent.glob(".*.tmp"))  # no temporary file left behind
@@ -263,6 +287,9 @@ def test_a_diverged_model_still_gets_honest_metrics(tmp_path):
     assert metrics["diverged"] is True and metrics["diverged_epoch"] == 5
     assert metrics["test_accuracy"] == 0.0 and metrics["non_finite_predictions"] == 12
     assert metrics["test_loss"] is None
+    # No image right: nothing is above chance (P(X >= 0) = 1), and no gradient scale recorded.
+    assert metrics["above_chance_p_value"] == pytest.approx(1.0)
+    assert metrics["initial_output_gradient_scale"] is None
     assert json.loads((tmp_path / "m.json").read_text())["test_accuracy"] == 0.0
 
 
@@ -365,6 +392,7 @@ def test_final_conv_activity_is_measured_on_scaled_images(tmp_path, nested):
     assert expected == pytest.approx(10 / 36)
     assert metrics["final_conv_active_fraction"] == pytest.approx(expected)
     assert metrics["final_conv_dead_channels"] == 0 and metrics["final_conv_channels"] == 3
+    assert metrics["final_layer_dead"] is False
     written = json.loads((tmp_path / "m.json").read_text())
     assert written["final_conv_active_fraction"] == pytest.approx(expected)
 
@@ -381,6 +409,73 @@ def test_a_dead_final_conv_is_reported(tmp_path, caplog):
         )
     assert metrics["final_conv_active_fraction"] == 0.0
     assert metrics["final_conv_dead_channels"] == metrics["final_conv_channels"] == len(CLASS_NAMES)
+    assert metrics["final_layer_dead"] is True
     # The dense layer sees zeros for every image: one class for all, a third of them right.
     assert metrics["test_accuracy"] == pytest.approx(1 / 3)
-    assert "every channel of conv_9 is dead" in caplog.text
+    assert "100.00 % of conv_9's activations on the test images are zero" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------
+# Dead final layer by share of zeros; the training sample.
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("active, share, dead", [
+    (0.0003, 0.99, True),    # 99.97 % zeros: dead
+    (0.01, 0.99, True),      # exactly 99 % zeros: at the share counts as dead
+    (0.0101, 0.99, False),   # 98.99 % zeros: alive
+    (0.0003, 0.9999, False), # a stricter share
+    (0.3, 0.99, False),
+    (None, 0.99, None),      # not measured (no conv_9, or a diverged run): unknown
+])
+def test_final_layer_dead_by_the_share_of_zero_activations(active, share, dead):
+    assert run_metrics.final_layer_dead(active, share) is dead
+    labels = np.arange(6) % 3
+    built = run_metrics.build_metrics(
+        "hinge", 0, labels, np.eye(3)[labels], CLASS_NAMES, 1.0, [], {}, [0.5],
+        final_conv={"final_conv_active_fraction": active, "final_conv_dead_channels": 0,
+                    "final_conv_channels": 3},
+        dead_layer_share=share,
+    )
+    assert built["final_layer_dead"] is dead
+
+
+def test_runs_final_layer_dead_prefers_the_share_rule():
+    # One channel alive in a few places is dead by the share rule; the old all-channels rule
+    # (every channel zero everywhere) is used only for metrics without `final_layer_dead`.
+    assert evaluate.final_layer_dead({"final_layer_dead": True, "final_conv_channels": 3,
+                                      "final_conv_dead_channels": 2})
+    assert not evaluate.final_layer_dead({"final_layer_dead": False, "final_conv_channels": 3,
+                                          "final_conv_dead_channels": 3})
+    assert evaluate.final_layer_dead({"final_layer_dead": None, "final_conv_channels": 3,
+                                      "final_conv_dead_channels": 3})
+
+
+def test_above_chance_p_value_uses_the_runs_own_test_size():
+    # 30 % right is far above 10 % chance on 1,000 images, but not on 10.
+    assert run_metrics.above_chance_p_value(300, 1000, 10) < 1e-40
+    assert run_metrics.above_chance_p_value(3, 10, 10) == pytest.approx(
+        1 - sum(math.comb(10, k) * 0.1 ** k * 0.9 ** (10 - k) for k in range(3)))
+    assert run_metrics.above_chance_p_value(0, 0, 10) is None
+
+
+def test_the_training_sample_is_fixed_and_leaves_out_the_hold_out():
+    from lossbench.batches import split_validation
+    from lossbench.training_sample import training_sample
+
+    labels = np.arange(100) % 10
+    test_run = {"validation": "test", "train_size": 100, "validation_size": 20}
+    sample = training_sample(labels, test_run, seed=3, sample_size=30)
+    assert len(sample) == 30 == len(set(sample)) and list(sample) == sorted(sample)
+    # The same images for every run seed, so that runs are measured alike.
+    assert list(training_sample(labels, test_run, seed=4, sample_size=30)) == list(sample)
+    assert list(training_sample(labels, test_run, seed=3, sample_size=None)) == list(range(100))
+    # With a hold-out, only the images the run trained on (the fraction read from the sizes).
+    holdout_run = {"validation": "holdout", "train_size": 80, "validation_size": 20}
+    keep, held_out = split_validation(labels, "holdout", 0.2, 5)
+    assert list(training_sample(labels, holdout_run, seed=5, sample_size=None)) == list(keep)
+    assert not set(training_sample(labels, holdout_run, seed=5, sample_size=50)) & set(held_out)
+    recorded = dict(holdout_run, holdout_fraction=0.2, train_size=None, validation_size=None)
+    assert list(training_sample(labels, recorded, seed=5, sample_size=None)) == list(keep)
+    # Sizes that no fraction reproduces: unknown, so no training accuracy rather than a wrong one.
+    assert training_sample(labels, dict(holdout_run, validation_size=7), seed=5, sample_size=None) is None

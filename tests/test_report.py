@@ -1,4 +1,4 @@
-"""The report stage: the table, the conclusions and the caveats follow the numbers of a
+"""The report stage: the tables, the conclusions and the caveats follow the numbers of a
 synthetic study of 3 losses x 3 seeds (tests/studies.py)."""
 
 import json
@@ -6,47 +6,125 @@ import re
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from lossbench import compare, figures, findings, paper_setup, report, report_text
-from studies import PNG_SIGNATURE, STUDY, study_params, write_report, write_study
+from lossbench import compare, figures, findings, paper_setup, report, report_tables, report_text
+from lossbench.report_hypotheses import hypotheses_section
+from studies import PNG_SIGNATURE, STUDY, study_params, write_study
+
+JPEG_COPY_SHA256 = "ff26949c34c4e67da3fa472a1f142e33365dea058f94f1fa369b14ef3d986968"
 
 
-def table_row(text: str, loss: str) -> list[str]:
-    line = next(line for line in text.splitlines() if line.startswith(f"| `{loss}` |"))
-    return [cell.strip() for cell in line.strip("|").split("|")]
+def table_rows(text: str, heading: str) -> dict[str, list[str]]:
+    """{column name or loss: cells} of the table under `### heading` ("header" holds the names)."""
+    lines = text.splitlines()
+    start = lines.index(f"### {heading}") + 2
+    rows = {}
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if not set(line) <= set("|-"):
+            rows["header" if not rows else cells[0].strip("`")] = cells
+    return rows
 
 
-def test_report_has_the_table_paper_columns_and_figure_links(rendered, tmp_path):
-    root, summary_path, _, _, output_dir = rendered
-    params = study_params(source="../shared/data/cifar10-jpeg.tar.gz", dataset="image_folder")
+def table_row(text: str, loss: str, heading: str = "Test accuracy") -> list[str]:
+    return table_rows(text, heading)[loss]
+
+
+def add_planned_fields(summary_path, metrics_paths) -> dict:
+    """The summary with the per-loss fields compare is to provide, where it does not yet.
+
+    `above_chance_runs` counts the runs whose `above_chance_p_value` (written by evaluate)
+    is below alpha; `above_chance_across_seeds` is the one-sided one-sample t-test of the
+    seeds' accuracies against chance (None with fewer than 2 runs).
+    """
+    summary = json.loads(summary_path.read_text())
+    runs = [json.loads(path.read_text()) for path in metrics_paths]
+    for loss, entry in summary["losses"].items():
+        mine = [run for run in runs if run["loss"] == loss]
+        entry.setdefault("above_chance_runs", sum(
+            run["above_chance_p_value"] is not None and run["above_chance_p_value"] < summary["alpha"]
+            for run in mine))
+        accuracies = [run["test_accuracy"] for run in mine]
+        chance = 1.0 / len(mine[0]["class_names"])
+        # No spread (fewer than 2 runs, or equal accuracies) leaves the t-test undefined.
+        entry.setdefault("above_chance_across_seeds", {"p_value": None if np.ptp(accuracies) == 0 else float(
+            stats.ttest_1samp(accuracies, chance, alternative="greater").pvalue)})
+    summary_path.write_text(json.dumps(summary))
+    return summary
+
+
+def write_report(root, study, figures_dir=None, dead=frozenset(), **data_changes) -> str:
+    """The report of a synthetic study, its summary given the fields compare is to provide."""
+    summary_path, metrics_paths, _ = write_study(root, study, dead=dead)
+    add_planned_fields(summary_path, metrics_paths)
+    if figures_dir is None:
+        figures_dir = root / "figures"
+        figures_dir.mkdir()
+    params = study_params(**data_changes)
+    return report.run(params["report"], summary_path, figures_dir, root / "report.md", params)
+
+
+def test_report_has_the_tables_paper_columns_and_figure_links(rendered, tmp_path):
+    root, rendered_summary, metrics_paths, _, output_dir = rendered
+    summary_path = tmp_path / "summary.json"
+    summary_path.write_text(rendered_summary.read_text())
+    add_planned_fields(summary_path, metrics_paths)
+    params = study_params(source="../shared/data/cifar10-jpeg.tar.gz", dataset="image_folder",
+                          sha256=JPEG_COPY_SHA256, md5=None)
     output = root / "reports" / "report.md"
     text = report.run(params["report"], summary_path, output_dir, output, params)
     assert output.read_text() == text
 
-    header = next(line for line in text.splitlines() if line.startswith("| Loss |"))
-    assert "Paper val. accuracy" in header and "Paper train accuracy" in header and "Epochs to 80 %" in header
+    # Three tables, none wider than seven columns, so that each fits a screen.
+    headings = ["Test accuracy", "Fit to the training data", "Convergence and failed runs"]
+    for heading in headings:
+        assert len(table_rows(text, heading)["header"]) <= 7, heading
+    assert "Paper val. accuracy" in table_rows(text, "Test accuracy")["header"]
+    assert "Paper train accuracy (running)" in table_rows(text, "Fit to the training data")["header"]
+    assert "Epochs to 80 % val." in table_rows(text, "Convergence and failed runs")["header"]
     ce = table_row(text, "categorical_crossentropy")
     mean = np.mean(STUDY["categorical_crossentropy"])
     assert ce[1] == "3"
     assert ce[2].startswith(f"{100 * mean:.1f} % ± ")
+    assert ce[3] == "3 of 3"  # every run beats chance by its binomial test
     # Width 0.1 and 6 epochs are not the paper's scale: no difference to its figures is given.
-    assert ce[3] == "85 %" and ce[4] == "not comparable" and ce[7] == "not comparable"
+    assert ce[4] == "85 %" and ce[5] == "not comparable"
     assert "not comparable: this study ran at width 0.1" in text
-    assert ce[6] == "91 %"
-    assert ce[9] == "2.0" and table_row(text, "squared_hinge")[9] == "6.0"
+    assert table_row(text, "categorical_crossentropy", "Fit to the training data")[4] == "91 %"
+    convergence = table_rows(text, "Convergence and failed runs")
+    assert convergence["categorical_crossentropy"][2] == "2.0" and convergence["squared_hinge"][2] == "6.0"
+    assert convergence["hinge"][2] == "never"
     hinge = table_row(text, "hinge")
-    assert hinge[3] == "55 %" and hinge[9] == "never"
-    assert table_row(text, "squared_hinge")[3] == "82 %"
+    assert hinge[4] == "55 %" and table_row(text, "squared_hinge")[4] == "82 %"
+    # Ranked rows: best first in every table.
+    assert list(table_rows(text, "Test accuracy"))[1:] == ["categorical_crossentropy", "squared_hinge", "hinge"]
 
     for name in ("loss_shapes", "test_accuracy", "validation_accuracy", "curves_hinge", "confusion_hinge"):
         assert f"](figures/{name}.png)" in text
         assert (output.parent / "figures" / f"{name}.png").is_file()
     assert "Not rendered" not in text
+    assert ("| Dataset | CIFAR-10, JPEG copy (quality 75) from `../shared/data/cifar10-jpeg.tar.gz` "
+            "(`preprocess.dataset: image_folder`) |") in text
     assert "not the official archive" in text and "measured on that copy" in text
     assert "far shorter than the paper's 100" in text
     assert "width 0.1" in text and "13,000 parameters" in text
     assert "CPU: synthetic" in text and "keras 3.15.1" in text
     assert re.search(r"Produced by `.+` with lossbench \S+, Python", text)
+
+
+def test_the_dataset_row_names_cifar10_and_its_copy():
+    params = study_params()
+    assert report.dataset_text(params) == (
+        "CIFAR-10, official python release from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz "
+        "(`preprocess.dataset: cifar10`)")
+    params = study_params(source="/data/other.tar.gz", dataset="image_folder", sha256="ab" * 32, md5=None)
+    assert report.dataset_text(params) == (
+        "CIFAR-10, image-folder copy from `/data/other.tar.gz` (`preprocess.dataset: image_folder`)")
+    params = study_params(source="/data/cifar-10-python.tar.gz")
+    assert report.dataset_text(params).startswith("CIFAR-10, python release, local copy from `/data/")
 
 
 def test_conclusions_follow_the_numbers(tmp_path):
@@ -74,6 +152,12 @@ def test_one_seed_gives_no_significance_test_and_notes_missing_figures(tmp_path)
     text = write_report(tmp_path, one_seed)
     assert "Fewer than 3 seeds shared by any two losses: no significance test" in text
     assert "Paired t-tests" not in text
+    # One run per loss: no bold claim, and the ranking says what it rests on.
+    assert "**`categorical_crossentropy` has the highest" not in text
+    assert ("`categorical_crossentropy` has the highest mean test accuracy: 86.0 % (n = 1). Then "
+            "`squared_hinge` 80.0 %, `hinge` 53.0 %. This ranking rests on one run per loss and is "
+            "not tested.") in text
+    assert "tests above" not in text
     assert table_row(text, "hinge")[2] == "53.0 %"  # no interval with one seed
     assert "Not rendered: loss_shapes.png" in text
     assert "downloaded from https://www.cs.toronto.edu" in text
@@ -99,10 +183,14 @@ def test_ties_and_chance_level_are_stated(tmp_path):
     }
     text = write_report(tmp_path, study)
     assert "**`categorical_crossentropy`, `squared_hinge` tie for the highest mean test accuracy**" in text
-    assert "Not above chance (10.0 % for 10 classes): `hinge`." in text
+    bullet = next(line for line in text.splitlines() if line.startswith("- Runs above chance"))
+    assert bullet.startswith("- Runs above chance, 10.0 % for 10 classes (exact one-sided binomial "
+                             "test of each run's correct test images, α = 0.05): ")
+    assert "`categorical_crossentropy` 3 of 3 runs; `squared_hinge` 3 of 3 runs; `hinge` 0 of 3 runs." in bullet
+    assert bullet.endswith("Not above chance in any run: `hinge` (0 of 3).")
     assert "not significantly different from `squared_hinge`" in text
     # A loss at chance and a tie: the ranking can be neither reproduced nor refuted.
-    assert "is not testable at this scale: `hinge` did not rise above chance" in text
+    assert "is not testable at this scale: `hinge` did not rise above chance in any run" in text
     assert "is reproduced" not in text and "is not reproduced" not in text
 
 
@@ -127,9 +215,10 @@ def test_runs_with_a_dead_final_layer_are_named_not_blamed_on_the_loss(tmp_path)
     dead = frozenset({("categorical_crossentropy", 0)} | {("squared_hinge", seed) for seed in range(3)})
     text = write_report(tmp_path, study, dead=dead)
     bullet = next(line for line in text.splitlines() if "final ReLU layer" in line)
-    assert "**4 runs lost their final ReLU layer**: `categorical_crossentropy` (seed 0), `squared_hinge` (seeds 0, 1, 2)." in bullet
-    assert "all 10 class-score units of the last convolution (`conv_9`" in bullet
-    assert "output 0 on every test image" in bullet and "chance (10.0 % for 10 classes)" in bullet
+    assert ("**4 runs lost their final ReLU layer** (at least 99 % of the last convolution's "
+            "activations on the test images zero, `evaluate.dead_layer_share`): "
+            "`categorical_crossentropy` (seed 0): at least 99 % of conv_9's activations are zero; "
+            "`squared_hinge` (seeds 0, 1, 2): 100.00 % of conv_9's activations are zero.") in bullet
     assert "not evidence about the loss" in bullet
     summary = json.loads((tmp_path / "summary.json").read_text())
     alive = summary["losses"]["categorical_crossentropy"]["test_accuracy_alive"]
@@ -137,12 +226,12 @@ def test_runs_with_a_dead_final_layer_are_named_not_blamed_on_the_loss(tmp_path)
     assert f"`categorical_crossentropy` {report_text.accuracy_with_interval(alive)} (n = 2)" in bullet
     assert bullet.rstrip().endswith("`squared_hinge`: none remain.")
     assert "`hinge`" not in bullet
-    # The chance-level bullet points at the dead layers instead of leaving the loss blamed.
-    # (categorical_crossentropy's interval, over 0.10, 0.60 and 0.62, reaches down to chance too.)
-    assert (
-        "Not above chance (10.0 % for 10 classes): `categorical_crossentropy` (1 of 3 runs with a dead "
-        "final layer, below), `squared_hinge` (3 of 3 runs with a dead final layer, below)."
-    ) in text
+    # Cross-entropy's two live runs beat chance, so the loss is not called "not above chance"
+    # (its t interval over 0.10, 0.60 and 0.62 reaches down to chance, which the old rule took
+    # for a loss at chance). The chance bullet points squared hinge at its dead layers.
+    assert "`categorical_crossentropy` 2 of 3 runs" in text
+    assert "Not above chance in any run: `squared_hinge` (0 of 3; 3 with a dead final layer, below)." in text
+    assert "`categorical_crossentropy` (0 of" not in text
 
 
 def test_a_ranking_without_significant_differences_is_not_testable(tmp_path):
@@ -163,7 +252,7 @@ def test_differences_to_the_paper_only_at_the_papers_scale(tmp_path):
     summary["setup"].update(model_parameters=[1_376_148], epochs_planned=[100],
                             train_size=[50_000], test_size=[10_000])
     assert paper_setup.paper_scale_gaps(summary, params) == []
-    table = report.results_table(summary, params["report"]["paper"], params)
+    table = report_tables.results_tables(summary, params["report"]["paper"], params)
     ce = next(line for line in table if line.startswith("| `categorical_crossentropy` |"))
     mean = np.mean(STUDY["categorical_crossentropy"])
     assert f"| {100 * (mean - 0.85):+.1f} pp |" in ce
@@ -187,13 +276,113 @@ def test_collapsed_runs_are_counted_with_both_means(tmp_path):
     metrics.update(collapsed=True, top_predicted_class_share=1.0)
     path.write_text(json.dumps(metrics))
     compare.run({"confidence_level": 0.95}, metrics_paths, summary_path)
+    add_planned_fields(summary_path, metrics_paths)
     params = study_params()
     text = report.run(params["report"], summary_path, tmp_path, tmp_path / "report.md", params)
     bullet = next(line for line in text.splitlines() if "collapsed**" in line)
     assert bullet.startswith("- **1 run collapsed** (one class predicted for at least 90 % of the test images): "
                              "`categorical_crossentropy` 1 of 3 (seed 0).")
     assert "`categorical_crossentropy` 44.0 % (0.0–100.0 %) with them, 61.0 % ± 12.7 (n = 2) without" in bullet
-    row = table_row(text, "categorical_crossentropy")
-    assert row[11] == "1 of 3" and row[12].startswith("61.0 % ± ")
-    assert table_row(text, "hinge")[11] == "0 of 3"
-    assert "(1 of 3 runs collapsed, below)" in text
+    # Three seeds each: the paired tests ran, and the bullet says they include the run.
+    assert "The ranking and the paired tests include these runs" in bullet and "tests above" not in bullet
+    row = table_row(text, "categorical_crossentropy", "Convergence and failed runs")
+    assert row[4] == "1 of 3" and row[5].startswith("61.0 % ± ")
+    assert table_row(text, "hinge", "Convergence and failed runs")[4] == "0 of 3"
+    # The collapsed run is the one below chance; the two others beat it.
+    assert "`categorical_crossentropy` 2 of 3 runs" in text and "Not above chance in any run" not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# The pre-registered hypotheses.
+# ---------------------------------------------------------------------------------------------
+
+
+def hypothesis(loss_a, loss_b, verdict, difference=0.03, n=5, **fields):
+    """One pre-registered pair as compare writes it (fractions; a - b)."""
+    pair = {"loss_a": loss_a, "loss_b": loss_b, "n": n, "tested": verdict != "not tested",
+            "mean_difference": difference, "ci_low": difference - 0.02, "ci_high": difference + 0.02,
+            "effect_size": 1.234, "p_value": 0.01, "p_value_holm": 0.02, "equivalence_p_value": 0.6,
+            "verdict": verdict, "minimum_detectable_difference": 0.043}
+    pair.update(fields)
+    return pair
+
+
+HYPOTHESES = {
+    "alpha": 0.05, "equivalence_margin": 0.02, "power": 0.8,
+    "pairs": [
+        hypothesis("categorical_crossentropy", "squared_hinge", "reproduced"),
+        hypothesis("squared_hinge", "hinge", "reversed", difference=-0.05),
+        hypothesis("categorical_crossentropy", "ova_hinge", "equivalent", difference=0.004,
+                   equivalence_p_value=0.01, p_value_holm=0.8),
+        hypothesis("ova_squared_hinge", "ova_hinge", "inconclusive", difference=0.01, p_value_holm=0.4,
+                   equivalence_p_value=0.3),
+        hypothesis("categorical_crossentropy", "crammer_singer_hinge", "not tested", n=5, mean_difference=None,
+                   ci_low=None, ci_high=None, effect_size=None, p_value=None, p_value_holm=None,
+                   equivalence_p_value=None, minimum_detectable_difference=None),
+        hypothesis("hinge", "ova_hinge", "not tested", n=2, mean_difference=None, ci_low=None, ci_high=None,
+                   effect_size=None, p_value_holm=None, equivalence_p_value=None),
+    ],
+    "untrainable_losses": {"crammer_singer_hinge": "It collapsed to one class in every run."},
+}
+
+
+def test_the_hypotheses_section_has_a_table_and_a_sentence_per_verdict():
+    lines = hypotheses_section({"confidence_level": 0.95, "alpha": 0.05, "hypotheses": HYPOTHESES})
+    text = "\n".join(lines)
+    assert lines[0] == "## Pre-registered hypotheses"
+    header = next(line for line in lines if line.startswith("| Paper's claim"))
+    assert header == "| Paper's claim | n | Difference a − b (95 % CI) | d_z | Holm p | TOST p | Verdict |"
+    assert ("| `categorical_crossentropy` > `squared_hinge` | 5 | +3.0 pp (+1.0 pp to +5.0 pp) | 1.23 | "
+            "p = 0.020 | p = 0.600 | reproduced |") in lines
+    assert "| `hinge` > `ova_hinge` | 2 | — | — | — | — | not tested |" in lines
+    assert ("- `categorical_crossentropy` > `squared_hinge`: reproduced. `categorical_crossentropy` is "
+            "significantly higher (a − b = +3.0 pp, 95 % CI +1.0 pp to +5.0 pp, Holm-adjusted p = 0.020, "
+            "n = 5).") in lines
+    assert "- `squared_hinge` > `hinge`: reversed. `hinge` is significantly higher, against the paper's claim" in text
+    assert ("- `categorical_crossentropy` > `ova_hinge`: not reproduced. The two are equivalent within "
+            "±2.0 points (TOST p = 0.010; a − b = +0.4 pp") in text
+    inconclusive = next(line for line in lines if "inconclusive." in line)
+    assert inconclusive.endswith("with n = 5 the study could have detected a difference of 4.3 points at 80 % power.")
+    assert "neither significant nor shown to lie within ±2.0 points (TOST p = 0.300)" in inconclusive
+    assert ("- `categorical_crossentropy` > `crammer_singer_hinge`: not tested. `crammer_singer_hinge` is "
+            "untrainable here. It collapsed to one class in every run.") in lines
+    assert "- `hinge` > `ova_hinge`: not tested. 2 shared seeds, at least 3 needed." in lines
+    assert ("- `crammer_singer_hinge` is untrainable here, so left out of the ranking. It collapsed to one "
+            "class in every run.") in lines
+    assert hypotheses_section({"losses": {}}) == []
+
+
+def test_an_inconclusive_pair_without_a_detectable_difference_says_so():
+    pair = hypothesis("a", "b", "inconclusive", minimum_detectable_difference=None)
+    text = "\n".join(hypotheses_section({"hypotheses": dict(HYPOTHESES, pairs=[pair], power=0.9)}))
+    assert "the smallest difference it could have detected at 90 % power is unknown" in text
+
+
+def test_the_report_renders_the_hypotheses_before_the_conclusions(tmp_path):
+    summary_path, metrics_paths, _ = write_study(tmp_path, STUDY)
+    summary = add_planned_fields(summary_path, metrics_paths)
+    summary["hypotheses"] = dict(HYPOTHESES, pairs=HYPOTHESES["pairs"][:1], untrainable_losses={
+        "hinge": "Its loss did not fall in any run."})
+    summary_path.write_text(json.dumps(summary))
+    params = study_params()
+    text = report.run(params["report"], summary_path, tmp_path, tmp_path / "report.md", params)
+    assert text.index("## Pre-registered hypotheses") < text.index("## Conclusions")
+    ranking = next(line for line in text.splitlines() if "has the highest mean test accuracy" in line)
+    assert "Then `squared_hinge` 80.8 %." in ranking
+    assert ranking.endswith("`hinge` is left out of the ranking as untrainable here: Its loss did not fall in any run.")
+
+
+def test_the_fit_table_keeps_the_running_accuracy_apart_from_training_accuracy():
+    entry = {"runs": 3, "test_accuracy": {"n": 3, "mean": 0.6, "std": 0.01, "ci_low": 0.59, "ci_high": 0.61},
+             "train_accuracy": {"n": 3, "mean": 0.7}, "generalization_gap": {"n": 3, "mean": 0.1},
+             "running_accuracy": {"n": 3, "mean": 0.65}}
+    data = {"losses": {"a": entry}, "setup": {"train_accuracy_images": [2000]}}
+    lines = report_tables.fit_table(data, {"a": {"train_accuracy": 0.91}}, gaps=[])
+    assert lines[0] == ("| Loss | Train accuracy (no augmentation) | Gap train − test | Running accuracy on "
+                        "augmented batches | Paper train accuracy (running) | Δ running − paper |")
+    assert lines[2] == "| `a` | 70.0 % | +10.0 pp | 65.0 % | 91 % | -26.0 pp |"
+    assert "accuracy on 2,000 training images it trained on, predicted without augmentation" in lines[-1]
+    assert "it is not the model's training accuracy" in lines[-1]
+    row = report_tables.accuracy_row("a", dict(entry, above_chance_runs=2,
+                                               initial_output_gradient_scale={"n": 3, "mean": 0.0032}), {}, [])
+    assert row[3] == "2 of 3" and row[6] == "0.0032"

@@ -3,7 +3,8 @@
 In:  the trained model (`data/models/<loss>-seed<seed>.keras`, taking uint8 images and
      returning one score row per image), the prepared data (`lossbench.prepared.
      load_prepared`), the run's training log directory (`history.json`, `run.json`) and
-     `evaluate.batch_size` / `evaluate.convergence_thresholds` from params.yaml.
+     params.yaml's `evaluate:` section (batch size, convergence thresholds, collapse share,
+     dead-layer share, training sample size).
 Out: two JSON files (both `cache: false`, so git tracks them and reviews need no cache):
 
      - the review metrics (`reports/metrics/<loss>-seed<seed>.json`, the stage's DVC
@@ -21,13 +22,16 @@ Out: two JSON files (both `cache: false`, so git tracks them and reviews need no
      {
        "loss": "hinge", "seed": 0,
        "test_accuracy": 0.53, "test_error": 0.47, "test_loss": 0.947, "test_size": 10000,
-       "non_finite_predictions": 0, "top_predicted_class_share": 0.13, "collapsed": false,
-       "train_accuracy": 0.55, "generalization_gap": 0.02,
+       "above_chance_p_value": 1.2e-300, "non_finite_predictions": 0,
+       "top_predicted_class_share": 0.13, "collapsed": false,
+       "train_accuracy": 0.57, "train_accuracy_images": 2000, "generalization_gap": 0.04,
+       "running_accuracy": 0.55,
        "final_val_accuracy": 0.53, "best_val_accuracy": 0.54, "best_val_epoch": 97,
        "train_seconds": 26800.0, "epochs_planned": 100, "epochs_completed": 100,
        "diverged": false, "diverged_epoch": null, "model_parameters": 1376148,
+       "initial_output_gradient_scale": 0.004,
        "final_conv_active_fraction": 0.31, "final_conv_dead_channels": 0,
-       "final_conv_channels": 10,
+       "final_conv_channels": 10, "final_layer_dead": false,
        "convergence": {"50%": {"threshold": 0.5, "epoch": 61, "seconds": 16400.2}, ...},
        "per_class_accuracy": {"airplane": 0.61, ...},
        "class_names": ["airplane", ...],
@@ -42,9 +46,17 @@ Out: two JSON files (both `cache: false`, so git tracks them and reviews need no
      would fill `dvc metrics diff` with rows that say nothing about the change under review.
 
 Definitions:
-- `train_accuracy` is the last epoch's training accuracy as Keras logged it during that epoch
-  (on augmented images, averaged over the epoch's batches), as the paper's Keras 1 reported
-  it. `generalization_gap` is `train_accuracy - test_accuracy`.
+- `above_chance_p_value`: an exact one-sided binomial test (scipy.stats.binomtest) of the
+  correct count (test_accuracy x test_size) against p = 1 / classes on the run's own test set.
+- `train_accuracy` is the final model's accuracy on `train_accuracy_images` training images
+  predicted without augmentation (`training_sample`: `evaluate.train_sample` images, 2000 by
+  default, null = all, drawn with a fixed seed from the images the run trained on; null when
+  those are unknown). `generalization_gap` is `train_accuracy - test_accuracy`, both measured
+  the same way. `running_accuracy` is what Keras logged as accuracy during the last epoch
+  (on augmented images, averaged over batches while the weights changed), as the paper's
+  Keras 1 reported "training accuracy"; it is not the model's accuracy on training images.
+- `initial_output_gradient_scale` is copied from run.json where train recorded it (mean
+  |dL/d output| at initialisation), else null.
 - Validation figures come from `history.json`. With `train.validation: test`, as in the
   paper, the "validation" set *is* the test set, so `best_val_accuracy` is an optimistic,
   test-selected number; `test_accuracy` is always that of the final model.
@@ -59,19 +71,19 @@ Definitions:
   evaluated test images (the model as evaluated: no augmentation). `final_conv_active_fraction`
   is the fraction of its activations (images x positions x channels) that are positive;
   `final_conv_dead_channels` counts the channels never positive on any test image;
-  `final_conv_channels` is its channel count. Why: a ReLU unit whose input is negative for
-  every image outputs 0 and gets no gradient, so it stays dead. When all of `conv_9`'s units
-  are dead, the Dense layer sees the same all-zero input for every image and predicts one
-  class for all of them, so the run sits at chance (a CE loss of ln 10 on CIFAR-10) whatever
-  the loss. This happens to the paper's architecture (ReLU on the class-score layer, no batch
+  `final_conv_channels` is its channel count. `final_layer_dead` is true when at least
+  `evaluate.dead_layer_share` (0.99) of the activations are zero (1 - active fraction), null
+  when the fraction is unknown. Why: a ReLU unit whose input is negative for every image
+  outputs 0 and gets no gradient, so it stays dead. When (nearly) all of `conv_9`'s outputs
+  are 0, the Dense layer sees (nearly) the same input for every image and predicts one class
+  for (nearly) all of them, so the run sits at chance whatever the loss. This happens to the paper's architecture (ReLU on the class-score layer, no batch
   normalisation) under SGD, notably in short or narrow runs; `lossbench compare` counts such
   runs and `lossbench report` names them instead of blaming the loss.
   `conv_9` is looked up in the model and in the models nested in it (the training model
   wraps the classifier behind `Rescaling` and the augmentation); when it is nested, it is
-  fed the images through the outer model's `Rescaling` (uint8 / 255 without one). All three
-  are null for a model with no layer named `conv_9`; the fraction and the dead-channel count
-  are null when any activation is not finite (a diverged run is reported as diverged, not as
-  dead).
+  fed the images through the outer model's `Rescaling` (uint8 / 255 without one). All are
+  null for a model with no layer named `conv_9`, and all but the channel count when any
+  activation is not finite (a diverged run is reported as diverged, not as dead).
 - `collapsed` is true when one class was predicted for at least `evaluate.collapse_share`
   (0.9) of the test images (`top_predicted_class_share`), whatever the cause: a dead final
   layer is one cause, a softmax saturated on one class another. Such a model says nothing
@@ -79,8 +91,9 @@ Definitions:
   with and without them.
 - Every value that is not finite is written as null, so the file is strict JSON.
 
-The numbers are computed by `lossbench.metrics` from arrays; this module loads the model,
-runs it on the test images, reads the training logs and writes the two files.
+The numbers are computed by `lossbench.metrics` from arrays (conv_9's activity by
+`lossbench.activations`); this module loads the model, runs it on the test images and the
+training sample, reads the training logs and writes the two files.
 """
 
 from __future__ import annotations
@@ -94,10 +107,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lossbench.activations import FINAL_CONV_LAYER, final_conv_activity
 from lossbench.atomic import write_json
-from lossbench.metrics import NO_FINAL_CONV, activation_summary, build_metrics, mean_loss
-from lossbench.model import FINAL_CONVOLUTION_NAME
+from lossbench.metrics import DEAD_LAYER_SHARE, build_metrics, mean_loss
 from lossbench.runs import final_layer_dead
+from lossbench.training_sample import DEFAULT_TRAIN_SAMPLE, training_sample
 
 logger = logging.getLogger(__name__)
 
@@ -197,78 +211,6 @@ def predict_scores(model, images: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate(batches, axis=0)
 
 
-# The last convolution, named by the model that builds it.
-FINAL_CONV_LAYER = FINAL_CONVOLUTION_NAME
-
-
-def find_layer(model, name: str):
-    """(the model holding the layer called `name`, the layer), searching nested models.
-
-    Looks at `model`'s own layers first, then depth first into layers that hold layers
-    (a nested Functional model or a Sequential). Returns (None, None) when there is none.
-    """
-    layers = list(getattr(model, "layers", None) or [])
-    for layer in layers:
-        if layer.name == name:
-            return model, layer
-    for layer in layers:
-        if getattr(layer, "layers", None):
-            owner, found = find_layer(layer, name)
-            if found is not None:
-                return owner, found
-    return None, None
-
-
-def _input_scaling(model) -> tuple[np.ndarray, np.ndarray]:
-    """(scale, offset) of `model`'s own Rescaling layer, or (1/255, 0) without exactly one."""
-    import keras
-
-    rescaling = [layer for layer in model.layers if isinstance(layer, keras.layers.Rescaling)]
-    if len(rescaling) != 1:
-        return np.float32(1.0 / 255.0), np.float32(0.0)
-    layer = rescaling[0]
-    return np.asarray(layer.scale, dtype=np.float32), np.asarray(layer.offset, dtype=np.float32)
-
-
-def final_conv_activity(
-    model, images: np.ndarray, batch_size: int, layer_name: str = FINAL_CONV_LAYER
-) -> dict[str, Any]:
-    """`activation_summary` of the layer `layer_name` (conv_9) on uint8 `images`.
-
-    When the layer sits in `model` itself, the sub-model from `model`'s input takes the images
-    as they are. When it sits in a nested model (the training model's classifier), the
-    sub-model starts at that model's input and gets the images scaled as the outer model's
-    `Rescaling` scales them (uint8 / 255 without one) as float32: the layers between, the
-    augmentation, do nothing at inference. Returns all-null values when there is no such
-    layer or no sub-model can be built to it (a subclassed model).
-    """
-    import keras
-    from keras import ops
-
-    if batch_size < 1:
-        raise ValueError(f"evaluate.batch_size must be at least 1, got {batch_size}.")
-    owner, layer = find_layer(model, layer_name)
-    if layer is None:
-        logger.info("The model has no layer %r: final_conv_* metrics are null.", layer_name)
-        return dict(NO_FINAL_CONV)
-    try:
-        sub_model = keras.Model(owner.input, layer.output)
-    except (AttributeError, ValueError, TypeError) as error:
-        logger.warning("Cannot read the output of layer %r (%s): final_conv_* metrics are null.",
-                       layer_name, error)
-        return dict(NO_FINAL_CONV)
-    scale, offset = _input_scaling(model)
-
-    def batches():
-        for start in range(0, len(images), batch_size):
-            batch = images[start:start + batch_size]
-            if owner is not model:
-                batch = batch.astype(np.float32) * scale + offset
-            yield ops.convert_to_numpy(sub_model(batch, training=False))
-
-    return activation_summary(batches())
-
-
 def evaluate_model(
     evaluate_params: dict,
     loss_name: str,
@@ -279,8 +221,14 @@ def evaluate_model(
     class_names: Sequence[str],
     history: Sequence[dict],
     run_info: dict,
+    train_images: np.ndarray | None = None,
+    train_labels: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Metrics of an in-memory model; `run` adds the reading of files around this."""
+    """Metrics of an in-memory model; `run` adds the reading of files around this.
+
+    The training images (optional) give the measured training accuracy: the model predicts
+    `training_sample`'s images with training=False, so without augmentation.
+    """
     import keras
 
     from lossbench.losses import get_loss
@@ -288,6 +236,10 @@ def evaluate_model(
     spec = get_loss(loss_name)
     batch_size = int(evaluate_params.get("batch_size", 500))
     scores = predict_scores(model, test_images, batch_size)
+    sample = None if train_labels is None else training_sample(
+        train_labels, run_info, seed, evaluate_params.get("train_sample", DEFAULT_TRAIN_SAMPLE))
+    train_sample = None if sample is None else (
+        train_labels[sample], predict_scores(model, train_images[sample], batch_size))
     return build_metrics(
         loss_name,
         seed,
@@ -302,6 +254,8 @@ def evaluate_model(
         evaluation_backend=keras.backend.backend(),
         final_conv=final_conv_activity(model, test_images, batch_size),
         collapse_share=evaluate_params.get("collapse_share", 0.9),
+        train_sample=train_sample,
+        dead_layer_share=evaluate_params.get("dead_layer_share", DEAD_LAYER_SHARE),
     )
 
 
@@ -323,10 +277,14 @@ def _warn_if_uninformative(metrics: dict[str, Any], loss_name: str, seed: int) -
     """Warn when the run's accuracy says nothing about its loss: a dead final layer, or
     one class predicted for (nearly) every image for another reason."""
     if final_layer_dead(metrics):
+        active = metrics.get("final_conv_active_fraction")
+        zeros = (f"every channel of {FINAL_CONV_LAYER} is zero on every test image" if active is None
+                 else f"{100.0 * (1.0 - active):.2f} % of {FINAL_CONV_LAYER}'s activations on the "
+                 "test images are zero")
         logger.warning(
-            "%s seed %d: every channel of %s is dead (0 on every test image), so the model "
-            "predicts one class for all images: its accuracy says nothing about the loss.",
-            loss_name, seed, FINAL_CONV_LAYER,
+            "%s seed %d: %s (a dead final layer), so the model predicts (nearly) the same "
+            "class for every image: its accuracy says nothing about the loss.",
+            loss_name, seed, zeros,
         )
     elif metrics["collapsed"]:
         logger.warning(
@@ -369,6 +327,8 @@ def run(
         data.class_names,
         history,
         run_info,
+        train_images=data.train_images,
+        train_labels=data.train_labels,
     )
     write_json(output, metrics)
     if metrics_output is not None:

@@ -1,13 +1,16 @@
 """The numbers of one run's evaluation, computed from arrays: no model, no files.
 
-In:  the true labels and the model's score rows of the test images, the class names, the
-     run's training history (`history.json`'s epochs) and run information (`run.json`), the
-     output batches of the final convolution, and a loss function.
+In:  the true labels and the model's score rows of the test images (and of a sample of the
+     training images, predicted without augmentation), the class names, the run's training
+     history (`history.json`'s epochs) and run information (`run.json`), the output batches
+     of the final convolution, and a loss function.
 Out: accuracy, error, per-class accuracy, the confusion matrix and the share of the most
-     predicted class (`classification_metrics`); the first epoch reaching each validation
-     accuracy (`convergence`); the final and best accuracies (`history_summary`); the mean
-     loss (`mean_loss`); how much of a ReLU layer is active (`activation_summary`); and all
-     of them as the full evaluation's dictionary (`build_metrics`), whose layout and
+     predicted class (`classification_metrics`); the exact one-sided binomial test of the
+     correct count against chance (`above_chance_p_value`); the first epoch reaching each
+     validation accuracy (`convergence`); the final running and best validation accuracies
+     (`history_summary`); the mean loss (`mean_loss`); how much of a ReLU layer is active
+     (`activation_summary`) and whether it counts as dead (`final_layer_dead`); and all of
+     them as the full evaluation's dictionary (`build_metrics`), whose layout and
      definitions `lossbench.evaluate`'s docstring gives.
 
 Every value that is not finite comes out as None, so the evaluate stage's JSON stays strict.
@@ -93,7 +96,7 @@ def classification_metrics(
         class_names: the name of each class index, len == classes.
 
     Returns:
-        {"accuracy", "error", "size", "non_finite_predictions",
+        {"accuracy", "error", "size", "correct", "non_finite_predictions",
          "per_class_accuracy": {name: fraction or None for a class with no images},
          "confusion_matrix": list of lists, rows true labels, columns predicted labels}.
         Rows of non-finite scores count as errors and are not in the confusion matrix.
@@ -121,6 +124,7 @@ def classification_metrics(
         "accuracy": accuracy,
         "error": 1.0 - accuracy,
         "size": int(labels.size),
+        "correct": int(np.count_nonzero(correct)),
         "non_finite_predictions": int(np.count_nonzero(~has_prediction)),
         # The share of all test images given the most often predicted class: 1/classes for a
         # model that spreads its predictions evenly, 1.0 for one that always says one class.
@@ -128,6 +132,26 @@ def classification_metrics(
         "per_class_accuracy": per_class,
         "confusion_matrix": confusion.tolist(),
     }
+
+
+def above_chance_p_value(correct: int, size: int, classes: int) -> float | None:
+    """The p-value of an exact one-sided binomial test that a run beats chance.
+
+    Args:
+        correct: the number of test images predicted right.
+        size: the number of test images (the run's own test set, which may be a subset).
+        classes: the number of classes; chance is 1 / classes.
+
+    Returns:
+        P(X >= correct) for X ~ Binomial(size, 1 / classes) (scipy.stats.binomtest with
+        alternative="greater"), or None without images or with fewer than two classes.
+    """
+    from scipy import stats
+
+    if size < 1 or classes < 2:
+        return None
+    test = stats.binomtest(int(correct), int(size), 1.0 / classes, alternative="greater")
+    return float(test.pvalue)
 
 
 def convergence(history: Sequence[dict], thresholds: Iterable[float]) -> dict[str, dict]:
@@ -162,10 +186,13 @@ def convergence(history: Sequence[dict], thresholds: Iterable[float]) -> dict[st
 
 
 def history_summary(history: Sequence[dict]) -> dict[str, Any]:
-    """The final training accuracy and the best and final validation accuracies.
+    """The last epoch's running accuracy and the best and final validation accuracies.
 
-    Returns {"train_accuracy", "final_val_accuracy", "best_val_accuracy", "best_val_epoch"};
+    Returns {"running_accuracy", "final_val_accuracy", "best_val_accuracy", "best_val_epoch"};
     a value is None where the history has no finite one (an empty or diverged history).
+    `running_accuracy` is what Keras logged as "accuracy" during the last epoch: the mean
+    over that epoch's batches, on augmented images, while the weights were still changing.
+    It is not the model's accuracy on the training images (`build_metrics` measures that).
     The best epoch is the earliest one reaching the maximum, so ties favour faster training.
     """
     last = history[-1] if history else {}
@@ -175,7 +202,7 @@ def history_summary(history: Sequence[dict]) -> dict[str, Any]:
         if accuracy is not None and (best_accuracy is None or accuracy > best_accuracy):
             best_accuracy, best_epoch = accuracy, int(record["epoch"])
     return {
-        "train_accuracy": finite_or_none(last.get("accuracy")),
+        "running_accuracy": finite_or_none(last.get("accuracy")),
         "final_val_accuracy": finite_or_none(last.get("val_accuracy")),
         "best_val_accuracy": best_accuracy,
         "best_val_epoch": best_epoch,
@@ -227,6 +254,60 @@ def activation_summary(batches: Iterable[np.ndarray]) -> dict[str, Any]:
 NO_FINAL_CONV = {"final_conv_active_fraction": None, "final_conv_dead_channels": None,
                  "final_conv_channels": None}
 
+# The zero fraction at or above which conv_9 counts as dead (`evaluate.dead_layer_share`).
+DEAD_LAYER_SHARE = 0.99
+# The share is compared with 1 - (a fraction of counts): a margin of rounding keeps a layer
+# with exactly the share of zeros from being judged by the last bit of a float.
+SHARE_TOLERANCE = 1e-12
+
+
+def final_layer_dead(active_fraction: float | None, dead_layer_share: float = DEAD_LAYER_SHARE) -> bool | None:
+    """Whether the final convolution counts as dead, from its active (positive) fraction.
+
+    A ReLU outputs exactly 0 wherever it is not positive, so 1 - `active_fraction` is the
+    fraction of its activations that are zero. The layer is dead when that fraction is at
+    least `dead_layer_share`; None when the fraction is unknown (no conv_9, or non-finite
+    activations of a diverged run).
+    """
+    if active_fraction is None:
+        return None
+    return 1.0 - float(active_fraction) >= float(dead_layer_share) - SHARE_TOLERANCE
+
+
+def training_fields(history: Sequence[dict], test_accuracy: float,
+                    train_sample: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """Training accuracy measured on un-augmented training images, and the running one.
+
+    `train_sample` is (labels, score rows) of the training images evaluate predicted without
+    augmentation; without it (or with no image in it) the measured values are None.
+    Returns {"train_accuracy", "train_accuracy_images", "generalization_gap" (train minus
+    test accuracy, both measured the same way), "running_accuracy" (Keras's, see
+    `history_summary`)}.
+    """
+    train_accuracy = images = None
+    if train_sample is not None and len(train_sample[0]) > 0:
+        labels = np.asarray(train_sample[0]).reshape(-1).astype(np.int64)
+        train_accuracy = float(np.mean(predicted_labels(train_sample[1]) == labels))
+        images = int(labels.size)
+    return {
+        "train_accuracy": train_accuracy,
+        "train_accuracy_images": images,
+        "generalization_gap": None if train_accuracy is None else train_accuracy - test_accuracy,
+        "running_accuracy": history_summary(history)["running_accuracy"],
+    }
+
+
+def final_conv_fields(final_conv: dict[str, Any] | None, dead_layer_share: float) -> dict[str, Any]:
+    """The `final_conv_*` values (null without a measurement) and `final_layer_dead`."""
+    final_conv = {**NO_FINAL_CONV, **(final_conv or {})}
+    active = finite_or_none(final_conv["final_conv_active_fraction"])
+    return {
+        "final_conv_active_fraction": active,
+        "final_conv_dead_channels": final_conv["final_conv_dead_channels"],
+        "final_conv_channels": final_conv["final_conv_channels"],
+        "final_layer_dead": final_layer_dead(active, dead_layer_share),
+    }
+
 
 def _setup(run_info: dict, evaluation_backend: str | None) -> dict[str, Any]:
     """Where and how the run was trained (from its run.json) and evaluated."""
@@ -257,20 +338,20 @@ def build_metrics(
     evaluation_backend: str | None = None,
     final_conv: dict[str, Any] | None = None,
     collapse_share: float = 0.9,
+    train_sample: tuple[np.ndarray, np.ndarray] | None = None,
+    dead_layer_share: float = DEAD_LAYER_SHARE,
 ) -> dict[str, Any]:
     """Assemble the full evaluation's dictionary (layout in `lossbench.evaluate`'s docstring).
 
     A run is `collapsed` when at least `collapse_share` of the test images get one class
-    (`evaluate.collapse_share` in params.yaml), whatever the cause.
-
-    `final_conv` is `activation_summary`'s dictionary (or `final_conv_activity`'s); without
-    it the three `final_conv_*` values are null.
+    (`evaluate.collapse_share` in params.yaml), whatever the cause. `train_sample` is
+    (labels, scores) of the training images predicted without augmentation; without it the
+    measured training accuracy and the gap are null. `final_conv` is `activation_summary`'s
+    dictionary (or `final_conv_activity`'s); without it the `final_conv_*` values and
+    `final_layer_dead` are null. The layer is dead at `dead_layer_share` zeros or more.
     """
-    final_conv = {**NO_FINAL_CONV, **(final_conv or {})}
     classification = classification_metrics(labels, scores, class_names)
     from_history = history_summary(history)
-    train_accuracy = from_history["train_accuracy"]
-    gap = None if train_accuracy is None else train_accuracy - classification["accuracy"]
     diverged_epoch = run_info.get("diverged_epoch")
     return {
         "loss": loss_name,
@@ -279,11 +360,12 @@ def build_metrics(
         "test_error": classification["error"],
         "test_loss": finite_or_none(test_loss),
         "test_size": classification["size"],
+        "above_chance_p_value": above_chance_p_value(
+            classification["correct"], classification["size"], len(class_names)),
         "non_finite_predictions": classification["non_finite_predictions"],
         "top_predicted_class_share": classification["top_predicted_class_share"],
         "collapsed": classification["top_predicted_class_share"] >= collapse_share,
-        "train_accuracy": train_accuracy,
-        "generalization_gap": gap,
+        **training_fields(history, classification["accuracy"], train_sample),
         "final_val_accuracy": from_history["final_val_accuracy"],
         "best_val_accuracy": from_history["best_val_accuracy"],
         "best_val_epoch": from_history["best_val_epoch"],
@@ -293,13 +375,11 @@ def build_metrics(
         "diverged": bool(run_info.get("diverged", False)),
         "diverged_epoch": None if diverged_epoch is None else int(diverged_epoch),
         "model_parameters": model_parameters,
-        "final_conv_active_fraction": finite_or_none(final_conv["final_conv_active_fraction"]),
-        "final_conv_dead_channels": final_conv["final_conv_dead_channels"],
-        "final_conv_channels": final_conv["final_conv_channels"],
+        "initial_output_gradient_scale": finite_or_none(run_info.get("initial_output_gradient_scale")),
+        **final_conv_fields(final_conv, dead_layer_share),
         "convergence": convergence(history, thresholds),
         "per_class_accuracy": classification["per_class_accuracy"],
         "class_names": [str(name) for name in class_names],
         "confusion_matrix": classification["confusion_matrix"],
         "setup": _setup(run_info, evaluation_backend),
     }
-

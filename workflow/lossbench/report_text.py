@@ -4,7 +4,8 @@ In:  fractions, differences of fractions, seconds, p-values, counts, lists of va
      summary statistics `lossbench compare` writes ({"n", "mean", "std", "ci_low",
      "ci_high"}).
 Out: short strings for Markdown tables and sentences: "84.3 %", "+1.2 pp", "12.5 min",
-     "p < 0.001", "1,376,148", "84.3 % ± 0.6". A missing value (None) is written as "—".
+     "p < 0.001", "1,376,148", "84.3 % ± 0.6", "0.0032", "3 runs". A missing value (None)
+     is written as "—".
 
 Shared by the report stage and the modules that write its sentences (`findings`,
 `paper_setup`), so a number reads the same in the table, the conclusions and the caveats.
@@ -25,6 +26,27 @@ def percent(fraction: float | None, decimals: int = 1) -> str:
 def points(difference: float | None, decimals: int = 1) -> str:
     """A difference of fractions in percentage points: 0.012 -> "+1.2 pp"."""
     return MISSING if difference is None else f"{100.0 * difference:+.{decimals}f} pp"
+
+
+def scale(value: float | None) -> str:
+    """A positive magnitude of any size to two significant digits: 0.00321 -> "0.0032"."""
+    return MISSING if value is None else f"{value:.2g}"
+
+
+def plural(number: int, word: str) -> str:
+    """"1 run", "4 runs", "0 runs"."""
+    return f"{number} {word}{'' if number == 1 else 's'}"
+
+
+def full_sentence(text: str) -> str:
+    """A reason given in the summary as a sentence of its own: stripped, with a full stop."""
+    text = str(text).strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def backticked(names) -> str:
+    """Names as code, "`a`, `b`"."""
+    return ", ".join(f"`{name}`" for name in names)
 
 
 def duration(seconds: float | None) -> str:

@@ -37,7 +37,15 @@ def run_names(train_params: dict) -> list[str]:
 
 
 def final_layer_dead(metrics: dict) -> bool:
-    """Whether a run's metrics say that every channel of its final conv layer is dead."""
+    """Whether a run's metrics say that its final conv layer (conv_9) is dead.
+
+    `lossbench evaluate` writes `final_layer_dead`: at least `evaluate.dead_layer_share` of
+    conv_9's activations on the test set are zero. Metrics written before that key existed
+    (or holding null there) fall back to the older, stricter rule: every channel was zero on
+    every test image. A run whose layer was not measured counts as alive.
+    """
+    if metrics.get("final_layer_dead") is not None:
+        return bool(metrics["final_layer_dead"])
     channels = metrics.get("final_conv_channels")
     dead = metrics.get("final_conv_dead_channels")
     return channels is not None and dead is not None and channels > 0 and dead == channels
