@@ -101,6 +101,7 @@ def _figures(args: argparse.Namespace, params: dict) -> None:
         log_dirs=_per_run_paths(args.training_logs, params, ""),
         output_dir=args.output,
         epochs_path=args.epochs,
+        tuning_paths=_per_loss_paths(args.tuning, params),
     )
 
 
@@ -113,6 +114,7 @@ def _report(args: argparse.Namespace, params: dict) -> None:
         figures_dir=args.figures,
         output=args.output,
         params=params,
+        tuning_paths=_per_loss_paths(args.tuning, params),
     )
 
 
@@ -255,6 +257,8 @@ def _add_pipeline_stages(stages) -> None:
                        help="each run's training log directory, or the directory holding them")
     stage.add_argument("--output", type=Path, required=True, help="directory for the PNG figures")
     stage.add_argument("--epochs", type=Path, required=True, help="the per-epoch CSV table to write")
+    stage.add_argument("--tuning", type=Path, nargs="+", default=None,
+                       help="each loss's tuning result, or their directory")
     stage.set_defaults(handler=_figures)
 
     _add_report_stage(stages)

@@ -54,10 +54,14 @@ Statistics:
   seeds is listed with `tested: false` and null statistics. `mean_difference` is a - b, with
   its t interval. p-values are also adjusted for the number of tested pairs by Holm's method
   (`p_value_holm`); `significant` is `p_value_holm < alpha`, alpha = 1 - confidence_level.
-- A run's final layer is dead when every channel of its last convolution (`conv_9`, the
-  class-score layer) was 0 on every test image (`final_conv_dead_channels ==
-  final_conv_channels` in its metrics, see `lossbench.evaluate`): such a model predicts one
-  class for every image, so its accuracy is chance whatever the loss. `dead_final_layer_runs`
+- A run's final layer is dead when at least `evaluate.dead_layer_share` of its last
+  convolution's activations (`conv_9`, the class-score layer) were 0 on the test set (its
+  metrics' `final_layer_dead`; `lossbench.runs.final_layer_dead`): such a model predicts
+  (nearly) one class for every image, so its accuracy says nothing about the loss.
+  `dead_final_layer_zero_fraction` summarises the zero share over the dead runs.
+- `train_accuracy` is measured by evaluate on un-augmented training images (a sample of
+  `train_accuracy_images`); `running_accuracy` is Keras's running accuracy on augmented batches
+  in the last epoch, kept under its own name; `generalization_gap` = train - test accuracy. `dead_final_layer_runs`
   and `dead_final_layer_seeds` count and name them; `test_accuracy_alive` summarises test
   accuracy over the other runs (runs whose metrics lack the `final_conv_*` values, or hold
   null there, count as alive). `test_accuracy` still includes every run.
@@ -92,6 +96,7 @@ SUMMARISED_METRICS = (
     "test_accuracy",
     "test_loss",
     "train_accuracy",
+    "running_accuracy",
     "generalization_gap",
     "best_val_accuracy",
     "best_val_epoch",
@@ -128,6 +133,7 @@ def collect_setup(runs: Sequence[dict]) -> dict[str, Any]:
         "epochs_planned": _distinct(run.get("epochs_planned") for run in runs),
         "model_parameters": _distinct(run.get("model_parameters") for run in runs),
         "num_classes": _distinct(len(run["class_names"]) for run in runs if run.get("class_names")),
+        "train_accuracy_images": _distinct(run.get("train_accuracy_images") for run in runs),
         "versions": {
             name: _distinct(setup.get("versions", {}).get(name) for setup in setups)
             for name in version_names
@@ -206,6 +212,11 @@ def loss_entry(ordered: list[dict], thresholds: dict[float, str], confidence_lev
     alpha = significance_level(confidence_level)
     for name in SUMMARISED_METRICS:
         entry[name] = describe((run.get(name) for run in ordered), confidence_level)
+    entry["dead_final_layer_zero_fraction"] = describe(
+        (1.0 - run["final_conv_active_fraction"] for run in ordered
+         if final_layer_dead(run) and run.get("final_conv_active_fraction") is not None),
+        confidence_level,
+    )
     entry["test_accuracy_alive"] = describe(
         (run.get("test_accuracy") for run in ordered if not final_layer_dead(run)), confidence_level
     )

@@ -1,8 +1,7 @@
 """The `figures` stage: render the comparison figures as PNG files.
 
-In:  `reports/summary.json` (from `lossbench compare`), the per-run evaluation JSON files
-     (`reports/evaluation/`, from `lossbench evaluate`), the runs' training log directories (`history.json`, `run.json`
-     from `lossbench train`) and the loss registry (`lossbench.losses`).
+In:  `reports/summary.json` (compare), the per-run evaluation files (evaluate), the runs'
+     log directories (train), the tuning results (tune) and the loss registry.
 Out: a directory of PNG files (`reports/figures/`):
 
 - `loss_shapes.png`: the losses as functions of one quantity, as in the paper's Fig. 1,
@@ -21,9 +20,7 @@ Out: a directory of PNG files (`reports/figures/`):
   interval (from the summary) and one dot per seed; the dashed line is chance.
 - `confusion_<loss>.png`: the confusion matrix summed over seeds, each row divided by its
   total, so that the diagonal reads as per-class accuracy.
-
-The figures are rendered into a temporary directory beside the output, which then replaces
-the output directory, so a failed run never leaves a half-filled figure directory.
+- `tuning_learning_rates.png`: hold-out accuracy per learning rate (`lossbench.tuning_report`).
 
 The stage also writes the study's per-epoch table (`reports/epochs.csv`), one row per
 (loss, seed, epoch), columns `loss, seed, run, epoch, train_loss, train_accuracy, val_loss,
@@ -377,20 +374,25 @@ def run(
     log_dirs: Sequence[str | os.PathLike],
     output_dir: str | os.PathLike,
     epochs_path: str | os.PathLike | None = None,
+    tuning_paths: Sequence[str | os.PathLike] = (),
 ) -> list[Path]:
-    """The CLI's entry point: render all figures into `output_dir` (and, when given, write
-    the per-epoch table to `epochs_path`); return the figures' paths."""
+    """The CLI's entry point: render all figures (with the tuning curve of `tuning_paths`,
+    `lossbench.tuning_report`) into `output_dir`, and when given write the per-epoch table to
+    `epochs_path`; return the figures' paths."""
+    from lossbench.tuning_report import FIGURE_NAME, plot_tuning_curves, read_tuning
+
     summary = _read_json(Path(summary_path), "compare")
     if not isinstance(summary, dict) or "losses" not in summary:
         raise ValueError(f"{summary_path} is not a summary from `lossbench compare`; rerun that stage.")
     runs = [_read_json(Path(path), "evaluate") for path in metrics_paths]
     histories = read_histories(log_dirs)
-
+    tuning = read_tuning(tuning_paths)
     output_dir = Path(output_dir)
     # The figures are rendered into a staging directory that replaces output_dir whole, so a
     # failed or interrupted render leaves the previous figures, never a mixture.
     with staged_directory(output_dir) as staging:
         written = render_figures(summary, runs, histories, staging)
+        written += [path for path in [plot_tuning_curves(tuning, staging / FIGURE_NAME)] if path]
     paths = [output_dir / path.name for path in written]
     if epochs_path is not None:
         write_text(epochs_path, epochs_table(histories))

@@ -64,15 +64,19 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "tune": tuple(key for key in TRAIN_KEYS if key not in (
         "train.learning_rate", "train.epochs", "train.validation", "train.holdout_fraction",
     )) + ("tune.learning_rates", "tune.seeds", "tune.epochs", "tune.holdout_fraction"),
-    "evaluate": ("evaluate.batch_size", "evaluate.convergence_thresholds", "evaluate.collapse_share"),
+    "evaluate": (
+        "evaluate.batch_size", "evaluate.convergence_thresholds", "evaluate.collapse_share",
+        "evaluate.dead_layer_share", "evaluate.train_sample",
+    ),
     "compare": (
         "train.losses", "train.seeds", "compare.confidence_level", "compare.primary_pairs",
         "compare.equivalence_margin", "compare.power",
     ),
     "figures": ("train.losses", "train.seeds"),
     "report": (
-        "report.paper", "train.losses", "preprocess.dataset", "download.url", "download.source", "model.width",
-        "train.batch_size", "evaluate.collapse_share",
+        "report.paper", "train.losses", "train.learning_rate", "preprocess.dataset", "download.url",
+        "download.source", "download.sha256", "model.width", "train.batch_size",
+        "evaluate.collapse_share", "evaluate.dead_layer_share",
     ),
 }
 

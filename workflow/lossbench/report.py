@@ -35,10 +35,12 @@ import platform
 import shlex
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from lossbench.atomic import write_text
 from lossbench.findings import conclusions
 from lossbench.paper_setup import PAPER_EPOCHS, PAPER_PARAMETERS, PAPER_TITLE
+from lossbench.tuning_report import read_tuning, tuning_section
 from lossbench.params import STAGE_PARAMS
 from lossbench.report_hypotheses import hypotheses_section
 from lossbench.report_tables import results_tables
@@ -198,8 +200,9 @@ def render_report(
     output: Path,
     params: dict,
     summary_path: Path | None = None,
+    tuning: Sequence[dict] = (),
 ) -> str:
-    """The report's Markdown text."""
+    """The report's Markdown text; `tuning` holds the tune stage's results, if any."""
     paper = report_params.get("paper") or {}
     lines = [
         "# Loss functions for image classification: reproduction report",
@@ -214,6 +217,7 @@ def render_report(
         *results_tables(summary, paper, params),
         "",
         *hypotheses_section(summary),
+        *tuning_section(tuning, params["train"]["learning_rate"]),
         "## Conclusions",
         "",
         *conclusions(summary, paper, params),
@@ -233,8 +237,10 @@ def run(
     figures_dir: str | os.PathLike,
     output: str | os.PathLike,
     params: dict,
+    tuning_paths: Sequence[str | os.PathLike] = (),
 ) -> str:
-    """The CLI's entry point: write the Markdown report to `output`; return its text."""
+    """The CLI's entry point: write the Markdown report to `output` (with the tuning results
+    of `tuning_paths`); return its text."""
     summary_path, figures_dir, output = Path(summary_path), Path(figures_dir), Path(output)
     if not summary_path.is_file():
         raise FileNotFoundError(f"{summary_path} does not exist. Run `lossbench compare` first.")
@@ -246,6 +252,7 @@ def run(
         raise ValueError(f"{summary_path} is not valid JSON ({error}); rerun `lossbench compare`.") from error
     if not isinstance(summary, dict) or "losses" not in summary:
         raise ValueError(f"{summary_path} is not a summary from `lossbench compare`; rerun that stage.")
-    text = render_report(report_params, summary, figures_dir, output, params, summary_path)
+    text = render_report(report_params, summary, figures_dir, output, params, summary_path,
+                         read_tuning(tuning_paths))
     write_text(output, text)
     return text

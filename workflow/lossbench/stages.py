@@ -161,17 +161,20 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "figures",
         "lossbench figures --summary {input.summary} --evaluations {input.evaluations}"
-        " --training-logs {input.log_dirs} --output {output.figures} --epochs {output.epochs}",
+        " --training-logs {input.log_dirs} --tuning {input.tuning} --output {output.figures}"
+        " --epochs {output.epochs}",
         inputs={
             "summary": "reports/summary.json",
             "evaluations": "reports/evaluation/{run}.json",
             "log_dirs": "reports/training/{run}",
+            "tuning": "reports/tune/{loss}.json",
         },
         outputs={
             "figures": Output("reports/figures", directory=True, cache=False),
             "epochs": Output("reports/epochs.csv", cache=False),
         },
         each_run=("evaluations", "log_dirs"),
+        each_loss=("tuning",),
     ),
     Stage(
         "report",
