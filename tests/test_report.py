@@ -217,7 +217,7 @@ def test_runs_with_a_dead_final_layer_are_named_not_blamed_on_the_loss(tmp_path)
     bullet = next(line for line in text.splitlines() if "final ReLU layer" in line)
     assert ("**4 runs lost their final ReLU layer** (at least 99 % of the last convolution's "
             "activations on the test images zero, `evaluate.dead_layer_share`): "
-            "`categorical_crossentropy` (seed 0): at least 99 % of conv_9's activations are zero; "
+            "`categorical_crossentropy` (seed 0): 100.00 % of conv_9's activations are zero; "
             "`squared_hinge` (seeds 0, 1, 2): 100.00 % of conv_9's activations are zero.") in bullet
     assert "not evidence about the loss" in bullet
     summary = json.loads((tmp_path / "summary.json").read_text())
