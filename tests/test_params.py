@@ -115,30 +115,27 @@ def test_stage_fingerprint_changes_only_with_the_stage_keys(params):
     assert {stage for stage in STAGE_PARAMS if before[stage] != after[stage]} == {"preprocess"}
 
 
-def test_an_old_data_section_is_read_from_its_new_place(params, caplog):
-    """params.yaml's `data:` section was split into `download:` and `preprocess:`; an old file
-    (or an old recipe setting data.KEY) still works, with a warning saying where to move it."""
+def test_an_old_data_section_is_refused_naming_where_each_key_went(params):
+    """params.yaml's `data:` section was split into `download:` and `preprocess:`. Read beside
+    them it could disagree with them silently (issue 20, D6: `data.source: A` beside
+    `download.source: B` downloaded A while dvc.lock recorded B), so it is refused."""
     old = copy.deepcopy(params)
     old["data"] = {**old.pop("download"), **old.pop("preprocess")}
-    old["data"]["train_size"] = 500
-    with caplog.at_level("WARNING", logger="lossbench.params"):
-        validated = validate_params(old)
-    assert "data" not in validated
-    assert validated["preprocess"]["train_size"] == 500
-    assert validated["download"]["md5"] == params["download"]["md5"]
-    assert "data.train_size as preprocess.train_size" in caplog.text
+    with pytest.raises(ParamsError) as error:
+        validate_params(old)
+    message = str(error.value)
+    assert "`data:` section, which is no longer read" in message
+    assert "data.source -> download.source" in message
+    assert "data.train_size -> preprocess.train_size" in message
+    assert "then delete `data:`" in message
 
-    # Beside the new sections, a key under data: wins (it is what was set last).
+    # Beside the new sections, even one key that agrees is refused: never one picked quietly.
     both = copy.deepcopy(params)
-    both["data"] = {"train_size": 700}
-    assert validate_params(both)["preprocess"]["train_size"] == 700
-    # A value the schema refuses is named by its new key.
-    both["data"] = {"train_size": -5}
-    with pytest.raises(ParamsError, match="preprocess.train_size is -5"):
+    both["data"] = {"source": "elsewhere.tar.gz"}
+    with pytest.raises(ParamsError, match=r"Move data.source -> download.source"):
         validate_params(both)
-    # An unknown key in data: is not the old section: the schema names it.
     both["data"] = {"resolution": 32}
-    with pytest.raises(ParamsError, match="unknown key data"):
+    with pytest.raises(ParamsError, match=r"data.resolution belong to neither"):
         validate_params(both)
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -81,12 +80,10 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
 }
 
 
-logger = logging.getLogger(__name__)
-
-# Before each stage had its own section, download and preprocess shared one, `data:`. A
-# params.yaml written then still works: its `data.KEY` is read as `SECTION.KEY`, with a
-# warning saying where to move it (DVC, which reads params.yaml itself, needs the new layout).
-LEGACY_DATA_KEYS = {
+# Before each stage had its own section, download and preprocess shared one, `data:`. It is no
+# longer read: beside the new sections it could disagree with them (DVC reads only the new
+# ones), so a params.yaml that has it is refused with where each of its keys now lives.
+MOVED_DATA_KEYS = {
     "url": "download", "md5": "download", "sha256": "download", "source": "download",
     "dataset": "preprocess", "train_size": "preprocess", "test_size": "preprocess",
     "subset_seed": "preprocess",
@@ -167,7 +164,7 @@ def validate_params(params: Any, source: str = "params.yaml") -> dict:
     schema = load_schema()
     if not isinstance(params, dict):
         raise ParamsError(f"{source} must hold a mapping of sections, found {type(params).__name__}.")
-    params = _move_legacy_data_section(params, source)
+    _refuse_data_section(params, source)
     _refuse_non_finite(params, source)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(params), key=lambda error: list(error.absolute_path))
@@ -209,27 +206,26 @@ def _refuse_non_finite(value: Any, source: str, path: tuple = ()) -> None:
         )
 
 
-def _move_legacy_data_section(params: dict, source: str) -> dict:
-    """A copy of `params` with the keys of a `data:` section moved to their sections.
+def _refuse_data_section(params: dict, source: str) -> None:
+    """Raise ParamsError if `params` has the old `data:` section, saying where each key went.
 
-    A key given under `data:` wins over the same key in its new section: it is the value the
-    user wrote last in the old place (an old recipe applied to a new params.yaml).
+    Reading it beside `download:` and `preprocess:` would let the two disagree silently: one
+    tool would use one value and DVC, which reads params.yaml itself, the other.
     """
-    data = params.get("data")
-    if not isinstance(data, dict) or not set(data) <= set(LEGACY_DATA_KEYS):
-        return params  # not the old section: the schema names what is wrong with it
-    moved = copy.deepcopy({name: value for name, value in params.items() if name != "data"})
-    for key, value in data.items():
-        section = moved.setdefault(LEGACY_DATA_KEYS[key], {})
-        if isinstance(section, dict):
-            section[key] = value
-    logger.warning(
-        "%s: the `data:` section is now split into `download:` (url, md5, sha256, source) and "
-        "`preprocess:` (dataset, train_size, test_size, subset_seed); read %s. Move the keys "
-        "there (DVC reads only the new sections).", source,
-        ", ".join(f"data.{key} as {LEGACY_DATA_KEYS[key]}.{key}" for key in data),
+    if "data" not in params:
+        return
+    data = params["data"]
+    keys = list(data) if isinstance(data, dict) else []
+    moves = [f"data.{key} -> {MOVED_DATA_KEYS[key]}.{key}" for key in keys if key in MOVED_DATA_KEYS]
+    unknown = [f"data.{key}" for key in keys if key not in MOVED_DATA_KEYS]
+    raise ParamsError(
+        f"{source} has a `data:` section, which is no longer read: it was split into "
+        "`download:` (url, md5, sha256, source) and `preprocess:` (dataset, train_size, "
+        "test_size, subset_seed). "
+        + (f"Move {', '.join(moves)}" if moves else "Move its keys there")
+        + (f" ({', '.join(unknown)} belong to neither)" if unknown else "")
+        + ", keeping the value you mean where a key is in both places, then delete `data:`."
     )
-    return moved
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
