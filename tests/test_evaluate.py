@@ -193,12 +193,11 @@ def write_prepared(directory: Path, images: np.ndarray, labels: np.ndarray,
 
     Both splits hold `images`; the training split has `train_labels` where given.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    for split, split_labels in (("train", labels if train_labels is None else train_labels),
-                                ("test", labels)):
-        np.save(directory / f"{split}_images.npy", images)
-        np.save(directory / f"{split}_labels.npy", split_labels)
-    (directory / "classes.json").write_text(json.dumps(CLASS_NAMES))
+    from lossbench.prepared import Split, write_prepared as write_arrays
+
+    train = labels if train_labels is None else train_labels
+    write_arrays(directory, {"train": Split(images, train), "test": Split(images, labels)},
+                 CLASS_NAMES)
     return directory
 
 

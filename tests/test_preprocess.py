@@ -528,4 +528,5 @@ def test_a_damaged_prepared_array_is_named_with_the_remedy(tmp_path, cut):
         load_prepared(output_dir)
 
     assert str(damaged) in str(error.value)
-    assert "preprocess" in str(error.value) and "dvc checkout" in str(error.value)
+    assert "--forcerun preprocess" in str(error.value)
+    assert "dvc repro --force preprocess" in str(error.value)

@@ -21,17 +21,18 @@ LOSSBENCH = [sys.executable, "-m", "lossbench.cli"]
 
 def write_prepared(directory: Path, train_count=256, test_count=64, seed=0) -> Path:
     """A small prepared-data directory of learnable synthetic images (class = bright quadrant)."""
+    from lossbench.prepared import Split, write_prepared as write_arrays
+
     rng = np.random.default_rng(seed)
-    directory.mkdir(parents=True, exist_ok=True)
+    splits = {}
     for split, count in (("train", train_count), ("test", test_count)):
         labels = np.arange(count, dtype=np.int32) % 4
         images = rng.integers(0, 80, size=(count, 32, 32, 3), dtype=np.uint8)
         for index, label in enumerate(labels):
             row, column = divmod(int(label), 2)
             images[index, row * 16:(row + 1) * 16, column * 16:(column + 1) * 16] += 150
-        np.save(directory / f"{split}_images.npy", images)
-        np.save(directory / f"{split}_labels.npy", labels)
-    (directory / "classes.json").write_text(json.dumps(["a", "b", "c", "d"]))
+        splits[split] = Split(images, labels)
+    write_arrays(directory, splits, ["a", "b", "c", "d"])
     return directory
 
 

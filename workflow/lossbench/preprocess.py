@@ -20,6 +20,8 @@ Out: a directory holding
   training images in one fixed order seeded by ``preprocess.subset_seed`` (``image_folder_order``),
   test images grouped by class;
 * ``classes.json``: the class names in label order;
+* ``manifest.json``: each of those files' size, SHA-256 and MD5, which the stages that read
+  them check first (``lossbench.prepared``);
 
 and a small JSON of images per class (a plain output that git tracks)::
 
