@@ -61,6 +61,9 @@ def test_defaults_are_filled_in(params):
         (lambda p: p.__setitem__("trian", {}), "unknown key trian"),
         (lambda p: p["train"].__setitem__("epochs", "ten"), "train.epochs is 'ten'"),
         (lambda p: p["train"].__setitem__("epochs", -1), "train.epochs is -1; it must be >= 1"),
+        # Issue 20, D8: a typo of absurd size is refused before anything runs.
+        (lambda p: p["train"].__setitem__("epochs", 10**9), "train.epochs is 1000000000; it must be <= 100000"),
+        (lambda p: p["tune"].__setitem__("epochs", 10**9), "tune.epochs is 1000000000; it must be <= 100000"),
         (lambda p: p["train"].__setitem__("batch_size", 0), "train.batch_size is 0"),
         (lambda p: p["preprocess"].__setitem__("train_size", -5), "preprocess.train_size is -5"),
         (lambda p: p["train"].__setitem__("seeds", [-1]), "train.seeds[0] is -1"),

@@ -105,20 +105,24 @@ def make_batches(images: np.ndarray, labels: np.ndarray, batch_size: int):
     return {"x": dataset, "shuffle": False}
 
 
-def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, orders):
-    """All remaining epochs' training batches as one stream, for one `fit` call.
+def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, epochs: range,
+                     order_of_epoch):
+    """The training batches of `epochs` (0-based) as one stream, for one `fit` call.
 
-    `orders` holds one index array per remaining epoch (`epoch_permutation`); each epoch is
-    batched on its own, so its last batch may be short, exactly as a per-epoch pass would be.
-    `fit` is given `steps_per_epoch`, so it draws each epoch's batches from this one stream
-    in order. For TensorFlow a tf.data pipeline that gathers each batch from the arrays
-    (autotuning off, as in `make_batches`); other backends get a Python generator.
+    `order_of_epoch(epoch)` gives that epoch's order of the images (`epoch_permutation`); it
+    is called when the epoch's first batch is drawn, so memory does not grow with the number
+    of epochs (an order list for every epoch of `train.epochs: 1000000000` would not fit).
+    Each epoch is batched on its own, so its last batch may be short, exactly as a per-epoch
+    pass would be. `fit` is given `steps_per_epoch`, so it draws each epoch's batches from
+    this one stream in order. For TensorFlow a tf.data pipeline that gathers each batch from
+    the arrays (autotuning off, as in `make_batches`); other backends get a Python generator.
     """
     import keras
 
     if keras.backend.backend() != "tensorflow":
         def generate():
-            for order in orders:
+            for epoch in epochs:
+                order = order_of_epoch(epoch)
                 for start in range(0, len(order), batch_size):
                     batch = order[start:start + batch_size]
                     yield images[batch], labels[batch]
@@ -126,15 +130,15 @@ def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, or
         return generate()
     import tensorflow as tf
 
-    row_lengths = [
-        min(start + batch_size, len(order)) - start
-        for order in orders for start in range(0, len(order), batch_size)
-    ]
-    index_batches = tf.RaggedTensor.from_row_lengths(
-        np.concatenate(orders).astype(np.int64), np.asarray(row_lengths, dtype=np.int64)
-    )
+    count = len(labels)
+
+    def epoch_batches(epoch):
+        order = tf.numpy_function(lambda value: np.asarray(order_of_epoch(int(value)), np.int64),
+                                  [epoch], tf.int64)
+        return tf.data.Dataset.from_tensor_slices(tf.ensure_shape(order, [count])).batch(batch_size)
+
     images_tensor, labels_tensor = tf.constant(images), tf.constant(labels)
-    dataset = tf.data.Dataset.from_tensor_slices(index_batches).map(
+    dataset = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(epoch_batches).map(
         lambda batch: (tf.gather(images_tensor, batch), tf.gather(labels_tensor, batch))
     )
     return dataset.with_options(_deterministic_options()).prefetch(2)

@@ -193,8 +193,6 @@ def _fit_remaining_epochs(model, augmentation, config: TrainConfig, runtime, see
 
     (fit_images, fit_labels), (validation_images, validation_labels) = fit_data, validation_data
     steps_per_epoch = math.ceil(len(fit_labels) / config.batch_size)
-    orders = [epoch_permutation(len(fit_labels), seed, epoch, config.shuffle)
-              for epoch in range(first_epoch, config.epochs)]
     validation_batches = make_batches(validation_images, validation_labels, config.batch_size)
     callbacks = [EpochSeed(augmentation, seed), EpochRecorder(on_epoch_done)]
     if runtime.device == "cpu" and config.device == "auto":
@@ -206,7 +204,10 @@ def _fit_remaining_epochs(model, augmentation, config: TrainConfig, runtime, see
     # file (Snakemake and DVC pipe the output) one line per epoch, not a progress bar
     # redrawn with carriage returns.
     model.fit(
-        training_batches(fit_images, fit_labels, config.batch_size, orders),
+        # Each epoch's order is drawn when the epoch starts: memory does not grow with epochs.
+        training_batches(fit_images, fit_labels, config.batch_size,
+                         range(first_epoch, config.epochs),
+                         lambda epoch: epoch_permutation(len(fit_labels), seed, epoch, config.shuffle)),
         steps_per_epoch=steps_per_epoch,
         initial_epoch=first_epoch,
         epochs=config.epochs,
@@ -217,7 +218,7 @@ def _fit_remaining_epochs(model, augmentation, config: TrainConfig, runtime, see
         validation_batch_size=config.batch_size if "y" in validation_batches else None,
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
-        shuffle=False,  # the order is `orders`, chosen above
+        shuffle=False,  # the order is `epoch_permutation`'s
     )
 
 
