@@ -219,6 +219,28 @@ def test_http_download_verifies_and_lands(server, payload_archive, tmp_path):
     assert len(server.requests) == 1
 
 
+def test_a_download_stops_at_download_max_archive_bytes(server, payload_archive, tmp_path):
+    """Issue 20, D9/D10: a server that announces, or sends without announcing, more than the
+    limit is cut off there rather than filling the disk."""
+    server.behaviours["/data.tar.gz"] = serve(payload_archive.read_bytes())
+
+    def endless(handler: BaseHTTPRequestHandler, number: int) -> None:
+        handler.send_response(200)
+        handler.end_headers()  # no Content-Length
+        for _ in range(8):
+            handler.wfile.write(bytes(1 << 20))
+
+    server.behaviours["/endless"] = endless
+    output = tmp_path / "archive.tar.gz"
+    size = payload_archive.stat().st_size
+
+    with pytest.raises(ArchiveError, match=rf"is announced as {size:,} bytes, over download.max_archive_bytes"):
+        fetch_archive(server.url("/data.tar.gz"), output, None, None, max_bytes=size - 1, **FAST)
+    with pytest.raises(ArchiveError, match=r"sends more than download.max_archive_bytes \(1,000,000 bytes\)"):
+        fetch_archive(server.url("/endless"), output, None, None, max_bytes=1_000_000, **FAST)
+    assert leftovers(tmp_path) == [] and not output.exists()
+
+
 @pytest.mark.parametrize("which", ["md5", "sha256"])
 def test_wrong_checksum_leaves_nothing(server, payload_archive, tmp_path, which):
     server.behaviours["/data.tar.gz"] = serve(payload_archive.read_bytes())

@@ -1,10 +1,17 @@
 """Tar archives read in place, with every member checked first.
 
-In:  the path of a tar archive (uncompressed, gzip, bzip2 or xz).
+In:  the path of a tar archive (uncompressed, gzip, bzip2 or xz) and the most bytes it may
+     hold once decompressed (params.yaml's ``download.max_archive_bytes``).
 Out: `TarContents` (the decompressed bytes and the checked members) and, from it,
      `regular_files` (the regular files by normalised path); or ArchiveError for an
-     unreadable or truncated archive and UnsafeArchiveError naming the first member that is
-     not a regular file or directory with a relative path inside the archive.
+     unreadable or truncated archive, ArchiveTooLargeError for one larger than the limit,
+     and UnsafeArchiveError naming the first member that is not a regular file or directory
+     with a relative path inside the archive.
+
+The size is checked first, by streaming: a compressed archive is decompressed once in 1 MB
+pieces that are counted and dropped, so a decompression bomb (gigabytes of zeros in a few
+megabytes) is refused after `max_bytes` bytes, in seconds, with memory of a few megabytes.
+Only an archive within the limit is then decompressed into memory.
 
 Every member passes Python's `data` extraction filter (`tarfile.data_filter`), which refuses
 paths that leave the archive through '..', device files, FIFOs and links leading outside.
@@ -30,6 +37,28 @@ from pathlib import Path
 
 class ArchiveError(ValueError):
     """The file is not a readable tar archive."""
+
+
+# The default of download.max_archive_bytes (params.schema.yaml): about 5x the largest
+# supported dataset (the official CIFAR-10/100 python releases decompress to ~180 MB).
+DEFAULT_MAX_ARCHIVE_BYTES = 1_000_000_000
+COUNT_CHUNK_BYTES = 1 << 20
+
+
+class ArchiveTooLargeError(ArchiveError):
+    """The archive holds more bytes (decompressed) than download.max_archive_bytes allows."""
+
+
+def too_large(archive: Path | str, what: str, max_bytes: int) -> ArchiveTooLargeError:
+    """The error for an archive (or source) of more than ``max_bytes``: ``what`` says how,
+    with ``{limit}`` where the limit goes."""
+    limit = f"download.max_archive_bytes ({max_bytes:,} bytes)"
+    return ArchiveTooLargeError(
+        f"Refusing {archive}: it {what.format(limit=limit)}. The datasets lossbench reads are "
+        "far smaller (CIFAR-10: 178 MB decompressed); if this archive is genuine, raise "
+        "download.max_archive_bytes in params.yaml, else point download.source (or "
+        "download.url) at the dataset's archive."
+    )
 
 
 class UnsafeArchiveError(ArchiveError):
@@ -97,19 +126,22 @@ class TarContents:
         return self.data[member.offset_data : member.offset_data + member.size]
 
 
-def read_archive(archive: Path) -> TarContents:
+def read_archive(archive: Path, max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
+                 label: str | None = None) -> TarContents:
     """Decompress ``archive`` (tar, tar.gz, tar.bz2 or tar.xz) and check every member.
 
-    Raises FileNotFoundError if it is missing, ArchiveError if it is not a tar archive or
-    is truncated, and UnsafeArchiveError naming the first unsafe member. The whole archive
-    is held in memory (about 180 MB for the official CIFAR-10 release).
+    Raises FileNotFoundError if it is missing, ArchiveTooLargeError if it holds more than
+    ``max_bytes`` (checked by streaming, before anything is held in memory), ArchiveError if
+    it is not a tar archive or is truncated, and UnsafeArchiveError naming the first unsafe
+    member. The whole archive is then held in memory (about 180 MB for CIFAR-10's release).
     """
     archive = Path(archive)
     if not archive.is_file():
         raise FileNotFoundError(
-            f"The archive {archive} does not exist. Run `lossbench download` (or "
-            "`dvc repro download`) first."
+            f"The archive {archive} does not exist or is not a regular file. Run `lossbench "
+            "download` (or `dvc repro download`) first."
         )
+    check_size(archive, max_bytes, label)
     data = _decompress(archive)
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
@@ -131,27 +163,69 @@ def read_archive(archive: Path) -> TarContents:
     return TarContents(data, members)
 
 
-def check_members(archive: Path) -> None:
-    """Raise UnsafeArchiveError on the first unsafe member, ArchiveError if unreadable."""
-    read_archive(archive)
+def check_members(archive: Path, max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
+                  label: str | None = None) -> None:
+    """Raise UnsafeArchiveError on the first unsafe member, ArchiveError if unreadable or
+    ArchiveTooLargeError (naming ``label`` where given) if larger than ``max_bytes``."""
+    read_archive(archive, max_bytes, label)
+
+
+# Each compression by its magic number: the module that decompresses it whole or as a stream.
+COMPRESSIONS = ((b"\x1f\x8b", gzip), (b"BZh", bz2), (b"\xfd7zXZ\x00", lzma))
+DECOMPRESSION_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError)
+
+
+def _compression(archive: Path):
+    """gzip, bz2 or lzma, whichever compressed ``archive`` (by its magic number), or None."""
+    with archive.open("rb") as handle:
+        magic = handle.read(6)
+    return next((module for prefix, module in COMPRESSIONS if magic.startswith(prefix)), None)
+
+
+def _corrupt(archive: Path, error: BaseException) -> ArchiveError:
+    return ArchiveError(
+        f"{archive} is truncated or corrupt ({error}). Delete it and run `lossbench download` "
+        "again."
+    )
+
+
+def check_size(archive: Path, max_bytes: int, label: str | None = None) -> None:
+    """Raise ArchiveTooLargeError if ``archive`` holds more than ``max_bytes`` decompressed.
+
+    A compressed archive is decompressed as a stream, its pieces counted and dropped, and the
+    count stops one piece past the limit: memory stays at a few megabytes whatever it holds.
+    ``label`` names the archive in the message (the download stage names its source).
+    """
+    size = archive.stat().st_size
+    if size > max_bytes:
+        raise too_large(label or archive, f"is {size:,} bytes, over {{limit}}", max_bytes)
+    module = _compression(archive)
+    if module is None:
+        return
+    total = 0
+    try:
+        with module.open(archive, "rb") as stream:
+            while chunk := stream.read(COUNT_CHUNK_BYTES):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise too_large(label or archive, "decompresses to more than {limit}",
+                                    max_bytes)
+    except ArchiveTooLargeError:
+        raise
+    except DECOMPRESSION_ERRORS as error:
+        raise _corrupt(archive, error) from error
 
 
 def _decompress(archive: Path) -> bytes:
     """The archive's bytes, gunzipped, bunzipped or unxz-ed according to its magic number."""
+    module = _compression(archive)
     raw = archive.read_bytes()
+    if module is None:
+        return raw
     try:
-        if raw[:2] == b"\x1f\x8b":
-            return gzip.decompress(raw)
-        if raw[:3] == b"BZh":
-            return bz2.decompress(raw)
-        if raw[:6] == b"\xfd7zXZ\x00":
-            return lzma.decompress(raw)
-    except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as error:
-        raise ArchiveError(
-            f"{archive} is truncated or corrupt ({error}). Delete it and run "
-            "`lossbench download` again."
-        ) from error
-    return raw
+        return module.decompress(raw)
+    except DECOMPRESSION_ERRORS as error:
+        raise _corrupt(archive, error) from error
 
 
 def path_parts(name: str) -> tuple[str, ...]:

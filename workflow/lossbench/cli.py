@@ -27,7 +27,8 @@ def _download(args: argparse.Namespace, params: dict) -> None:
 def _preprocess(args: argparse.Namespace, params: dict) -> None:
     from lossbench import preprocess
 
-    preprocess.run(params["preprocess"], archive=args.input, output_dir=args.output, counts_path=args.counts)
+    preprocess.run(params["preprocess"], archive=args.input, output_dir=args.output,
+                   counts_path=args.counts, max_archive_bytes=params["download"]["max_archive_bytes"])
 
 
 def _tune(args: argparse.Namespace, params: dict) -> None:
@@ -367,6 +368,8 @@ def _describe_os_error(error: OSError) -> str:
         errno.EACCES: " Check that you may write there (ownership and permissions).",
         errno.EPERM: " Check that you may write there (ownership and permissions).",
         errno.EROFS: " That file system is read-only: write somewhere else.",
+        errno.EFBIG: " The file size limit of this shell (`ulimit -f`) is below what is "
+                     "written there: raise it (`ulimit -f unlimited`) and run again.",
     }
     return f"{reason}{where}.{hints.get(error.errno, '')} (--verbose shows the traceback.)"
 

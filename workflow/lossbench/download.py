@@ -10,7 +10,10 @@ names where the archive comes from:
 
 Out: one tar archive at ``output``, verified against ``download.md5`` and/or ``download.sha256``
 where they apply, and checked to hold only regular files and directories whose paths stay
-inside the archive. The archive is written as ``<output>.part`` and renamed only once it is
+inside the archive, and at most ``download.max_archive_bytes`` bytes, compressed or not (so a
+decompression bomb is refused in seconds). A source that is neither a regular file nor a
+directory (``/dev/zero``, a FIFO, a socket) is refused before it is opened, and a copy, a
+packed directory or a download stops as soon as it passes the limit. The archive is written as ``<output>.part`` and renamed only once it is
 complete and verified, so ``output`` is either absent or good. An interrupted network
 transfer keeps its ``<output>.part`` (and ``<output>.part.source``, the URL it came from),
 and the next run of the same URL resumes from it.
@@ -32,7 +35,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from lossbench.archive import check_members
+from lossbench.archive import DEFAULT_MAX_ARCHIVE_BYTES, check_members, too_large
 from lossbench.network import CHUNK_BYTES, NETWORK_SCHEMES, download_url
 
 logger = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ def run(download_params: dict, output: Path) -> Path:
         Path(output),
         md5=download_params.get("md5"),
         sha256=download_params.get("sha256"),
+        max_bytes=download_params.get("max_archive_bytes", DEFAULT_MAX_ARCHIVE_BYTES),
     )
 
 
@@ -65,13 +69,15 @@ def fetch_archive(
     md5: str | None,
     sha256: str | None,
     *,
+    max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
     retries: int = 5,
     backoff_seconds: float = 1.0,
     timeout_seconds: float = 30.0,
 ) -> Path:
     """Place a verified tar archive from ``source`` at ``output`` and return ``output``.
 
-    ``retries`` is how many times a transient network failure is retried; the wait before
+    ``max_bytes`` bounds the archive, compressed and decompressed
+    (``download.max_archive_bytes``). ``retries`` is how many times a transient network failure is retried; the wait before
     retry ``k`` (1-based) is ``backoff_seconds * 2 ** (k - 1)``. ``timeout_seconds`` bounds
     each connect and each read. The archive is written to ``<output>.part`` and renamed to
     ``output`` only after its checksums and members have been checked; on any failure the
@@ -95,11 +101,12 @@ def fetch_archive(
                 retries=retries,
                 backoff_seconds=backoff_seconds,
                 timeout_seconds=timeout_seconds,
+                max_bytes=max_bytes,
             )
             _verify_checksums(partial, source, md5=md5, sha256=sha256)
         else:
-            _fetch_local(source, partial, md5=md5, sha256=sha256)
-        check_members(partial)
+            _fetch_local(source, partial, md5=md5, sha256=sha256, max_bytes=max_bytes)
+        check_members(partial, max_bytes, label=f"the archive from {source}")
         os.replace(partial, output)
         partial_source.unlink(missing_ok=True)
     except BaseException as error:
@@ -109,6 +116,9 @@ def fetch_archive(
         if not (interrupted and network and partial.is_file() and partial.stat().st_size):
             partial.unlink(missing_ok=True)
             partial_source.unlink(missing_ok=True)
+        if type(error) is OSError and error.filename is None and error.errno is not None:
+            # A write the system refused ("File too large" under `ulimit -f`) names no file.
+            raise OSError(error.errno, error.strerror, str(partial)) from error
         raise
     logger.info("Archive ready at %s (%s bytes).", output, f"{output.stat().st_size:,}")
     return output
@@ -152,14 +162,16 @@ def _fetch_url(
         raise
 
 
-def _fetch_local(source: str, partial: Path, *, md5: str | None, sha256: str | None) -> None:
+def _fetch_local(
+    source: str, partial: Path, *, md5: str | None, sha256: str | None, max_bytes: int
+) -> None:
     """Copy the archive, or pack the image-folder directory, that ``source`` names."""
     local_path = _local_path(source)
     if not local_path.is_dir():
-        _copy_file(local_path, partial)
+        _copy_file(local_path, partial, max_bytes)
         _verify_checksums(partial, source, md5=md5, sha256=sha256)
         return
-    _pack_directory(local_path, partial)
+    _pack_directory(local_path, partial, max_bytes)
     if md5 is not None or sha256 is not None:
         logger.info(
             "download.source %s is a directory, so download.md5 and download.sha256 do not apply: it was "
@@ -240,13 +252,36 @@ def _local_path(source: str) -> Path:
             "path is taken from the project root; fix download.source in params.yaml, or set it to "
             "null to download download.url."
         )
+    mode = path.stat().st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        # Checked before opening: reading /dev/zero never ends, opening a FIFO waits forever.
+        raise ValueError(
+            f"download.source {source!r} is {_special_kind(mode)}, not an archive file or a "
+            "directory, so it is not read. Point download.source at an archive (a regular "
+            "file) or at an image-folder directory."
+        )
     return path
 
 
-def _copy_file(path: Path, destination: Path) -> None:
+def _special_kind(mode: int) -> str:
+    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def _copy_file(path: Path, destination: Path, max_bytes: int) -> None:
+    """Copy ``path`` to ``destination``, stopping once more than ``max_bytes`` arrived."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise too_large(path, f"is {size:,} bytes, over {{limit}}", max_bytes)
     logger.info("Copying the archive %s.", path)
+    copied = 0
     with path.open("rb") as reader, destination.open("wb") as writer:
-        shutil.copyfileobj(reader, writer, CHUNK_BYTES)
+        while chunk := reader.read(CHUNK_BYTES):
+            copied += len(chunk)
+            if copied > max_bytes:  # the file grew while it was copied
+                raise too_large(path, "grew past {limit} while being copied", max_bytes)
+            writer.write(chunk)
 
 
 def _check_image_folder_layout(directory: Path) -> None:
@@ -265,16 +300,17 @@ def _check_image_folder_layout(directory: Path) -> None:
     )
 
 
-def _pack_directory(directory: Path, destination: Path) -> None:
+def _pack_directory(directory: Path, destination: Path, max_bytes: int) -> None:
     """Pack an image-folder directory into an uncompressed, reproducible tar.
 
     Entries are added in sorted order with fixed owners, modes and times, so the same
     images always give the same bytes (and the same DVC hash). Symbolic links inside the
-    directory are followed and stored as the files they point to.
+    directory are followed and stored as the files they point to; special files (devices,
+    FIFOs) are left out, and packing stops once the files pass ``max_bytes``.
     """
     _check_image_folder_layout(directory)
     logger.info("Packing the image folder %s into a tar archive.", directory)
-    files = 0
+    files = packed = 0
     with tarfile.open(destination, "w", format=tarfile.PAX_FORMAT) as tar:
         for folder, subfolders, filenames in os.walk(directory, followlinks=True):
             subfolders.sort()
@@ -289,6 +325,10 @@ def _pack_directory(directory: Path, destination: Path) -> None:
                 info = _fixed_info(
                     (relative_folder / filename).as_posix(), tarfile.REGTYPE, status.st_size
                 )
+                packed += status.st_size
+                if packed > max_bytes:
+                    raise too_large(directory, "holds more files than {limit} allows",
+                                    max_bytes)
                 with path.open("rb") as handle:
                     tar.addfile(info, handle)
                 files += 1

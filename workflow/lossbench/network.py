@@ -2,9 +2,10 @@
 
 In:  an ``http://``, ``https://`` or ``ftp://`` URL, the path of a partial file (absent, or
      holding the first bytes of an earlier, interrupted transfer of the same URL), and the
-     retry, back-off and timeout settings.
+     retry, back-off and timeout settings, and the most bytes the file may hold.
 Out: the partial file, complete; or ConnectionError saying what failed and what to do
-     (retry later, or set download.source to a local copy). Bytes that arrived before a failure
+     (retry later, or set download.source to a local copy), or ArchiveTooLargeError once the
+     server announces or sends more than the limit. Bytes that arrived before a failure
      stay in the partial file, so that a later call resumes from them.
 
 Used by the download stage, which names the partial file and decides when to keep it.
@@ -26,6 +27,7 @@ from typing import BinaryIO
 from tqdm import tqdm
 
 from lossbench import __version__
+from lossbench.archive import too_large
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +49,14 @@ class _UnreachableError(Exception):
 
 
 def download_url(
-    url: str, partial: Path, *, retries: int, backoff_seconds: float, timeout_seconds: float
+    url: str, partial: Path, *, retries: int, backoff_seconds: float, timeout_seconds: float,
+    max_bytes: int | None = None,
 ) -> None:
     """Stream ``url`` into ``partial``, retrying transient failures and resuming with Range.
 
     ``retries`` is how many times a transient failure is retried; the wait before retry
     ``k`` (1-based) is ``backoff_seconds * 2 ** (k - 1)``. ``timeout_seconds`` bounds each
-    connect and each read.
+    connect and each read. ``max_bytes`` (None = no limit) bounds the file.
     """
     host = urllib.parse.urlsplit(url).hostname or url
     attempt = 0
@@ -61,7 +64,7 @@ def download_url(
     while True:
         attempt += 1
         try:
-            _download_attempt(url, partial, timeout_seconds=timeout_seconds)
+            _download_attempt(url, partial, timeout_seconds=timeout_seconds, max_bytes=max_bytes)
             return
         except _UnreachableError as error:
             if not reached_server:
@@ -96,7 +99,9 @@ def download_url(
         time.sleep(wait)
 
 
-def _download_attempt(url: str, partial: Path, *, timeout_seconds: float) -> None:
+def _download_attempt(
+    url: str, partial: Path, *, timeout_seconds: float, max_bytes: int | None = None
+) -> None:
     """One request: resume from ``partial``'s size where the server allows, else restart."""
     have = partial.stat().st_size if partial.exists() else 0
     response = _open(url, partial, have, timeout_seconds=timeout_seconds)
@@ -117,8 +122,12 @@ def _download_attempt(url: str, partial: Path, *, timeout_seconds: float) -> Non
             mode, have = "wb", 0
         length = response.headers.get("Content-Length")
         expected_total = have + int(length) if length and length.isdigit() else None
+        if max_bytes is not None and expected_total is not None and expected_total > max_bytes:
+            raise too_large(url, f"is announced as {expected_total:,} bytes, over {{limit}}",
+                            max_bytes)
         with partial.open(mode) as handle:
-            received = have + _stream(response, handle, url, have=have, total=expected_total)
+            received = have + _stream(response, handle, url, have=have, total=expected_total,
+                                      max_bytes=max_bytes)
     if expected_total is not None and received < expected_total:
         raise _TransientError(
             f"the connection closed after {received:,} of {expected_total:,} bytes"
@@ -150,7 +159,8 @@ def _open(url: str, partial: Path, have: int, *, timeout_seconds: float):
         raise _classify_os_error(error) from error
 
 
-def _stream(response, handle: BinaryIO, url: str, *, have: int, total: int | None) -> int:
+def _stream(response, handle: BinaryIO, url: str, *, have: int, total: int | None,
+            max_bytes: int | None = None) -> int:
     """Copy the response's body into ``handle`` with a progress bar; the bytes copied."""
     copied = 0
     with tqdm(
@@ -173,6 +183,8 @@ def _stream(response, handle: BinaryIO, url: str, *, have: int, total: int | Non
                 raise _TransientError(f"{type(error).__name__}: {error}") from error
             if not chunk:
                 return copied
+            if max_bytes is not None and have + copied + len(chunk) > max_bytes:
+                raise too_large(url, "sends more than {limit}", max_bytes)
             handle.write(chunk)
             copied += len(chunk)
             progress.update(len(chunk))

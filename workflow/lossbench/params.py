@@ -54,9 +54,14 @@ TRAIN_KEYS = (
 )
 
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {
-    "download": ("download.url", "download.md5", "download.sha256", "download.source"),
+    "download": (
+        "download.url", "download.md5", "download.sha256", "download.source",
+        "download.max_archive_bytes",
+    ),
+    # download.max_archive_bytes: preprocess decompresses the archive too, within that limit.
     "preprocess": (
         "preprocess.dataset", "preprocess.train_size", "preprocess.test_size", "preprocess.subset_seed",
+        "download.max_archive_bytes",
     ),
     "train": TRAIN_KEYS,
     # The study's training settings but those each tuning run sets itself.

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lossbench.archive import TarContents, read_archive, regular_files
+from lossbench.archive import DEFAULT_MAX_ARCHIVE_BYTES, TarContents, read_archive, regular_files
 from lossbench.atomic import write_json
 from lossbench.cifar_release import CIFAR10_FOLDER, CIFAR100_FOLDER, RELEASES, read_cifar
 from lossbench.image_folder import decode_images, image_folder_parts, list_image_folder
@@ -64,8 +64,12 @@ LAYOUT_DESCRIPTIONS = {
 }
 
 
-def run(preprocess_params: dict, archive: Path, output_dir: Path, counts_path: Path) -> dict:
-    """Prepare the archive as params.yaml's ``preprocess`` section says; return the counts."""
+def run(preprocess_params: dict, archive: Path, output_dir: Path, counts_path: Path,
+        max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES) -> dict:
+    """Prepare the archive as params.yaml's ``preprocess`` section says; return the counts.
+
+    ``max_archive_bytes`` is ``download.max_archive_bytes``: the archive may hold at most
+    that many bytes decompressed (a bomb is refused in seconds, with little memory)."""
     return prepare(
         Path(archive),
         dataset=preprocess_params["dataset"],
@@ -74,6 +78,7 @@ def run(preprocess_params: dict, archive: Path, output_dir: Path, counts_path: P
         train_size=preprocess_params.get("train_size"),
         test_size=preprocess_params.get("test_size"),
         subset_seed=preprocess_params.get("subset_seed", 0),
+        max_archive_bytes=max_archive_bytes,
     )
 
 
@@ -87,6 +92,7 @@ def prepare(
     test_size: int | None = None,
     subset_seed: int = 0,
     workers: int | None = None,
+    max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
 ) -> dict:
     """Decode ``archive`` into ``output_dir`` and write ``counts_path``; return the counts.
 
@@ -100,7 +106,7 @@ def prepare(
         raise ValueError(f"preprocess.dataset is {dataset!r}; it must be one of {', '.join(DATASETS)}.")
     # read_archive refuses unsafe members (links, devices, paths leaving the archive) here
     # too, although nothing is extracted: the archive may not have come through download.
-    contents = read_archive(archive)
+    contents = read_archive(archive, max_archive_bytes)
     files = regular_files(contents)
     _check_layout(archive, dataset, files)
     sizes = {"train": train_size, "test": test_size}
