@@ -48,6 +48,47 @@ def test_an_interrupt_is_one_line_and_exit_130(monkeypatch, capsys):
     assert err.startswith("lossbench download: interrupted. Run the same command again")
 
 
+def test_sigterm_is_one_line_and_exit_143():
+    """Issue 20, D5: SIGTERM (SLURM's time limit, `kill`) ended a training with exit 143 and no
+    line from lossbench. It now ends a stage as Ctrl-C does, with its own line."""
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time\n"
+        "from lossbench import cli, download\n"
+        "def wait(*args, **kwargs):\n"
+        "    print('ready', flush=True)\n"
+        "    time.sleep(60)\n"
+        "download.run = wait\n"
+        f"sys.exit(cli.main(['--params', {str(PROJECT / 'params.yaml')!r}, 'download', "
+        "'--output', 'data/raw/archive']))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+
+    assert process.returncode == 143, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("lossbench download: terminated (SIGTERM). Run the same command again")
+
+
+def test_the_sigterm_handler_is_lossbench_s_only_while_a_command_runs(monkeypatch, capsys):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    seen = []
+    monkeypatch.setattr(download, "run",
+                        lambda *args, **kwargs: seen.append(signal.getsignal(signal.SIGTERM)))
+    status = cli.main(["--params", str(PROJECT / "params.yaml"), "download",
+                       "--output", "data/raw/archive"])
+    assert status == 0 and seen and seen[0] is not before
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 @pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
                                    KeyboardInterrupt()])
 def test_verbose_keeps_the_traceback(monkeypatch, capsys, error):

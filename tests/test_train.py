@@ -388,7 +388,14 @@ def test_a_failed_checkpoint_write_leaves_no_temporary_file(tmp_path, tiny_model
     assert list(tmp_path.iterdir()) == []
 
 
-def test_ctrl_c_ends_training_with_one_line(tmp_path):
+@pytest.mark.parametrize(
+    ("sent", "status", "line"),
+    # SIGTERM's mechanism is tested in seconds in test_cli.py; this is the real training (~20 s).
+    [(signal.SIGINT, 130, "interrupted."),
+     pytest.param(signal.SIGTERM, 143, "terminated (SIGTERM).", marks=pytest.mark.slow)],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_ctrl_c_and_sigterm_end_training_with_one_line(tmp_path, sent, status, line):
     data = write_prepared(tmp_path / "data", train_count=128, test_count=32)
     params = write_params(tmp_path / "params.yaml", epochs=50)
     out = tmp_path / "run"
@@ -401,13 +408,14 @@ def test_ctrl_c_ends_training_with_one_line(tmp_path):
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sent)
     _, err = process.communicate(timeout=120)
 
-    assert process.returncode == 130, err[-3000:]
+    assert process.returncode == status, err[-3000:]
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("lossbench train: interrupted.")
+    assert err.strip().splitlines()[-1].startswith(f"lossbench train: {line}")
     assert not list(out.rglob(".*.tmp*"))
+    assert checkpoint.is_file()  # a rerun resumes from it (test_kill_and_resume_...)
 
 
 def test_an_interrupt_during_a_write_waits_for_the_rename(tmp_path):

@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from lossbench.interrupts import EXIT_STATUS, Terminated, terminate_as_interrupt
 from lossbench.params import ParamsError, check_dag_params, load_params, run_names
 from lossbench.runs import parse_run_name
 
@@ -327,9 +328,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
     try:
-        params = load_params(args.params)
-        check_dag_params(params, source=str(args.params))
-        args.handler(args, params)
+        with terminate_as_interrupt():
+            params = load_params(args.params)
+            check_dag_params(params, source=str(args.params))
+            args.handler(args, params)
     except (ParamsError, ValueError, FileNotFoundError, ConnectionError) as error:
         # User-facing problems end with their message, not a traceback (--verbose shows it).
         if args.verbose:
@@ -344,15 +346,18 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"lossbench {args.stage}: error: {_describe_os_error(error)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM (lossbench.interrupts)
         if args.verbose:
             raise
+        terminated = isinstance(error, Terminated)
         print(
-            f"lossbench {args.stage}: interrupted. Run the same command again to finish "
-            "(a training resumes from its last finished epoch).",
+            f"lossbench {args.stage}: {'terminated (SIGTERM)' if terminated else 'interrupted'}. "
+            "Run the same command again to finish (a training resumes from its last finished "
+            "epoch).",
             file=sys.stderr,
         )
-        return 130  # 128 + SIGINT, what a shell reports for a command ended by Ctrl-C.
+        # What a shell reports for a command ended by the signal: 128 + SIGTERM or SIGINT.
+        return EXIT_STATUS if terminated else 130
     return 0
 
 
