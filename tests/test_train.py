@@ -388,6 +388,38 @@ def test_a_failed_checkpoint_write_leaves_no_temporary_file(tmp_path, tiny_model
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("blocked", ["checkpoint", "model", "log_dir"])
+def test_a_directory_where_a_file_goes_is_refused_before_training(tmp_path, monkeypatch, blocked):
+    """Issue 20, D2: a directory at checkpoint.npz trained an epoch, then failed with "Is a
+    directory" naming a temporary file."""
+    from lossbench import training
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training began before the paths were checked")
+
+    monkeypatch.setattr(training, "build_training_model", no_training)
+    monkeypatch.setattr(training, "resolve_runtime", no_training)
+    out = tmp_path / "run"
+    path = {"checkpoint": out / "checkpoint" / "checkpoint.npz", "model": out / "model.keras",
+            "log_dir": out / "log"}[blocked]
+    if blocked == "log_dir":
+        path.parent.mkdir(parents=True)
+        path.write_text("a file where the log directory goes")
+    else:
+        path.mkdir(parents=True)
+    config = training.TrainConfig.from_params(
+        validate_params(yaml.safe_load((PROJECT / "params.yaml").read_text())))
+    images, labels = np.zeros((8, 32, 32, 3), np.uint8), np.arange(8, dtype=np.int32) % 2
+
+    with pytest.raises(ValueError) as error:
+        training.train_model(config, "hinge", 0, images, labels, images, labels, 2,
+                             out / "model.keras", out / "log", out / "checkpoint")
+
+    kind = "a file" if blocked == "log_dir" else "a directory"
+    assert str(error.value).startswith(f"{path} is {kind}, where training keeps")
+    assert f"rm -r '{path}'" in str(error.value)
+
+
 @pytest.mark.parametrize(
     ("sent", "status", "line"),
     # SIGTERM's mechanism is tested in seconds in test_cli.py; this is the real training (~20 s).

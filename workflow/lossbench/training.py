@@ -222,6 +222,31 @@ def _fit_remaining_epochs(model, augmentation, config: TrainConfig, runtime, see
     )
 
 
+def check_output_paths(model_path: Path, log_dir: Path, checkpoint_dir: Path) -> None:
+    """Raise ValueError, before anything is trained, for a model path not ending in .keras,
+    a directory where training writes a file (the model, the checkpoint) or a file where it
+    makes a directory: found only when the first epoch was written, it would waste that epoch
+    and name a temporary file."""
+    if model_path.suffix != ".keras":
+        raise ValueError(f"The model path {model_path} must end in .keras (Keras 3's format).")
+    blocked = [
+        (path, what, "a directory")
+        for path, what in ((model_path, "the trained model"),
+                           (checkpoint_dir / CHECKPOINT_NAME, "the checkpoint"))
+        if path.is_dir()
+    ] + [
+        (path, what, "a file")
+        for path, what in ((log_dir, "the training logs"), (checkpoint_dir, "checkpoints"))
+        if path.exists() and not path.is_dir()
+    ]
+    if blocked:
+        path, what, kind = blocked[0]
+        raise ValueError(
+            f"{path} is {kind}, where training keeps {what}. Move it away or delete it "
+            f"(`rm -r '{path}'`), then run the same command again."
+        )
+
+
 # Images of the fixed batch on which the gradient scale at initialisation is measured.
 GRADIENT_SCALE_IMAGES = 256
 
@@ -257,8 +282,7 @@ def train_model(
     `<log_dir>/run.json`.
     """
     model_path, log_dir, checkpoint_dir = Path(model_path), Path(log_dir), Path(checkpoint_dir)
-    if model_path.suffix != ".keras":
-        raise ValueError(f"The model path {model_path} must end in .keras (Keras 3's format).")
+    check_output_paths(model_path, log_dir, checkpoint_dir)
     fit_images, fit_labels, validation_images, validation_labels = training_and_validation(
         train_images, train_labels, test_images, test_labels,
         config.validation, config.holdout_fraction, seed,
