@@ -2,10 +2,12 @@
 
 In a throwaway git + DVC copy of the project on real images (200/100 images, width 0.1, one
 loss, one seed, one epoch), one orchestrator runs the study while the other is started: the
-second must stop before it deletes or writes anything, with a message naming the first, and
-the first must finish cleanly (workflow/lossbench/orchestration.py). The same copy checks
-that an edit to params.yaml during a Snakemake run stops the remaining jobs. The last test
-checks the mechanism alone in seconds, on a DVC repository whose one stage sleeps.
+second must stop before it deletes or writes anything (Snakemake with a message naming DVC;
+DVC with its own "Unable to acquire lock", which cannot name Snakemake), and the first must
+finish cleanly (workflow/lossbench/orchestration.py). The same copy checks that an edit to
+params.yaml during a Snakemake run stops the remaining jobs. The last two tests check the
+mechanism alone in seconds, on a DVC repository of one stage: `dvc repro`, `dvc checkout`
+and `dvc pull` are all refused while the hold lasts.
 """
 
 import json
@@ -27,6 +29,10 @@ TINY = {
     "train.seeds": [0],
     "train.epochs": 1,
 }
+
+
+# DVC's own message when its repo lock is held (it cannot name the holder).
+DVC_LOCKED = "Unable to acquire lock"
 
 
 def start(command, root: Path) -> subprocess.Popen:
@@ -70,8 +76,10 @@ def test_dvc_stops_at_once_while_snakemake_runs(project):
     assert dvc.returncode != 0
     assert snakemake.poll() is None, "DVC was not stopped while Snakemake was still running"
     message = dvc.stdout + dvc.stderr
-    assert "Snakemake is running lossbench in this project" in message, message
-    assert "must not run at once" in message
+    # DVC stops at Snakemake's hold on its repo lock, with its own message; DVC's rwlock
+    # names Snakemake for whoever looks.
+    assert DVC_LOCKED in message, message
+    assert "must not run at once" in json.dumps(rwlock(project))
     output = snakemake.communicate(timeout=900)[0]
     assert snakemake.returncode == 0, output[-4000:]
     assert (project / "reports" / "report.md").is_file()
@@ -134,8 +142,41 @@ def test_the_hold_and_dvc_exclude_each_other(tmp_path):
     try:
         blocked = run(["dvc", "repro", "--force"], tmp_path, check=False, timeout=120)
         assert blocked.returncode != 0
-        assert "Snakemake is running lossbench in this project" in blocked.stdout + blocked.stderr
+        assert DVC_LOCKED in blocked.stdout + blocked.stderr
+        assert "Snakemake is running lossbench in this project" in json.dumps(rwlock(tmp_path))
     finally:
         release_project()
     assert rwlock(tmp_path).get("write", {}) == {}
     run(["dvc", "status"], tmp_path)
+
+
+def test_checkout_and_pull_cannot_restore_what_snakemake_deleted(tmp_path):
+    """Issue 20, D3: `dvc checkout` during a Snakemake run restored the model Snakemake had
+    deleted to retrain it. `dvc checkout` and `dvc pull` do not look at DVC's rwlock, only at
+    its repo lock, which the hold now keeps for the whole run."""
+    from lossbench.orchestration import hold_project, release_project
+
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        run(command, tmp_path)
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  make:\n    cmd: echo old model > model.txt\n    outs:\n      - model.txt\n"
+    )
+    run(["dvc", "repro"], tmp_path)
+    remote = tmp_path.parent / f"{tmp_path.name}-remote"
+    with (tmp_path / ".dvc" / "config").open("a") as config:  # `dvc remote add -d`, faster
+        config.write(f"[core]\n    remote = storage\n['remote \"storage\"']\n    url = {remote}\n")
+    run(["dvc", "push"], tmp_path)
+    model = tmp_path / "model.txt"
+
+    hold_project(tmp_path)
+    try:
+        model.unlink()  # what Snakemake does before it reruns the job that makes it
+        for command in (["dvc", "checkout"], ["dvc", "pull"]):
+            result = run(command, tmp_path, check=False, timeout=120)
+            assert result.returncode != 0, command
+            assert DVC_LOCKED in result.stdout + result.stderr, command
+            assert not model.exists(), f"{command} restored the output during the run"
+    finally:
+        release_project()
+    run(["dvc", "checkout"], tmp_path)  # once the run is over, DVC works as before
+    assert model.read_text() == "old model\n"

@@ -6,18 +6,26 @@ running Snakemake). They must take turns, and this module makes them:
 
 In: the project directory (Snakemake's working directory), from the Snakefile's `onstart`
 hook, which runs in the main Snakemake process just before its first job (not on dry runs).
-Out: `hold_project` registers that Snakemake process in DVC's own lock file,
-`.dvc/tmp/rwlock`, as writing the whole project, until `release_project` (the `onsuccess`
-and `onerror` hooks, and at exit). Every DVC command that touches a stage (`dvc repro`,
-`dvc exp run`, `dvc status`, `dvc commit`, ...) then stops at once, before it deletes or
-writes anything, with DVC's message "... is busy, it is being blocked by: (PID n): Snakemake
-is running lossbench in this project ...". If DVC is already at work (it holds its repo lock
-`.dvc/tmp/lock`, or lists a running stage in `.dvc/tmp/rwlock`), `hold_project` raises
-`ConcurrentRunError` naming DVC and Snakemake stops before its first job.
+Out: `hold_project` takes DVC's repo lock, `.dvc/tmp/lock`, for the whole run and registers
+that Snakemake process in DVC's lock file, `.dvc/tmp/rwlock`, as writing the whole project,
+until `release_project` (the `onsuccess` and `onerror` hooks, and at exit). Every DVC command
+that reads or writes the workspace takes the repo lock first, so `dvc repro`, `dvc exp run`,
+`dvc status`, `dvc commit`, and also `dvc checkout`, `dvc pull` and `dvc fetch` (which
+restore outputs from the cache without looking at `.dvc/tmp/rwlock`: a `dvc checkout`
+brought back a model Snakemake had just deleted to retrain it) stop within DVC's 3 seconds
+of retrying, before they delete or write anything, with DVC's "Unable to acquire lock. Most
+likely another DVC process is running ...". DVC's message cannot name Snakemake; the README
+says what it means. If DVC is already at work (it holds its repo lock, or lists a running
+stage in `.dvc/tmp/rwlock`), `hold_project` raises `ConcurrentRunError` naming DVC and
+Snakemake stops before its first job.
 
-DVC's own locking code (dvc.lock, dvc.rwlock) is used, so the protocol is exactly DVC's:
-a killed Snakemake (kill -9) leaves an entry that the next DVC command finds dead and removes.
-Outside a DVC repository there is nothing to guard and nothing is done.
+DVC's own locking code (dvc.lock, dvc.rwlock) is used, so the protocol is exactly DVC's: the
+repo lock is a file lock (`fcntl`) that the system releases when the process ends, however it
+ends, and a killed Snakemake (kill -9) leaves an rwlock entry that the next DVC command
+finds dead and removes. (With `core.hardlink_lock`, for file systems without `fcntl` locks,
+DVC's lock is a file that a kill -9 leaves behind: delete `.dvc/tmp/lock` then, as DVC's
+own documentation says for its own processes.) Outside a DVC repository there is nothing to
+guard and nothing is done.
 """
 
 from __future__ import annotations
@@ -68,10 +76,13 @@ def hold_project(directory: str | os.PathLike = ".") -> None:
         repo.lock.lock()
     except LockError:
         raise ConcurrentRunError(
-            f"DVC is running in this project{_dvc_pid(Path(repo.tmp_dir) / 'lock')}: it holds "
-            f"{Path(repo.tmp_dir) / 'lock'}. {advice}"
+            f"DVC is running in this project{_dvc_pid(Path(repo.tmp_dir) / 'lock')} (or another "
+            f"Snakemake run is): it holds {Path(repo.tmp_dir) / 'lock'}. {advice}"
         ) from None
     stack = ExitStack()
+    # Held until the run ends (the last thing released): dvc checkout and dvc pull take
+    # only this lock, not rwlock.
+    stack.callback(repo.lock.unlock)
     try:
         command = " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])
         stack.enter_context(
@@ -87,20 +98,22 @@ def hold_project(directory: str | os.PathLike = ".") -> None:
         )
     except LockError as error:
         # While a stage's command runs, DVC lists the stage's files in rwlock with its PID.
+        stack.close()
         raise ConcurrentRunError(f"DVC is running a stage in this project: {error} {advice}") from None
     except DvcException as error:  # A damaged .dvc/tmp/rwlock, for one.
+        stack.close()
         raise ConcurrentRunError(
             f"Snakemake could not check whether DVC is running in this project: {error}"
         ) from None
     finally:
-        repo.lock.unlock()
         repo.close()
     _held = stack
     atexit.register(release_project)
 
 
 def release_project() -> None:
-    """Remove this run's entry from DVC's lock file (a no-op when none is held)."""
+    """Remove this run's entry from DVC's lock file and release DVC's repo lock (a no-op
+    when none is held)."""
     global _held
     if _held is not None:
         stack, _held = _held, None
