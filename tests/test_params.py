@@ -165,3 +165,40 @@ def test_every_float_key_refuses_nan_and_infinity(bad):
         target[path[-1]] = bad
         with pytest.raises(ParamsError, match="must be finite"):
             validate_params(broken)
+
+
+def test_exp_run_needs_no_plus_and_refuses_a_misspelt_key_before_changing_anything(tmp_path):
+    """Issue 20, D11: `dvc exp run -S +train.epoch=3` rewrote params.yaml and deleted outputs
+    before lossbench could refuse the key. Every key lossbench reads is in params.yaml, so
+    `-S key=value` (no `+`) is enough, and DVC refuses a misspelt key before it writes; the
+    README says so and how to undo a `+`."""
+    import subprocess
+    import sys
+
+    from lossbench.params import load_schema
+
+    shipped = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    schema = load_schema()["properties"]
+    assert [f"{section}.{key}" for section, sub in schema.items()
+            for key in sub.get("properties", {}) if key not in shipped.get(section, {})] == []
+    readme = " ".join((PROJECT / "README.md").read_text().split())
+    assert "`dvc exp run -S`: never `+key`." in readme and "git checkout params.yaml" in readme
+
+    bin_dir = Path(sys.executable).parent
+
+    def run(*command):
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    (tmp_path / "params.yaml").write_text("train:\n  epochs: 2\n")
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  make:\n    cmd: echo made > out.txt\n    params: [train.epochs]\n"
+        "    outs: [out.txt]\n")
+    for command in (["git", "init", "-q"], [str(bin_dir / "dvc"), "init", "-q"],
+                    ["git", "add", "-A"],
+                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]):
+        assert run(*command).returncode == 0, command
+    result = run(str(bin_dir / "dvc"), "exp", "run", "-S", "train.epoch=3")
+
+    assert result.returncode != 0
+    assert "Key 'epoch' is not in struct" in result.stdout + result.stderr
+    assert (tmp_path / "params.yaml").read_text() == "train:\n  epochs: 2\n"
+    assert not (tmp_path / "out.txt").exists()

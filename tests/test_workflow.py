@@ -237,6 +237,21 @@ def test_other_config_than_params_yaml_is_refused(tmp_path, options):
     assert dry_run(root)[0] == 0
 
 
+def test_a_dotted_config_key_is_stopped_by_snakemake_itself(tmp_path):
+    """Issue 20, D1: `--config train.epochs=2` never reaches the Snakefile: Snakemake refuses
+    the dotted name while parsing its options. The README says so, since lossbench cannot
+    word that refusal; the run does nothing."""
+    from projects import copy_project
+
+    root = copy_project(tmp_path)
+    status, output = dry_run(root, "--config", "train.epochs=2")
+
+    assert status != 0
+    assert "Invalid config definition: Config entry must start with a valid identifier" in output
+    readme = " ".join((PROJECT / "README.md").read_text().split())
+    assert "A dotted key (`snakemake --config train.epochs=2`) is refused by Snakemake itself" in readme
+
+
 def test_a_yaml_syntax_error_names_its_line_and_column(tmp_path):
     from projects import copy_project
 
