@@ -1,5 +1,6 @@
 """lossbench.atomic: files and directories appear whole or not at all."""
 
+import errno
 import os
 
 import pytest
@@ -63,3 +64,16 @@ def test_staged_directory_creates_a_missing_parent(tmp_path):
     with atomic.staged_directory(target) as staging:
         (staging / "a.png").write_text("a")
     assert (target / "a.png").read_text() == "a"
+
+
+@pytest.mark.parametrize("kind", ["file", "directory"])
+def test_a_refused_write_that_names_no_file_is_named(tmp_path, kind):
+    """Issue 20, D10: under `ulimit -f` a write fails with "File too large" and no file name;
+    the one line lossbench prints must say which output it was."""
+    target = tmp_path / ("model.keras" if kind == "file" else "prepared")
+    stage = atomic.staged_file if kind == "file" else atomic.staged_directory
+    with pytest.raises(OSError) as error:
+        with stage(target):
+            raise OSError(errno.EFBIG, "File too large")
+    assert error.value.errno == errno.EFBIG and error.value.filename == str(target)
+    assert leftovers(tmp_path) == []

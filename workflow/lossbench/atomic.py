@@ -4,7 +4,8 @@ In: a destination path, and either the text (or JSON value) to put there or a bl
 writes to the temporary path this module hands it. Out: the file or directory, written under
 a temporary name in the same directory and renamed into place only once complete, so a crash
 or Ctrl-C leaves either the previous version or the new one, never a mixture, and no
-temporary name behind. Every stage writes its outputs through this module:
+temporary name behind. A write the system refuses without naming a file ("File too large"
+under `ulimit -f`) is raised again naming the output. Every stage writes its outputs through this module:
 
 - `write_text` / `write_json`: small files written whole;
 - `staged_file`: a file a library writes itself (a Keras model, an .npz checkpoint);
@@ -54,6 +55,16 @@ def signals_deferred():
                 signal.raise_signal(number)
 
 
+def _named(error: BaseException, path: Path) -> BaseException:
+    """``error``, or for an OSError that names no file (a write refused with "File too large"
+    under `ulimit -f`, or "No space left on device"), the same error naming ``path``."""
+    if type(error) is OSError and error.filename is None and error.errno is not None:
+        named = OSError(error.errno, error.strerror, str(path))
+        named.__cause__ = error
+        return named
+    return error
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to a temporary file beside `path`, then rename it into place."""
     path = Path(path)
@@ -65,8 +76,11 @@ def write_text(path: str | os.PathLike, text: str) -> None:
                 stream.write(text)
             os.chmod(temporary, 0o644)  # mkstemp makes the file private to its owner.
             os.replace(temporary, path)
-        except BaseException:
+        except BaseException as error:
             Path(temporary).unlink(missing_ok=True)
+            named = _named(error, path)
+            if named is not error:
+                raise named from error
             raise
 
 
@@ -96,9 +110,12 @@ def staged_file(path: str | os.PathLike) -> Iterator[Path]:
         with signals_deferred():
             os.chmod(temporary, 0o644)  # mkstemp makes the file private to its owner.
             os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if temporary is not None:
             temporary.unlink(missing_ok=True)
+        named = _named(error, path)
+        if named is not error:
+            raise named from error
         raise
 
 
@@ -119,9 +136,12 @@ def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
         # mkdtemp makes the directory private to its owner; outputs are meant to be shared.
         os.chmod(staging, 0o755)
         _swap_in(staging, path)
-    except BaseException:
+    except BaseException as error:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+        named = _named(error, path)
+        if named is not error:
+            raise named from error
         raise
 
 
