@@ -165,3 +165,16 @@ def test_every_float_key_refuses_nan_and_infinity(bad):
         target[path[-1]] = bad
         with pytest.raises(ParamsError, match="must be finite"):
             validate_params(broken)
+
+
+def test_a_misspelt_loss_or_key_gets_a_did_you_mean():
+    from lossbench.params import ParamsError, load_params, validate_params
+
+    params = load_params(PROJECT / "params.yaml")
+    params["train"]["losses"] = ["squared_hinje"]
+    with pytest.raises(ParamsError, match=r"Did you mean 'squared_hinge'\?"):
+        validate_params(params)
+    params = load_params(PROJECT / "params.yaml")
+    params["train"]["learning_rte"] = 0.1
+    with pytest.raises(ParamsError, match=r"unknown key train.learning_rte.*Did you mean 'learning_rate'\?"):
+        validate_params(params)

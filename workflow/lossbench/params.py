@@ -134,6 +134,16 @@ def _key_path(path: Iterable[Any]) -> str:
     return text or "(top level)"
 
 
+def _did_you_mean(given: Any, allowed: Iterable[str]) -> str:
+    """" Did you mean 'x'?" for the allowed word closest to a misspelt one (difflib), or ""."""
+    import difflib
+
+    if not isinstance(given, str):
+        return ""
+    close = difflib.get_close_matches(given, list(allowed), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
 def _explain(error) -> str:
     """Turn one jsonschema error into a sentence naming the key and what is allowed."""
     where = _key_path(error.absolute_path)
@@ -143,9 +153,12 @@ def _explain(error) -> str:
         extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
         names = ", ".join(f"{where}.{name}" if where != "(top level)" else name for name in extra)
         hint = f" Allowed keys here: {', '.join(allowed)}." if allowed else ""
-        return f"unknown key {names}: remove it or check its spelling.{hint}"
+        guesses = "".join(_did_you_mean(name, allowed) for name in extra)
+        return f"unknown key {names}: remove it or check its spelling.{guesses}{hint}"
     if error.validator == "enum":
-        return f"{where} is {error.instance!r}; allowed values: {', '.join(map(str, schema['enum']))}."
+        allowed = list(map(str, schema["enum"]))
+        return (f"{where} is {error.instance!r}; allowed values: {', '.join(allowed)}."
+                f"{_did_you_mean(error.instance, allowed)}")
     if error.validator == "type":
         expected = schema.get("type")
         return f"{where} is {error.instance!r} ({type(error.instance).__name__}); expected {expected}."
