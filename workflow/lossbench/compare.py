@@ -345,8 +345,19 @@ def read_metrics(paths: Sequence[str | os.PathLike]) -> list[dict]:
                 f"{path} lacks {', '.join(missing)}: it is not a metrics file from "
                 "`lossbench evaluate`. Rerun that stage."
             )
-        runs.append(metrics)
+        runs.append(_with_measured_training_accuracy(metrics))
     return runs
+
+
+def _with_measured_training_accuracy(metrics: dict) -> dict:
+    """Metrics written before evaluate measured training accuracy (no `train_accuracy_images`)
+    hold Keras's running accuracy on augmented batches as `train_accuracy`: name it so, and
+    leave the measured accuracy and the gap unknown rather than compare unlike numbers."""
+    if "train_accuracy_images" in metrics or "train_accuracy" not in metrics:
+        return metrics
+    moved = dict(metrics, running_accuracy=metrics.get("running_accuracy", metrics["train_accuracy"]))
+    moved.update(train_accuracy=None, generalization_gap=None)
+    return moved
 
 
 def run(
