@@ -275,9 +275,8 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
 
 
 def orchestration_seconds(project_dir: Path) -> dict:
-    """Parsing the DAG: `snakemake -n`, `dvc status` and `dvc dag` (best of three). All three
-    work on a fresh clone; `dvc repro --dry` does not (it hashes `data/raw/archive`, which does
-    not exist before the first download, and exits 255)."""
+    """Parsing the DAG: `snakemake -n`, `dvc status`, `dvc dag` (best of three); all work on a
+    fresh clone, unlike `dvc repro --dry` (it hashes the absent data/raw/archive: exit 255)."""
     binaries = Path(sys.executable).parent
     environment = dict(os.environ, PATH=f"{binaries}:{os.environ.get('PATH', '')}")
     timings = {}
