@@ -40,7 +40,10 @@ def test_figures_replace_the_directory_whole(rendered):
 def test_loss_shapes_come_from_the_registry():
     panels = figures.loss_shape_curves(num_classes=10, points=101)
     probability = panels["probability"]["x"]
-    assert set(panels["probability"]["curves"]) == {"categorical_crossentropy", "hinge", "squared_hinge"}
+    assert set(panels["probability"]["curves"]) == {
+        "categorical_crossentropy", "hinge", "squared_hinge", "mae", "generalized_cross_entropy"}
+    # MAE = 2 (1 - p_true), of which the paper's hinge is 0.9 + 0.05 x for 10 classes.
+    assert panels["probability"]["curves"]["mae"] == pytest.approx(2 * (1 - probability), abs=1e-6)
     # The paper's Keras 1 hinge on softmax outputs: 0.9 + 0.1 (1 - p_true) for 10 classes.
     assert panels["probability"]["curves"]["hinge"] == pytest.approx(0.9 + 0.1 * (1 - probability), abs=1e-6)
     assert panels["probability"]["curves"]["categorical_crossentropy"] == pytest.approx(
