@@ -58,6 +58,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "download": ("download.url", "download.md5", "download.sha256", "download.source"),
     "preprocess": (
         "preprocess.dataset", "preprocess.train_size", "preprocess.test_size", "preprocess.subset_seed",
+        "preprocess.label_noise", "preprocess.label_noise_mode",
     ),
     "train": TRAIN_KEYS,
     # The study's training settings but those each tuning run sets itself.
@@ -90,6 +91,8 @@ LEGACY_DATA_KEYS = {
     "url": "download", "md5": "download", "sha256": "download", "source": "download",
     "dataset": "preprocess", "train_size": "preprocess", "test_size": "preprocess",
     "subset_seed": "preprocess",
+    # Newer than the split, but a data: section that sets them means preprocess's too.
+    "label_noise": "preprocess", "label_noise_mode": "preprocess",
 }
 
 
