@@ -67,7 +67,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     )) + ("tune.learning_rates", "tune.seeds", "tune.epochs", "tune.holdout_fraction"),
     "evaluate": (
         "evaluate.batch_size", "evaluate.convergence_thresholds", "evaluate.collapse_share",
-        "evaluate.dead_layer_share", "evaluate.train_sample",
+        "evaluate.dead_layer_share", "evaluate.train_sample", "evaluate.temperature_fraction",
     ),
     "compare": (
         "train.losses", "train.seeds", "compare.confidence_level", "compare.primary_pairs",
