@@ -20,6 +20,7 @@ Out: `reports/headline.json`, the study's DVC metric (`cache: false`): one flat 
            "seeds": [0, 1, 2], "runs": 3, "diverged_runs": 0, "diverged_seeds": [],
            "dead_final_layer_runs": 1, "dead_final_layer_seeds": [0],
            "collapsed_runs": 1, "collapsed_seeds": [0],
+           "calibration_probabilities": ["the model's softmax outputs"],
            "test_accuracy": {"n", "mean", "std", "ci_low", "ci_high"},
            "test_accuracy_alive": {...}, "test_accuracy_not_collapsed": {...},
            "test_loss", "train_accuracy", "generalization_gap", "best_val_accuracy",
@@ -220,6 +221,7 @@ def loss_entry(ordered: list[dict], thresholds: dict[float, str], confidence_lev
         "dead_final_layer_seeds": [run["seed"] for run in ordered if final_layer_dead(run)],
         "collapsed_runs": sum(bool(run.get("collapsed")) for run in ordered),
         "collapsed_seeds": [run["seed"] for run in ordered if run.get("collapsed")],
+        "calibration_probabilities": _distinct((run.get("calibration") or {}).get("probabilities") for run in ordered),
     }
     alpha = significance_level(confidence_level)
     for name in SUMMARISED_METRICS:

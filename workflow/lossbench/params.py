@@ -77,7 +77,8 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "report": (
         "report.paper", "train.losses", "train.learning_rate", "preprocess.dataset", "download.url",
         "download.source", "download.sha256", "model.width", "train.batch_size",
-        "evaluate.collapse_share", "evaluate.dead_layer_share",
+        "evaluate.collapse_share", "evaluate.dead_layer_share", "preprocess.label_noise",
+        "preprocess.label_noise_mode",
     ),
 }
 
