@@ -141,3 +141,19 @@ def test_preprocess_refuses_bad_noise_before_writing(tmp_path):
         prepare(hundred.path, dataset="cifar100", output_dir=tmp_path / "out",
                 counts_path=tmp_path / "counts.json", label_noise=0.2, label_noise_mode="pairs")
     assert not (tmp_path / "out").exists() and not (tmp_path / "counts.json").exists()
+
+
+def test_training_resumes_only_on_the_same_noisy_labels(tmp_path):
+    """Training reads the labels preprocess made once; its checkpoints are keyed by the data,
+    labels included, so a checkpoint of clean labels is never resumed on noisy ones (and a
+    rerun of preprocess with the same parameters makes the very same labels: same key)."""
+    from lossbench.checkpoint import data_signature
+
+    expected = make_cifar10_archive(tmp_path)
+    signatures = []
+    for name, rate in (("clean", 0.0), ("noisy", 0.2), ("again", 0.2)):
+        prepare(expected.path, dataset="cifar10", output_dir=tmp_path / name,
+                counts_path=tmp_path / f"{name}.json", label_noise=rate)
+        data = load_prepared(tmp_path / name)
+        signatures.append(data_signature(data.train_images, data.train_labels, data.test_images, data.test_labels))
+    assert signatures[0] != signatures[1] and signatures[1] == signatures[2]
