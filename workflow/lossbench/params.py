@@ -58,6 +58,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "download": ("download.url", "download.md5", "download.sha256", "download.source"),
     "preprocess": (
         "preprocess.dataset", "preprocess.train_size", "preprocess.test_size", "preprocess.subset_seed",
+        "preprocess.label_noise", "preprocess.label_noise_mode",
     ),
     "train": TRAIN_KEYS,
     # The study's training settings but those each tuning run sets itself.
@@ -66,7 +67,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     )) + ("tune.learning_rates", "tune.seeds", "tune.epochs", "tune.holdout_fraction"),
     "evaluate": (
         "evaluate.batch_size", "evaluate.convergence_thresholds", "evaluate.collapse_share",
-        "evaluate.dead_layer_share", "evaluate.train_sample",
+        "evaluate.dead_layer_share", "evaluate.train_sample", "evaluate.temperature_fraction",
     ),
     "compare": (
         "train.losses", "train.seeds", "compare.confidence_level", "compare.primary_pairs",
@@ -76,7 +77,8 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "report": (
         "report.paper", "train.losses", "train.learning_rate", "preprocess.dataset", "download.url",
         "download.source", "download.sha256", "model.width", "train.batch_size",
-        "evaluate.collapse_share", "evaluate.dead_layer_share",
+        "evaluate.collapse_share", "evaluate.dead_layer_share", "preprocess.label_noise",
+        "preprocess.label_noise_mode",
     ),
 }
 
@@ -90,6 +92,8 @@ LEGACY_DATA_KEYS = {
     "url": "download", "md5": "download", "sha256": "download", "source": "download",
     "dataset": "preprocess", "train_size": "preprocess", "test_size": "preprocess",
     "subset_seed": "preprocess",
+    # Newer than the split, but a data: section that sets them means preprocess's too.
+    "label_noise": "preprocess", "label_noise_mode": "preprocess",
 }
 
 
