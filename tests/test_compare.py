@@ -191,3 +191,14 @@ def test_collapsed_runs_are_counted_and_left_out_of_the_second_mean(tmp_path):
     assert ce["test_accuracy"]["n"] == 3 and ce["test_accuracy"]["mean"] == pytest.approx(0.4)
     assert ce["test_accuracy_not_collapsed"]["n"] == 2
     assert ce["test_accuracy_not_collapsed"]["mean"] == pytest.approx(0.55)
+
+
+def test_old_metrics_keep_their_running_accuracy_apart_from_the_measured_one(tmp_path):
+    old = metrics("hinge", 0, 0.5)
+    old.pop("train_accuracy_images", None)
+    new = dict(metrics("hinge", 1, 0.5), train_accuracy_images=2000, train_accuracy=0.61,
+               running_accuracy=0.52, generalization_gap=0.11)
+    runs = compare.read_metrics(write_runs(tmp_path, [old, new]))
+    assert runs[0]["train_accuracy"] is None and runs[0]["generalization_gap"] is None
+    assert runs[0]["running_accuracy"] == old["train_accuracy"]
+    assert runs[1]["train_accuracy"] == 0.61 and runs[1]["running_accuracy"] == 0.52

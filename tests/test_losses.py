@@ -17,6 +17,7 @@ from lossbench.losses import LOSS_NAMES, LOSSES, LossSpec, get_loss
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
 EPSILON = 1e-7
+GCE_Q = 0.7  # Zhang & Sabuncu's q, written out here rather than read from the module
 
 
 def _softmax(scores):
@@ -33,6 +34,16 @@ def _numpy_loss(name, labels, outputs):
         true_class = int(labels[row])
         if name == "categorical_crossentropy":
             result[row] = -np.log(np.clip(outputs[row, true_class], EPSILON, 1 - EPSILON))
+            continue
+        if name == "mae":
+            result[row] = sum(abs((k == true_class) - outputs[row, k]) for k in range(num_classes))
+            continue
+        if name == "generalized_cross_entropy":
+            probability = np.clip(outputs[row, true_class], EPSILON, 1.0)
+            result[row] = (1.0 - probability**GCE_Q) / GCE_Q
+            continue
+        if name == "square":
+            result[row] = np.mean([(outputs[row, k] - (k == true_class)) ** 2 for k in range(num_classes)])
             continue
         if name == "crammer_singer_hinge":
             others = [outputs[row, k] for k in range(num_classes) if k != true_class]
@@ -104,6 +115,54 @@ def test_paper_hinge_is_affine_in_true_probability():
         0.9 + 0.1 * (1 - true_probability) ** 2,
         rtol=1e-6,
     )
+
+
+def test_new_losses_by_hand():
+    labels = np.array([0, 2])
+    # Square loss on raw scores, 3 classes: sample 0: ((2-1)^2 + 0.5^2 + 1^2) / 3 = 2.25 / 3;
+    # sample 1: (0^2 + 3^2 + (1.5-1)^2) / 3 = 9.25 / 3.
+    scores = np.array([[2.0, 0.5, -1.0], [0.0, 3.0, 1.5]], dtype="float32")
+    np.testing.assert_allclose(losses.square(labels, scores), [2.25 / 3, 9.25 / 3], rtol=1e-6)
+    # MAE on probabilities: |1 - 0.5| + 0.25 + 0.25 = 1 = 2 (1 - 0.5); 0.1 + 0.1 + 0.2 = 0.4.
+    probabilities = np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]], dtype="float32")
+    np.testing.assert_allclose(losses.mae(labels, probabilities), [1.0, 0.4], rtol=1e-6)
+    # GCE, q = 0.7: (1 - 0.5^0.7) / 0.7 and (1 - 0.8^0.7) / 0.7.
+    np.testing.assert_allclose(
+        losses.generalized_cross_entropy(labels, probabilities),
+        [(1 - 0.5**0.7) / 0.7, (1 - 0.8**0.7) / 0.7], rtol=1e-6)
+
+
+def test_paper_hinge_is_a_scaled_mae():
+    """The paper's hinge on softmax outputs, K classes: (K - 1) / K + MAE / (2 K), with MAE =
+    sum_k |y_k - p_k| = 2 (1 - p_true); for 10 classes 0.9 + 0.05 MAE (the constant the issue
+    states holds for this definition of MAE)."""
+    rng = np.random.default_rng(17)
+    for num_classes in (3, 10):
+        probabilities = _softmax(rng.normal(scale=3.0, size=(64, num_classes))).astype("float32")
+        labels = rng.integers(0, num_classes, size=64)
+        absolute_error = np.asarray(losses.mae(labels, probabilities))
+        true_probability = probabilities[np.arange(64), labels]
+        np.testing.assert_allclose(absolute_error, 2 * (1 - true_probability), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            losses.hinge(labels, probabilities),
+            (num_classes - 1) / num_classes + absolute_error / (2 * num_classes), rtol=1e-6)
+        if num_classes == 10:
+            np.testing.assert_allclose(losses.hinge(labels, probabilities), 0.9 + 0.05 * absolute_error, rtol=1e-6)
+
+
+def test_generalized_cross_entropy_bridges_crossentropy_and_mae():
+    rng = np.random.default_rng(23)
+    probabilities = _softmax(rng.normal(scale=2.0, size=(32, 10))).astype("float32")
+    labels = rng.integers(0, 10, size=32)
+    # q -> 0: (1 - p^q) / q -> -log p. At q = 1e-4 the difference is about q log(p)^2 / 2.
+    near_zero = np.asarray(losses.generalized_cross_entropy_q(labels, probabilities, 1e-4))
+    crossentropy = np.asarray(losses.categorical_crossentropy(labels, probabilities))
+    np.testing.assert_allclose(near_zero, crossentropy, rtol=2e-3, atol=1e-4)
+    # q = 1: 1 - p_true, which is MAE / 2 (the constant: a factor of one half).
+    at_one = np.asarray(losses.generalized_cross_entropy_q(labels, probabilities, 1.0))
+    np.testing.assert_allclose(at_one, np.asarray(losses.mae(labels, probabilities)) / 2, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="0 < q <= 1"):
+        losses.generalized_cross_entropy_q(labels, probabilities, 0.0)
 
 
 def test_crossentropy_is_clipped():
@@ -189,6 +248,9 @@ def test_registry():
         "ova_hinge",
         "ova_squared_hinge",
         "crammer_singer_hinge",
+        "square",
+        "mae",
+        "generalized_cross_entropy",
     )
     for name, spec in LOSSES.items():
         assert isinstance(spec, LossSpec)
@@ -196,7 +258,9 @@ def test_registry():
         assert spec.output_activation in ("softmax", "linear")
         assert spec.formula
         assert spec.function.__doc__
-    assert [LOSSES[name].output_activation for name in LOSS_NAMES] == ["softmax"] * 3 + ["linear"] * 3
+    assert [LOSSES[name].output_activation for name in LOSS_NAMES] == (
+        ["softmax"] * 3 + ["linear"] * 4 + ["softmax"] * 2)
+    assert losses.GCE_Q == GCE_Q
     with pytest.raises(Exception):
         LOSSES["hinge"].name = "other"
 

@@ -167,6 +167,19 @@ def test_every_float_key_refuses_nan_and_infinity(bad):
             validate_params(broken)
 
 
+def test_a_misspelt_loss_or_key_gets_a_did_you_mean():
+    from lossbench.params import ParamsError, load_params, validate_params
+
+    params = load_params(PROJECT / "params.yaml")
+    params["train"]["losses"] = ["squared_hinje"]
+    with pytest.raises(ParamsError, match=r"Did you mean 'squared_hinge'\?"):
+        validate_params(params)
+    params = load_params(PROJECT / "params.yaml")
+    params["train"]["learning_rte"] = 0.1
+    with pytest.raises(ParamsError, match=r"unknown key train.learning_rte.*Did you mean 'learning_rate'\?"):
+        validate_params(params)
+
+
 def test_exp_run_needs_no_plus_and_refuses_a_misspelt_key_before_changing_anything(tmp_path):
     """Issue 20, D11: `dvc exp run -S +train.epoch=3` rewrote params.yaml and deleted outputs
     before lossbench could refuse the key. Every key lossbench reads is in params.yaml, so

@@ -104,7 +104,10 @@ def test_a_parameter_edit_reruns_the_same_stages_under_both_tools(project):
     assert snakemake_changed_stages(project) == dvc_changed_stages(project) == {"preprocess"}
     set_params(project, **{"preprocess.train_size": 400, "train.learning_rate": 0.02})
     expected = {f"train@{loss}-{seed}" for loss in ("categorical_crossentropy", "hinge") for seed in (0, 1)}
-    assert snakemake_changed_stages(project) == dvc_changed_stages(project) == expected
+    # The report states the learning rate, so it reads the key: DVC names it among the stages
+    # whose params changed; Snakemake reruns it anyway, giving the retrained runs as its reason.
+    assert snakemake_changed_stages(project) == expected
+    assert dvc_changed_stages(project) == expected | {"report"}
     set_params(project, **{"train.learning_rate": "tuned"})
     assert dvc_changed_stages(project) == set()
 

@@ -113,3 +113,23 @@ def test_the_train_stage_refuses_a_damaged_array_before_training(tmp_path, monke
     with pytest.raises(ValueError, match="test_labels.npy differs from the SHA-256"):
         train.run(params, "hinge", 0, directory, out / "model.keras", out / "log", out / "checkpoint")
     assert not out.exists()
+
+
+def test_the_clean_labels_of_label_noise_are_described_and_checked_too(tmp_path):
+    images = np.zeros((12, 32, 32, 3), dtype=np.uint8)
+    splits = {"train": Split(images, LABELS), "test": Split(images[:6], LABELS[:6])}
+    directory = tmp_path / "prepared"
+    write_prepared(directory, splits, CLASSES, train_clean_labels=(LABELS + 1) % 3)
+    assert "train_clean_labels.npy" in json.loads((directory / MANIFEST_NAME).read_text())["files"]
+    assert load_prepared(directory).label_noise_share == 1.0
+
+    np.save(directory / "train_clean_labels.npy", LABELS)  # changed after preprocess
+    with pytest.raises(ValueError, match="train_clean_labels.npy differs from the SHA-256"):
+        load_prepared(directory)
+    (directory / "train_clean_labels.npy").unlink()
+    with pytest.raises(ValueError, match="train_clean_labels.npy is missing, although manifest"):
+        load_prepared(directory)
+
+    write_prepared(directory, splits, CLASSES, train_clean_labels=LABELS + 5)
+    with pytest.raises(ValueError, match=r"train_clean_labels.npy holds labels from 5 to 7"):
+        load_prepared(directory)

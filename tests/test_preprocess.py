@@ -100,6 +100,8 @@ def test_image_folder_round_trip(tmp_path, prefix):
     assert counts == {
         "train": {"total": 12, "per_class": {"airplane": 4, "cat": 6, "dog": 2}},
         "test": {"total": 6, "per_class": {"airplane": 2, "cat": 3, "dog": 1}},
+        "label_noise": {"rate": 0.0, "mode": "symmetric", "images": 12, "changed": 0,
+                        "realised_rate": 0.0, "changed_per_class": {"airplane": 0, "cat": 0, "dog": 0}},
     }
     assert json.loads((tmp_path / "counts.json").read_text()) == counts
 

@@ -386,3 +386,44 @@ def test_the_fit_table_keeps_the_running_accuracy_apart_from_training_accuracy()
     row = report_tables.accuracy_row("a", dict(entry, above_chance_runs=2,
                                                initial_output_gradient_scale={"n": 3, "mean": 0.0032}), {}, [])
     assert row[3] == "2 of 3" and row[6] == "0.0032"
+
+
+def test_the_report_shows_calibration_label_noise_and_the_hinge_as_mae(rendered, tmp_path):
+    root, rendered_summary, metrics_paths, _, output_dir = rendered
+    summary_path = tmp_path / "summary.json"
+    summary_path.write_text(rendered_summary.read_text())
+    add_planned_fields(summary_path, metrics_paths)
+    params = study_params()
+    text = report.run(params["report"], summary_path, output_dir, root / "reports" / "report.md", params)
+    rows = table_rows(text, "Calibration")
+    assert rows["header"] == ["Loss", "Probabilities", "ECE", "NLL", "Brier", "Temperature",
+                              "ECE after temperature"]
+    assert list(rows)[1:] == ["categorical_crossentropy", "squared_hinge", "hinge"]  # ranked
+    runs = [json.loads(path.read_text()) for path in metrics_paths]
+    hinge_ece = [run["test_ece"] for run in runs if run["loss"] == "hinge"]
+    assert rows["hinge"][1] == "softmax outputs"
+    assert rows["hinge"][2].startswith(f"{np.mean(hinge_ece):.3f} ± ")
+    assert "fitted by NLL on a stratified `evaluate.temperature_fraction` of the training images" in text
+    assert "](figures/reliability_hinge.png)" in text
+    assert "0.9 + 0.05 · MAE" in text and "Ghosh et al. (2017)" in text
+    assert "| Training labels | clean (`preprocess.label_noise: 0`, as in the paper); test labels clean |" in text
+
+    summary = json.loads(summary_path.read_text())
+    summary["setup"]["label_noise"] = [0.4]
+    summary_path.write_text(json.dumps(summary))
+    params["preprocess"]["label_noise"] = 0.4
+    noisy = report.run(params["report"], summary_path, output_dir, tmp_path / "noisy.md", params)
+    assert ("| Training labels | 40.00 % replaced by a wrong class (`preprocess.label_noise: 0.4`, "
+            "symmetric); test labels clean |") in noisy
+    assert "40.00 % of the training labels were replaced by wrong classes" in noisy
+    assert "fitted on the noisy training labels (40.0 % of them wrong)" in noisy
+
+
+def test_no_calibration_table_for_evaluations_without_it():
+    summary = {"losses": {"hinge": {"test_accuracy": {"mean": 0.5}}}}
+    from lossbench.report_calibration import calibration_section, hinge_as_mae_note
+
+    assert calibration_section(summary, ["hinge"]) == []
+    summary["setup"] = {"num_classes": [3]}
+    assert "for 3 classes mean_k max(0, 1 - y_k p_k) = 0.666667 + 0.166667 · MAE" in hinge_as_mae_note(summary)
+    assert hinge_as_mae_note({"losses": {"mae": {}}}) is None

@@ -45,7 +45,7 @@ PLOT_NAMES = {
     for kind in kinds
 }
 FIGURES = {"loss_shapes", "validation_accuracy", "test_accuracy"} | {
-    f"{kind}_{loss}" for kind in ("curves", "confusion") for loss in LOSSES
+    f"{kind}_{loss}" for kind in ("curves", "confusion", "reliability") for loss in LOSSES
 }
 
 

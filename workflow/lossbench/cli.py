@@ -66,6 +66,7 @@ def _evaluate(args: argparse.Namespace, params: dict) -> None:
         log_dir=args.log_dir,
         output=args.output,
         metrics_output=args.metrics,
+        predictions_output=args.predictions,
     )
 
 
@@ -238,6 +239,7 @@ def _add_pipeline_stages(stages) -> None:
             stage.add_argument("--output", type=Path, required=True, help="full evaluation JSON to write")
             stage.add_argument("--metrics", type=Path, required=True,
                                help="the small review-metrics JSON to write (a DVC metric)")
+            stage.add_argument("--predictions", type=Path, help="the .npz of score rows to write")
         stage.set_defaults(handler=handler)
 
     stage = stages.add_parser("compare", help="aggregate metrics over seeds and compare losses")

@@ -20,11 +20,14 @@ Out: `reports/headline.json`, the study's DVC metric (`cache: false`): one flat 
            "seeds": [0, 1, 2], "runs": 3, "diverged_runs": 0, "diverged_seeds": [],
            "dead_final_layer_runs": 1, "dead_final_layer_seeds": [0],
            "collapsed_runs": 1, "collapsed_seeds": [0],
+           "calibration_probabilities": ["the model's softmax outputs"],
            "test_accuracy": {"n", "mean", "std", "ci_low", "ci_high"},
            "test_accuracy_alive": {...}, "test_accuracy_not_collapsed": {...},
            "test_loss", "train_accuracy", "generalization_gap", "best_val_accuracy",
            "best_val_epoch", "final_val_accuracy", "train_seconds",
            "final_conv_active_fraction": {...},
+           "test_ece", "test_nll", "test_brier", "temperature", "test_ece_after_temperature",
+           "test_nll_after_temperature": {...},
            "convergence": {"80%": {"threshold": 0.8, "reached": 2,
                                    "epoch": {...}, "seconds": {...}}, ...}
          }, ...
@@ -39,6 +42,7 @@ Out: `reports/headline.json`, the study's DVC metric (`cache: false`): one flat 
        "setup": {"devices": [...], "backends": [...], "precisions": [...], "validation": [...],
                  "train_size": [...], "validation_size": [...], "test_size": [...],
                  "epochs_planned": [...], "model_parameters": [...], "num_classes": [...],
+                 "label_noise": [...], "temperature_split": [...],
                  "versions": {"python": [...], "keras": [...], ...}}
      }
 
@@ -104,6 +108,13 @@ SUMMARISED_METRICS = (
     "train_seconds",
     "final_conv_active_fraction",
     "initial_output_gradient_scale",
+    # Calibration on the test set (`lossbench.calibration`), before and after temperature scaling.
+    "test_ece",
+    "test_nll",
+    "test_brier",
+    "temperature",
+    "test_ece_after_temperature",
+    "test_nll_after_temperature",
 )
 
 REQUIRED_KEYS = ("loss", "seed", "test_accuracy")
@@ -134,6 +145,8 @@ def collect_setup(runs: Sequence[dict]) -> dict[str, Any]:
         "model_parameters": _distinct(run.get("model_parameters") for run in runs),
         "num_classes": _distinct(len(run["class_names"]) for run in runs if run.get("class_names")),
         "train_accuracy_images": _distinct(run.get("train_accuracy_images") for run in runs),
+        "label_noise": _distinct(setup.get("label_noise") for setup in setups),
+        "temperature_split": _distinct((run.get("calibration") or {}).get("temperature_split") for run in runs),
         "versions": {
             name: _distinct(setup.get("versions", {}).get(name) for setup in setups)
             for name in version_names
@@ -208,6 +221,7 @@ def loss_entry(ordered: list[dict], thresholds: dict[float, str], confidence_lev
         "dead_final_layer_seeds": [run["seed"] for run in ordered if final_layer_dead(run)],
         "collapsed_runs": sum(bool(run.get("collapsed")) for run in ordered),
         "collapsed_seeds": [run["seed"] for run in ordered if run.get("collapsed")],
+        "calibration_probabilities": _distinct((run.get("calibration") or {}).get("probabilities") for run in ordered),
     }
     alpha = significance_level(confidence_level)
     for name in SUMMARISED_METRICS:
@@ -345,8 +359,19 @@ def read_metrics(paths: Sequence[str | os.PathLike]) -> list[dict]:
                 f"{path} lacks {', '.join(missing)}: it is not a metrics file from "
                 "`lossbench evaluate`. Rerun that stage."
             )
-        runs.append(metrics)
+        runs.append(_with_measured_training_accuracy(metrics))
     return runs
+
+
+def _with_measured_training_accuracy(metrics: dict) -> dict:
+    """Metrics written before evaluate measured training accuracy (no `train_accuracy_images`)
+    hold Keras's running accuracy on augmented batches as `train_accuracy`: name it so, and
+    leave the measured accuracy and the gap unknown rather than compare unlike numbers."""
+    if "train_accuracy_images" in metrics or "train_accuracy" not in metrics:
+        return metrics
+    moved = dict(metrics, running_accuracy=metrics.get("running_accuracy", metrics["train_accuracy"]))
+    moved.update(train_accuracy=None, generalization_gap=None)
+    return moved
 
 
 def run(

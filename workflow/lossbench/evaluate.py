@@ -4,8 +4,11 @@ In:  the trained model (`data/models/<loss>-seed<seed>.keras`, taking uint8 imag
      returning one score row per image), the prepared data (`lossbench.prepared.
      load_prepared`), the run's training log directory (`history.json`, `run.json`) and
      params.yaml's `evaluate:` section (batch size, convergence thresholds, collapse share,
-     dead-layer share, training sample size).
-Out: two JSON files (both `cache: false`, so git tracks them and reviews need no cache):
+     dead-layer share, training sample size, temperature fraction).
+Out: two JSON files (both `cache: false`, so git tracks them and reviews need no cache) and,
+     where asked for, the predictions (`data/predictions/<loss>-seed<seed>.npz`, in DVC's
+     cache: `test_scores`, `test_labels`, `temperature_scores`, `temperature_labels`,
+     `temperature_indices`, the score rows every number here is computed from):
 
      - the review metrics (`reports/metrics/<loss>-seed<seed>.json`, the stage's DVC
        `metrics:`): a few flat numbers and nothing else, so that `dvc metrics diff` and
@@ -14,7 +17,8 @@ Out: two JSON files (both `cache: false`, so git tracks them and reviews need no
 
        {"test_accuracy": 0.53, "test_loss": 0.947, "train_accuracy": 0.55,
         "best_val_accuracy": 0.54, "best_val_epoch": 97, "epochs_completed": 100,
-        "collapsed": 0, "diverged": 0, "train_seconds": 26800.0}
+        "collapsed": 0, "diverged": 0, "train_seconds": 26800.0, "test_ece": 0.08,
+        "test_nll": 1.41, "test_brier": 0.62, "test_ece_after_temperature": 0.02}
 
      - the full evaluation (`reports/evaluation/<loss>-seed<seed>.json`, a plain output),
        which `lossbench compare`, `figures` and `report` read:
@@ -32,13 +36,16 @@ Out: two JSON files (both `cache: false`, so git tracks them and reviews need no
        "initial_output_gradient_scale": 0.004,
        "final_conv_active_fraction": 0.31, "final_conv_dead_channels": 0,
        "final_conv_channels": 10, "final_layer_dead": false,
+       "test_ece": 0.08, "test_nll": 1.41, "test_brier": 0.62, "temperature": 1.6,
+       "test_ece_after_temperature": 0.02, "test_nll_after_temperature": 1.32,
+       "test_brier_after_temperature": 0.60, "calibration": {...},
        "convergence": {"50%": {"threshold": 0.5, "epoch": 61, "seconds": 16400.2}, ...},
        "per_class_accuracy": {"airplane": 0.61, ...},
        "class_names": ["airplane", ...],
        "confusion_matrix": [[612, 20, ...], ...],
        "setup": {"device": ..., "backend": ..., "precision": ..., "validation": "test",
                  "train_size": 50000, "validation_size": 10000, "versions": {...},
-                 "command": ..., "evaluation_backend": "tensorflow"}
+                 "command": ..., "evaluation_backend": "tensorflow", "label_noise": 0.0}
      }
 
      `confusion_matrix[i][j]` counts test images of true label i predicted as label j.
@@ -89,6 +96,14 @@ Definitions:
   layer is one cause, a softmax saturated on one class another. Such a model says nothing
   about its loss; `lossbench compare` and the report count these runs and show the means
   with and without them.
+- Calibration (`test_ece` ... `calibration`): expected calibration error (15 equal-width
+  bins of top-label confidence), NLL and Brier score on the test set, and the same after
+  temperature scaling fitted on training images, never test images; definitions, and which
+  training images, in `lossbench.calibration`. Linear-output losses are measured on the
+  softmax of their scores (`calibration.probabilities` says so).
+- `setup.label_noise` is the fraction of the prepared training labels that differ from the
+  clean ones (`preprocess.label_noise`); test labels are always clean. Training accuracy
+  and the temperature are measured against the labels training read.
 - Every value that is not finite is written as null, so the file is strict JSON.
 
 The numbers are computed by `lossbench.metrics` from arrays (conv_9's activity by
@@ -109,9 +124,10 @@ import numpy as np
 
 from lossbench.activations import FINAL_CONV_LAYER, final_conv_activity
 from lossbench.atomic import write_json
+from lossbench.calibration import calibration_fields
 from lossbench.metrics import DEAD_LAYER_SHARE, build_metrics, mean_loss
+from lossbench.predictions import predict_run, write_predictions
 from lossbench.runs import final_layer_dead
-from lossbench.training_sample import DEFAULT_TRAIN_SAMPLE, training_sample
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +148,10 @@ REVIEW_METRICS = (
     "collapsed",
     "diverged",
     "train_seconds",
+    "test_ece",
+    "test_nll",
+    "test_brier",
+    "test_ece_after_temperature",
 )
 
 
@@ -197,20 +217,6 @@ def load_model(model_path: str | os.PathLike):
     return keras.saving.load_model(model_path, compile=False)
 
 
-def predict_scores(model, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """The model's score rows for uint8 `images`, batch by batch, as a float64 array."""
-    from keras import ops
-
-    if batch_size < 1:
-        raise ValueError(f"evaluate.batch_size must be at least 1, got {batch_size}.")
-    batches = []
-    for start in range(0, len(images), batch_size):
-        # training=False keeps the model's augmentation layers inactive.
-        outputs = model(images[start:start + batch_size], training=False)
-        batches.append(np.asarray(ops.convert_to_numpy(outputs), dtype=np.float64))
-    return np.concatenate(batches, axis=0)
-
-
 def evaluate_model(
     evaluate_params: dict,
     loss_name: str,
@@ -223,24 +229,26 @@ def evaluate_model(
     run_info: dict,
     train_images: np.ndarray | None = None,
     train_labels: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """Metrics of an in-memory model; `run` adds the reading of files around this.
-
-    The training images (optional) give the measured training accuracy: the model predicts
-    `training_sample`'s images with training=False, so without augmentation.
-    """
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metrics, predictions) of an in-memory model; `run` adds the reading of files around
+    this. The predictions are `predict_run`'s arrays, with the test and temperature labels."""
     import keras
 
     from lossbench.losses import get_loss
 
     spec = get_loss(loss_name)
-    batch_size = int(evaluate_params.get("batch_size", 500))
-    scores = predict_scores(model, test_images, batch_size)
-    sample = None if train_labels is None else training_sample(
-        train_labels, run_info, seed, evaluate_params.get("train_sample", DEFAULT_TRAIN_SAMPLE))
-    train_sample = None if sample is None else (
-        train_labels[sample], predict_scores(model, train_images[sample], batch_size))
-    return build_metrics(
+    predictions = predict_run(evaluate_params, seed, model, test_images, run_info, train_images, train_labels)
+    scores = predictions["test_scores"]
+    predictions["test_labels"] = np.asarray(test_labels)
+    train_sample = None
+    if "train_sample_indices" in predictions:
+        train_sample = (train_labels[predictions["train_sample_indices"]], predictions["train_sample_scores"])
+    if "temperature_indices" in predictions:
+        predictions["temperature_labels"] = train_labels[predictions["temperature_indices"]]
+    calibration = calibration_fields(
+        scores, test_labels, spec.output_activation, predictions.get("temperature_scores"),
+        predictions.get("temperature_labels"), predictions.get("temperature_split"))
+    metrics = build_metrics(
         loss_name,
         seed,
         test_labels,
@@ -252,11 +260,13 @@ def evaluate_model(
         thresholds=evaluate_params.get("convergence_thresholds", [0.5, 0.7, 0.8]),
         model_parameters=int(model.count_params()),
         evaluation_backend=keras.backend.backend(),
-        final_conv=final_conv_activity(model, test_images, batch_size),
+        final_conv=final_conv_activity(model, test_images, int(evaluate_params.get("batch_size", 500))),
         collapse_share=evaluate_params.get("collapse_share", 0.9),
         train_sample=train_sample,
         dead_layer_share=evaluate_params.get("dead_layer_share", DEAD_LAYER_SHARE),
+        calibration=calibration,
     )
+    return metrics, predictions
 
 
 def _check_same_run(run_info: dict, loss_name: str, seed: int, log_dir) -> None:
@@ -303,11 +313,13 @@ def run(
     log_dir: str | os.PathLike,
     output: str | os.PathLike,
     metrics_output: str | os.PathLike | None = None,
+    predictions_output: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """The CLI's entry point: evaluate one (loss, seed) run and write its metrics JSON.
 
     Writes the full evaluation to `output` and, when given, the review metrics
-    (`review_metrics`) to `metrics_output`. Returns the full evaluation's dictionary.
+    (`review_metrics`) to `metrics_output` and the score rows (`write_predictions`) to
+    `predictions_output`. Returns the full evaluation's dictionary.
     """
     from lossbench.losses import get_loss
     from lossbench.prepared import load_prepared
@@ -317,7 +329,7 @@ def run(
     _check_same_run(run_info, loss_name, seed, log_dir)
     data = load_prepared(data_dir)
     model = load_model(model_path)
-    metrics = evaluate_model(
+    metrics, predictions = evaluate_model(
         evaluate_params,
         loss_name,
         seed,
@@ -330,9 +342,12 @@ def run(
         train_images=data.train_images,
         train_labels=data.train_labels,
     )
+    metrics["setup"]["label_noise"] = data.label_noise_share
     write_json(output, metrics)
     if metrics_output is not None:
         write_json(metrics_output, review_metrics(metrics))
+    if predictions_output is not None:
+        write_predictions(predictions_output, predictions)
     logger.info(
         "%s seed %d: test accuracy %.4f on %d images%s; metrics in %s.",
         loss_name, seed, metrics["test_accuracy"], metrics["test_size"],

@@ -21,6 +21,7 @@ Out: a directory of PNG files (`reports/figures/`):
 - `confusion_<loss>.png`: the confusion matrix summed over seeds, each row divided by its
   total, so that the diagonal reads as per-class accuracy.
 - `tuning_learning_rates.png`: hold-out accuracy per learning rate (`lossbench.tuning_report`).
+- `reliability_<loss>.png`: the reliability diagram per loss (`lossbench.calibration_figures`).
 
 The stage also writes the study's per-epoch table (`reports/epochs.csv`), one row per
 (loss, seed, epoch), columns `loss, seed, run, epoch, train_loss, train_accuracy, val_loss,
@@ -40,6 +41,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lossbench.atomic import staged_directory, write_text
+from lossbench.calibration_figures import plot_reliability_diagrams
 from lossbench.runs import parse_run_name, run_name
 
 logger = logging.getLogger(__name__)
@@ -336,11 +338,6 @@ def plot_confusion(runs: Sequence[dict], loss: str, path: Path) -> None:
     _save(figure, path)
 
 
-# ---------------------------------------------------------------------------------------------
-# Stage.
-# ---------------------------------------------------------------------------------------------
-
-
 def render_figures(summary: dict, runs: Sequence[dict], histories, output_dir: Path) -> list[Path]:
     """Render every figure into `output_dir` (which must exist); return the files written."""
     import matplotlib
@@ -365,6 +362,7 @@ def render_figures(summary: dict, runs: Sequence[dict], histories, output_dir: P
             if summed_confusion(runs, loss)[2]:
                 plot_confusion(runs, loss, output_dir / f"confusion_{loss}.png")
                 written.append(output_dir / f"confusion_{loss}.png")
+        written += plot_reliability_diagrams(runs, losses, output_dir)
     return written
 
 

@@ -9,7 +9,8 @@ In:  a summary from `lossbench compare` (per loss: test accuracy and its interva
 Out: `conclusions`, the report's bullets in order: ranking and ties, gradient scales, runs
      above chance, collapsed runs, runs whose final ReLU layer died, significance of the
      paired tests per family, convergence, overfitting, divergence, agreement with the
-     paper's ranking and figures, then the caveats (`paper_setup.caveats`). A finding that
+     paper's ranking and figures, the paper's hinge as a scaled MAE
+     (`report_calibration.hinge_as_mae_note`), then the caveats (`paper_setup.caveats`). A finding that
      does not apply (no collapsed run, a single loss...) writes no bullet. The findings
      about single runs live in `lossbench.findings_runs`.
 
@@ -33,6 +34,7 @@ from lossbench.findings_runs import (
     overfitting_finding,
 )
 from lossbench.paper_setup import caveats, not_comparable_reason, paper_scale_gaps
+from lossbench.report_calibration import hinge_as_mae_note
 from lossbench.report_text import backticked, full_sentence, p_value_text, percent, points, scale
 
 # Mean accuracies closer than this are a tie (accuracies are multiples of 1 / test images).
@@ -287,6 +289,7 @@ def conclusions(summary: dict, paper: dict, params: dict) -> list[str]:
         divergence_finding(summary),
         paper_ranking_finding(summary, paper, compared),
         paper_figures_finding(summary, paper, params, compared),
+        hinge_as_mae_note(summary),
         *caveats(summary, params),
     ]
     return [f"- {finding}" for finding in findings if finding is not None]

@@ -16,6 +16,22 @@ converts the targets, so its `hinge` is a different loss. `hinge` and `squared_h
 reproduce the paper's losses; `ova_hinge`, `ova_squared_hinge` and `crammer_singer_hinge`
 are the textbook margin losses the paper's equations describe.
 
+Three losses the last decade added sit beside them, to ask what a loss changes besides
+accuracy (calibration, robustness to wrong labels):
+
+- `square` (Hui & Belkin, ICLR 2021): the mean squared error of the raw linear scores against
+  the one-hot targets, mean_k (s_k - y_k)^2, found as good as cross-entropy across tasks.
+- `mae` (Ghosh, Kumar & Sastry, AAAI 2017): the L1 distance between the softmax output and the
+  one-hot target, sum_k |y_k - p_k| = 2 (1 - p_true), provably robust to symmetric label noise.
+  It is the sum over classes, as in Ghosh et al. and Zhang & Sabuncu, not Keras's mean.
+- `generalized_cross_entropy` (Zhang & Sabuncu, NeurIPS 2018): L_q = (1 - p_true^q) / q with
+  q = 0.7 on softmax outputs; it tends to cross-entropy as q -> 0 and is MAE / 2 at q = 1.
+
+The paper's hinge is an MAE: with 0/1 targets on softmax outputs, for K classes
+mean_k max(0, 1 - y_k p_k) = (K - 1) / K + (1 - p_true) / K = (K - 1) / K + MAE / (2 K), so
+for 10 classes it is 0.9 + 0.05 MAE: the same gradient direction as MAE, a twentieth of its
+size (tests/test_losses.py shows the identity).
+
 Adding a loss takes one function below and one entry in `LOSSES`; the `enum` of
 `train.losses` in workflow/schemas/params.schema.yaml must list the same names (a test
 checks it).
@@ -28,6 +44,9 @@ from typing import Callable
 
 import keras
 from keras import ops
+
+# Zhang & Sabuncu's q for the generalized cross-entropy (their CIFAR experiments).
+GCE_Q = 0.7
 
 # The largest finite float32 value, used instead of infinity to mask the true class out of
 # a maximum, so that no infinity can ever meet a multiplication by zero and become NaN.
@@ -132,6 +151,40 @@ def crammer_singer_hinge(y_true, y_pred):
     return ops.relu(1.0 + ops.max(other_scores, axis=-1) - true_score)
 
 
+@keras.saving.register_keras_serializable(package="lossbench")
+def square(y_true, y_pred):
+    """Square loss (Hui & Belkin 2021): mean_k (s_k - y_k)^2 of raw scores s, one-hot 0/1 y."""
+    one_hot, scores = _prepare(y_true, y_pred)
+    return ops.mean(ops.square(scores - one_hot), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="lossbench")
+def mae(y_true, y_pred):
+    """MAE on softmax outputs (Ghosh et al. 2017): sum_k |y_k - p_k| = 2 (1 - p_true)."""
+    one_hot, probabilities = _prepare(y_true, y_pred)
+    return ops.sum(ops.abs(one_hot - probabilities), axis=-1)
+
+
+def generalized_cross_entropy_q(y_true, y_pred, q: float):
+    """L_q = (1 - p_true^q) / q on softmax outputs, p_true clipped to [eps, 1] (0 < q <= 1).
+
+    p^q has an infinite slope at p = 0 for q < 1; the clip (Keras's epsilon, as cross-entropy
+    clips) keeps the gradient finite when a softmax underflows.
+    """
+    if not 0.0 < q <= 1.0:
+        raise ValueError(f"The generalized cross-entropy needs 0 < q <= 1, got q = {q}.")
+    one_hot, probabilities = _prepare(y_true, y_pred)
+    true_probability = ops.sum(one_hot * probabilities, axis=-1)
+    true_probability = ops.clip(true_probability, keras.config.epsilon(), 1.0)
+    return (1.0 - ops.power(true_probability, q)) / q
+
+
+@keras.saving.register_keras_serializable(package="lossbench")
+def generalized_cross_entropy(y_true, y_pred):
+    """Generalized cross-entropy (Zhang & Sabuncu 2018): (1 - p_true^q) / q, q = 0.7, softmax p."""
+    return generalized_cross_entropy_q(y_true, y_pred, GCE_Q)
+
+
 LOSSES: dict[str, LossSpec] = {
     spec.name: spec
     for spec in (
@@ -170,6 +223,24 @@ LOSSES: dict[str, LossSpec] = {
             crammer_singer_hinge,
             "linear",
             "max(0, 1 + max_{k != true} s_k - s_true)",
+        ),
+        LossSpec(
+            "square",
+            square,
+            "linear",
+            "mean_k (s_k - y_k)^2, y one-hot 0/1, raw scores s (Hui & Belkin 2021)",
+        ),
+        LossSpec(
+            "mae",
+            mae,
+            "softmax",
+            "sum_k |y_k - p_k| = 2 (1 - p_true), p = softmax(s) (Ghosh et al. 2017)",
+        ),
+        LossSpec(
+            "generalized_cross_entropy",
+            generalized_cross_entropy,
+            "softmax",
+            f"(1 - p_true^q) / q, q = {GCE_Q}, p = softmax(s) (Zhang & Sabuncu 2018)",
         ),
     )
 }

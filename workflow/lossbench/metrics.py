@@ -10,8 +10,9 @@ Out: accuracy, error, per-class accuracy, the confusion matrix and the share of 
      validation accuracy (`convergence`); the final running and best validation accuracies
      (`history_summary`); the mean loss (`mean_loss`); how much of a ReLU layer is active
      (`activation_summary`) and whether it counts as dead (`final_layer_dead`); and all of
-     them as the full evaluation's dictionary (`build_metrics`), whose layout and
-     definitions `lossbench.evaluate`'s docstring gives.
+     them, with the calibration numbers of `lossbench.calibration`, as the full evaluation's
+     dictionary (`build_metrics`), whose layout and definitions `lossbench.evaluate`'s
+     docstring gives.
 
 Every value that is not finite comes out as None, so the evaluate stage's JSON stays strict.
 The tests check these functions against hand computations.
@@ -23,6 +24,8 @@ import math
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from lossbench.calibration import no_calibration
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -325,10 +328,7 @@ def _setup(run_info: dict, evaluation_backend: str | None) -> dict[str, Any]:
 
 
 def build_metrics(
-    loss_name: str,
-    seed: int,
-    labels: np.ndarray,
-    scores: np.ndarray,
+    loss_name: str, seed: int, labels: np.ndarray, scores: np.ndarray,
     class_names: Sequence[str],
     test_loss: float | None,
     history: Sequence[dict],
@@ -340,6 +340,7 @@ def build_metrics(
     collapse_share: float = 0.9,
     train_sample: tuple[np.ndarray, np.ndarray] | None = None,
     dead_layer_share: float = DEAD_LAYER_SHARE,
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the full evaluation's dictionary (layout in `lossbench.evaluate`'s docstring).
 
@@ -349,6 +350,7 @@ def build_metrics(
     measured training accuracy and the gap are null. `final_conv` is `activation_summary`'s
     dictionary (or `final_conv_activity`'s); without it the `final_conv_*` values and
     `final_layer_dead` are null. The layer is dead at `dead_layer_share` zeros or more.
+    `calibration`: `lossbench.calibration.calibration_fields`'s dictionary (None: nulls).
     """
     classification = classification_metrics(labels, scores, class_names)
     from_history = history_summary(history)
@@ -377,6 +379,7 @@ def build_metrics(
         "model_parameters": model_parameters,
         "initial_output_gradient_scale": finite_or_none(run_info.get("initial_output_gradient_scale")),
         **final_conv_fields(final_conv, dead_layer_share),
+        **(calibration or no_calibration()),
         "convergence": convergence(history, thresholds),
         "per_class_accuracy": classification["per_class_accuracy"],
         "class_names": [str(name) for name in class_names],

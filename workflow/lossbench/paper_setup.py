@@ -1,7 +1,7 @@
 """The paper's setup, and every way a study's setup differs from it.
 
 In:  a summary from `lossbench compare` (its `setup`: epochs, image counts, parameter counts,
-     validation split, precisions, devices, backends) and the validated params (`data`,
+     validation split, label noise, precisions, devices, backends) and the validated params (`data`,
      `model.width`).
 Out: the paper's reference figures (title, epochs, model size, image counts); the list of
      ways a study is smaller than the paper's runs (`paper_scale_gaps`, which decides whether
@@ -159,6 +159,18 @@ def hardware_caveats(setup: dict) -> list[str]:
     return notes
 
 
+def label_noise_caveat(setup: dict) -> str | None:
+    """Training labels partly replaced by wrong ones (`preprocess.label_noise`)."""
+    shares = [share for share in setup.get("label_noise", []) if share]
+    if not shares:
+        return None
+    return (
+        f"{joined(f'{100 * share:.2f} %' for share in shares)} of the training labels were "
+        "replaced by wrong classes (label noise); the paper trained on clean labels. Test "
+        "labels are clean, so test accuracy measures how well each loss resisted the noise."
+    )
+
+
 def caveats(summary: dict, params: dict) -> list[str]:
     """Every way in which this run's setup differs from the paper's, as sentences."""
     setup = summary.get("setup", {})
@@ -167,6 +179,7 @@ def caveats(summary: dict, params: dict) -> list[str]:
         model_size_caveat(setup, params),
         *data_caveats(params),
         image_count_caveat(setup),
+        label_noise_caveat(setup),
         *validation_caveats(setup),
         *hardware_caveats(setup),
     ]

@@ -61,6 +61,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     # download.max_archive_bytes: preprocess decompresses the archive too, within that limit.
     "preprocess": (
         "preprocess.dataset", "preprocess.train_size", "preprocess.test_size", "preprocess.subset_seed",
+        "preprocess.label_noise", "preprocess.label_noise_mode",
         "download.max_archive_bytes",
     ),
     "train": TRAIN_KEYS,
@@ -70,7 +71,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     )) + ("tune.learning_rates", "tune.seeds", "tune.epochs", "tune.holdout_fraction"),
     "evaluate": (
         "evaluate.batch_size", "evaluate.convergence_thresholds", "evaluate.collapse_share",
-        "evaluate.dead_layer_share", "evaluate.train_sample",
+        "evaluate.dead_layer_share", "evaluate.train_sample", "evaluate.temperature_fraction",
     ),
     "compare": (
         "train.losses", "train.seeds", "compare.confidence_level", "compare.primary_pairs",
@@ -80,7 +81,8 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "report": (
         "report.paper", "train.losses", "train.learning_rate", "preprocess.dataset", "download.url",
         "download.source", "download.sha256", "model.width", "train.batch_size",
-        "evaluate.collapse_share", "evaluate.dead_layer_share",
+        "evaluate.collapse_share", "evaluate.dead_layer_share", "preprocess.label_noise",
+        "preprocess.label_noise_mode",
     ),
 }
 
@@ -92,6 +94,8 @@ MOVED_DATA_KEYS = {
     "url": "download", "md5": "download", "sha256": "download", "source": "download",
     "dataset": "preprocess", "train_size": "preprocess", "test_size": "preprocess",
     "subset_seed": "preprocess",
+    # Newer than the split, but a data: section that sets them means preprocess's too.
+    "label_noise": "preprocess", "label_noise_mode": "preprocess",
 }
 
 
@@ -136,6 +140,16 @@ def _key_path(path: Iterable[Any]) -> str:
     return text or "(top level)"
 
 
+def _did_you_mean(given: Any, allowed: Iterable[str]) -> str:
+    """" Did you mean 'x'?" for the allowed word closest to a misspelt one (difflib), or ""."""
+    import difflib
+
+    if not isinstance(given, str):
+        return ""
+    close = difflib.get_close_matches(given, list(allowed), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
 def _explain(error) -> str:
     """Turn one jsonschema error into a sentence naming the key and what is allowed."""
     where = _key_path(error.absolute_path)
@@ -145,9 +159,12 @@ def _explain(error) -> str:
         extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
         names = ", ".join(f"{where}.{name}" if where != "(top level)" else name for name in extra)
         hint = f" Allowed keys here: {', '.join(allowed)}." if allowed else ""
-        return f"unknown key {names}: remove it or check its spelling.{hint}"
+        guesses = "".join(_did_you_mean(name, allowed) for name in extra)
+        return f"unknown key {names}: remove it or check its spelling.{guesses}{hint}"
     if error.validator == "enum":
-        return f"{where} is {error.instance!r}; allowed values: {', '.join(map(str, schema['enum']))}."
+        allowed = list(map(str, schema["enum"]))
+        return (f"{where} is {error.instance!r}; allowed values: {', '.join(allowed)}."
+                f"{_did_you_mean(error.instance, allowed)}")
     if error.validator == "type":
         expected = schema.get("type")
         return f"{where} is {error.instance!r} ({type(error.instance).__name__}); expected {expected}."

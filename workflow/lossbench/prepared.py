@@ -3,7 +3,10 @@
 `write_prepared` takes each split's `Split` (uint8 images (N, 32, 32, 3), int32 labels (N,))
 and the class names, and writes them as ``<split>_images.npy``, ``<split>_labels.npy`` and
 ``classes.json`` into a directory swapped in whole, with ``manifest.json``: each file's size,
-SHA-256 and MD5 (the name DVC's cache gives it).
+SHA-256 and MD5 (the name DVC's cache gives it). With label noise (`lossbench.label_noise`)
+``train_labels.npy`` holds the noisy labels that training reads, and ``train_clean_labels.npy``
+the clean ones: the labels that differ are the ones flipped. Without noise that file is not
+written, so the paper's prepared data stays as it was.
 
 `load_prepared` takes such a directory (from `lossbench preprocess`) and gives back
 `PreparedData`: the training and test arrays and the class names; or a ValueError naming
@@ -39,6 +42,8 @@ DESCRIBED_FILES = (
     "test_labels.npy",
     "classes.json",
 )
+# Written only with label noise: the clean training labels, beside the noisy ones.
+CLEAN_LABELS_FILE = "train_clean_labels.npy"
 PREPARED_FILES = (*DESCRIBED_FILES, MANIFEST_NAME)
 DIGEST_CHUNK_BYTES = 1 << 22
 
@@ -54,17 +59,22 @@ class Split:
         return Split(self.images[indices], self.labels[indices])
 
 
-def write_prepared(output_dir: Path, splits: dict[str, Split], class_names: list[str]) -> None:
-    """Write the splits' arrays and the class names into ``output_dir``, replaced whole."""
+def write_prepared(output_dir: Path, splits: dict[str, Split], class_names: list[str],
+                   train_clean_labels: np.ndarray | None = None) -> None:
+    """Write the splits' arrays and the class names into ``output_dir``, replaced whole;
+    ``train_clean_labels`` (the labels before label noise) only where given."""
     with staged_directory(output_dir) as staging:
         for split in SPLITS:
             np.save(staging / f"{split}_images.npy", splits[split].images, allow_pickle=False)
             np.save(staging / f"{split}_labels.npy", splits[split].labels, allow_pickle=False)
+        if train_clean_labels is not None:
+            np.save(staging / CLEAN_LABELS_FILE, train_clean_labels, allow_pickle=False)
         (staging / "classes.json").write_text(json.dumps(list(class_names), indent=2) + "\n")
         manifest = {
             "about": "Written by `lossbench preprocess`: the size and digests of each file "
                      "beside it. train, tune and evaluate check them before using the data.",
-            "files": {name: _describe(staging / name) for name in DESCRIBED_FILES},
+            "files": {name: _describe(staging / name) for name in DESCRIBED_FILES
+                      + ((CLEAN_LABELS_FILE,) if train_clean_labels is not None else ())},
         }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
 
@@ -85,17 +95,29 @@ def _describe(path: Path) -> dict:
 
 @dataclass(frozen=True, eq=False)
 class PreparedData:
-    """The arrays the preprocess stage wrote: uint8 images (N, 32, 32, 3), int32 labels."""
+    """The arrays the preprocess stage wrote: uint8 images (N, 32, 32, 3), int32 labels.
+
+    `train_labels` are the labels training reads (noisy, with label noise);
+    `train_clean_labels` the labels before the noise, None when there was none.
+    """
 
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
     class_names: tuple[str, ...]
+    train_clean_labels: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def label_noise_share(self) -> float:
+        """The fraction of training labels that differ from the clean ones (0 without noise)."""
+        if self.train_clean_labels is None or len(self.train_labels) == 0:
+            return 0.0
+        return float(np.mean(self.train_clean_labels != self.train_labels))
 
 
 def _remake(data_dir: Path) -> str:
@@ -132,7 +154,11 @@ def verify_manifest(data_dir: Path) -> None:
     manifest_path = data_dir / MANIFEST_NAME
     try:
         described = json.loads(manifest_path.read_text())["files"]
-        expected = {name: described[name] for name in DESCRIBED_FILES}
+        # The clean labels (label noise only) are checked wherever the file or its entry is.
+        optional = (CLEAN_LABELS_FILE,) if (data_dir / CLEAN_LABELS_FILE).exists() else ()
+        expected = {name: described[name] for name in (*DESCRIBED_FILES, *optional)}
+        expected.update((name, entry) for name, entry in described.items()
+                        if name == CLEAN_LABELS_FILE)
         if not all(isinstance(entry.get("bytes"), int) and isinstance(entry.get("sha256"), str)
                    for entry in expected.values()):
             raise ValueError("an entry lacks its bytes or sha256")
@@ -143,6 +169,8 @@ def verify_manifest(data_dir: Path) -> None:
         ) from error
     for name, entry in expected.items():
         path = data_dir / name
+        if not path.is_file():
+            raise _damaged(path, f"is missing, although {MANIFEST_NAME} lists it", entry.get("md5"))
         size = path.stat().st_size
         if size != entry["bytes"]:
             raise _damaged(path, f"holds {size:,} bytes, not the {entry['bytes']:,} of "
@@ -165,7 +193,10 @@ def load_prepared(data_dir: Path) -> PreparedData:
     # A damaged file (truncated by a full disk, or edited in place: with DVC's hardlinked
     # cache that also damages the cached copy) must name itself and say how to remake it.
     arrays = {}
-    for name in ("train_images", "train_labels", "test_images", "test_labels"):
+    names = ["train_images", "train_labels", "test_images", "test_labels"]
+    if (data_dir / CLEAN_LABELS_FILE).is_file():
+        names.append("train_clean_labels")
+    for name in names:
         path = data_dir / f"{name}.npy"
         try:
             arrays[name] = np.load(path, mmap_mode=None, allow_pickle=False)
@@ -184,6 +215,10 @@ def load_prepared(data_dir: Path) -> PreparedData:
     for split in SPLITS:
         check_split(data_dir, split, arrays[f"{split}_images"], arrays[f"{split}_labels"],
                     len(class_names))
+    clean = arrays.get("train_clean_labels")
+    if clean is not None:
+        check_labels(data_dir / CLEAN_LABELS_FILE, clean, arrays["train_labels"].shape,
+                     len(class_names))
     return PreparedData(class_names=class_names, **arrays)
 
 
@@ -196,19 +231,24 @@ def check_split(data_dir: Path, split: str, images: np.ndarray, labels: np.ndarr
             f"{data_dir}/{split}_images.npy holds {images.dtype} images of shape "
             f"{images.shape}, not uint8 (N, 32, 32, 3). {_remake(data_dir)}"
         )
-    path = f"{data_dir}/{split}_labels.npy"
-    if labels.shape != images.shape[:1]:
+    check_labels(data_dir / f"{split}_labels.npy", labels, images.shape[:1], num_classes)
+
+
+def check_labels(path: Path, labels: np.ndarray, shape: tuple, num_classes: int) -> None:
+    """Raise ValueError unless ``labels`` (read from ``path``) has ``shape`` (one per image)
+    and holds integer class numbers in 0 .. num_classes - 1."""
+    remake = _remake(path.parent)
+    if labels.shape != shape:
         raise ValueError(
-            f"{path} holds labels of shape {labels.shape}, not one per image of "
-            f"{split}_images.npy ({images.shape[0]},). {_remake(data_dir)}"
+            f"{path} holds labels of shape {labels.shape}, not one per image {shape}. {remake}"
         )
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(
             f"{path} holds {labels.dtype} labels; labels must be integer class numbers "
-            f"(0 .. {num_classes - 1}). {_remake(data_dir)}"
+            f"(0 .. {num_classes - 1}). {remake}"
         )
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(
             f"{path} holds labels from {labels.min()} to {labels.max()}, outside 0 .. "
-            f"{num_classes - 1}, the {num_classes} classes of classes.json. {_remake(data_dir)}"
+            f"{num_classes - 1}, the {num_classes} classes of classes.json. {remake}"
         )

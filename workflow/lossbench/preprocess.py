@@ -20,18 +20,27 @@ Out: a directory holding
   training images in one fixed order seeded by ``preprocess.subset_seed`` (``image_folder_order``),
   test images grouped by class;
 * ``classes.json``: the class names in label order;
+* with ``preprocess.label_noise`` > 0, ``train_clean_labels.npy``: the training labels before
+  the noise (``train_labels.npy`` then holds the noisy ones that training reads; the labels
+  that differ are the ones flipped; ``lossbench.label_noise`` defines the noise);
 * ``manifest.json``: each of those files' size, SHA-256 and MD5, which the stages that read
   them check first (``lossbench.prepared``);
 
-and a small JSON of images per class (a plain output that git tracks)::
+and a small JSON of images per class (a plain output that git tracks), with the label noise
+asked for and realised (``label_noise.noise_record``; per-class training counts are of the
+labels as stored, i.e. noisy)::
 
-    {"train": {"total": 50000, "per_class": {"airplane": 5000, ...}}, "test": {...}}
+    {"train": {"total": 50000, "per_class": {"airplane": 5000, ...}}, "test": {...},
+     "label_noise": {"rate": 0.4, "mode": "symmetric", "images": 50000, "changed": 20000,
+                     "realised_rate": 0.4, "changed_per_class": {"airplane": 2000, ...}}}
 
 Both are written under temporary names beside their destinations and renamed once
 complete. ``load_prepared`` reads the directory back, naming any damaged file.
 
 Refused, from the archive's index before any image is decoded: fewer than 2 classes, and
-subset sizes larger than the split or too small to keep every class in the subset.
+subset sizes larger than the split or too small to keep every class in the subset; before
+anything is written: a label-noise rate outside [0, 1) or one that would leave a class no
+correctly labelled image.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ from lossbench.archive import DEFAULT_MAX_ARCHIVE_BYTES, TarContents, read_archi
 from lossbench.atomic import write_json
 from lossbench.cifar_release import CIFAR10_FOLDER, CIFAR100_FOLDER, RELEASES, read_cifar
 from lossbench.image_folder import decode_images, image_folder_parts, list_image_folder
+from lossbench.label_noise import add_label_noise, check_rate, noise_record
 from lossbench.prepared import SPLITS, Split, write_prepared
 
 logger = logging.getLogger(__name__)
@@ -79,6 +89,8 @@ def run(preprocess_params: dict, archive: Path, output_dir: Path, counts_path: P
         test_size=preprocess_params.get("test_size"),
         subset_seed=preprocess_params.get("subset_seed", 0),
         max_archive_bytes=max_archive_bytes,
+        label_noise=preprocess_params.get("label_noise", 0.0),
+        label_noise_mode=preprocess_params.get("label_noise_mode", "symmetric"),
     )
 
 
@@ -93,6 +105,8 @@ def prepare(
     subset_seed: int = 0,
     workers: int | None = None,
     max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
+    label_noise: float = 0.0,
+    label_noise_mode: str = "symmetric",
 ) -> dict:
     """Decode ``archive`` into ``output_dir`` and write ``counts_path``; return the counts.
 
@@ -100,10 +114,12 @@ def prepare(
     ``numpy.random.default_rng(subset_seed)``, one generator per split so that changing
     one size leaves the other split's subset as it was. ``workers`` is the number of
     processes decoding image-folder images (None = the CPUs this process may use).
+    ``label_noise`` and ``label_noise_mode`` replace training labels (`lossbench.label_noise`).
     """
     archive, output_dir, counts_path = Path(archive), Path(output_dir), Path(counts_path)
     if dataset not in DATASETS:
         raise ValueError(f"preprocess.dataset is {dataset!r}; it must be one of {', '.join(DATASETS)}.")
+    check_rate(label_noise, label_noise_mode)
     # read_archive refuses unsafe members (links, devices, paths leaving the archive) here
     # too, although nothing is extracted: the archive may not have come through download.
     contents = read_archive(archive, max_archive_bytes)
@@ -119,29 +135,27 @@ def prepare(
             archive, dataset, contents, files, sizes=sizes, subset_seed=subset_seed
         )
     del contents  # The decompressed archive can be large (180 MB for CIFAR-10); free it early.
+    clean_labels = splits["train"].labels
+    noisy = add_label_noise(clean_labels, class_names, label_noise, label_noise_mode, subset_seed)
+    splits["train"] = Split(splits["train"].images, noisy)
 
-    counts = {
-        split: {
-            "total": len(splits[split].labels),
-            "per_class": {
-                name: int(count)
-                for name, count in zip(
-                    class_names, np.bincount(splits[split].labels, minlength=len(class_names))
-                )
-            },
-        }
-        for split in SPLITS
-    }
-    write_prepared(output_dir, splits, class_names)
+    counts = {split: _class_counts(splits[split].labels, class_names) for split in SPLITS}
+    counts["label_noise"] = noise_record(clean_labels, noisy, class_names, label_noise, label_noise_mode)
+    write_prepared(output_dir, splits, class_names, clean_labels if label_noise > 0 else None)
     write_json(counts_path, counts)
     logger.info(
-        "Prepared %s training and %s test images of %d classes in %s.",
-        f"{counts['train']['total']:,}",
-        f"{counts['test']['total']:,}",
-        len(class_names),
-        output_dir,
+        "Prepared %s training and %s test images of %d classes in %s; %.2f %% of the training "
+        "labels replaced (preprocess.label_noise %s, %s).",
+        f"{counts['train']['total']:,}", f"{counts['test']['total']:,}", len(class_names),
+        output_dir, 100 * counts["label_noise"]["realised_rate"], label_noise, label_noise_mode,
     )
     return counts
+
+
+def _class_counts(labels: np.ndarray, class_names: Sequence[str]) -> dict:
+    """{"total": images, "per_class": {name: images}} of one split's labels."""
+    per_class = np.bincount(labels, minlength=len(class_names))
+    return {"total": len(labels), "per_class": {name: int(count) for name, count in zip(class_names, per_class)}}
 
 
 def _read_cifar_release(

@@ -11,6 +11,8 @@ Out: one Markdown file with
        accuracy beside the paper's with runs above chance and the gradient scale at
        initialisation; training accuracy measured without augmentation, the gap to test
        accuracy and Keras's running accuracy beside the paper's; convergence and failed runs;
+       and the calibration table (`lossbench.report_calibration`): ECE, NLL, Brier score,
+       temperature and ECE after temperature scaling;
      - the pre-registered hypotheses, where the summary has them
        (`lossbench.report_hypotheses`): a table and one sentence per verdict;
      - conclusions generated from those numbers (`lossbench.findings`, one function per
@@ -42,9 +44,10 @@ from lossbench.findings import conclusions
 from lossbench.paper_setup import PAPER_EPOCHS, PAPER_PARAMETERS, PAPER_TITLE
 from lossbench.tuning_report import read_tuning, tuning_section
 from lossbench.params import STAGE_PARAMS
+from lossbench.report_calibration import calibration_section
 from lossbench.report_hypotheses import hypotheses_section
-from lossbench.report_tables import results_tables
-from lossbench.report_text import MISSING, count, joined
+from lossbench.report_tables import results_tables, table_order
+from lossbench.report_text import MISSING, count, joined, percent
 
 # The params.yaml keys this stage reads (besides the summary and figures it is given).
 PARAMS_READ = STAGE_PARAMS["report"]
@@ -84,6 +87,19 @@ def data_source_text(data: dict) -> str:
     return f"downloaded from {data.get('url', MISSING)}"
 
 
+def labels_text(setup: dict, params: dict) -> str:
+    """Whether the training labels were clean, or how many were replaced (label noise)."""
+    preprocess = params.get("preprocess") or {}
+    shares = [share for share in setup.get("label_noise", []) if share is not None]
+    if not any(shares):
+        return "clean (`preprocess.label_noise: 0`, as in the paper); test labels clean"
+    return (
+        f"{joined(percent(share, 2) for share in shares)} replaced by a wrong class "
+        f"(`preprocess.label_noise: {preprocess.get('label_noise', MISSING)}`, "
+        f"{preprocess.get('label_noise_mode', 'symmetric')}); test labels clean"
+    )
+
+
 def setup_section(summary: dict, params: dict) -> list[str]:
     """The setup table's Markdown lines: what was trained, on what data, where, with what."""
     setup = summary.get("setup", {})
@@ -117,6 +133,7 @@ def setup_section(summary: dict, params: dict) -> list[str]:
             f"{MISSING if batch_size is None else batch_size}"
         )),
         ("Losses", joined(f"`{loss}`" for loss in summary["losses"])),
+        ("Training labels", labels_text(setup, params)),
         ("Seeds", f"{joined(seeds)} ({len(seeds)} per loss at most)"),
         ("Device", joined(setup.get("devices", []))),
         ("Backend, precision", f"{joined(setup.get('backends', []))}, {joined(setup.get('precisions', []))}"),
@@ -139,6 +156,8 @@ FIGURE_CAPTIONS = {
     "curves": ("Running loss and accuracy on augmented training batches, as Keras logs them (red), and "
                "validation loss and accuracy (blue) per epoch: `{loss}` (cf. the paper's Figs. 4–6)."),
     "confusion": "Test confusion matrix, summed over seeds: `{loss}`.",
+    "reliability": ("Reliability diagram on the test set, seeds pooled, before and after temperature "
+                    "scaling: `{loss}`."),
 }
 
 
@@ -147,6 +166,7 @@ def figures_section(summary: dict, figures_dir: Path, output: Path) -> list[str]
     names = ["loss_shapes", "test_accuracy", "validation_accuracy"]
     names += [f"curves_{loss}" for loss in summary["losses"]]
     names += [f"confusion_{loss}" for loss in summary["losses"]]
+    names += [f"reliability_{loss}" for loss in summary["losses"]]
     lines = ["## Figures", ""]
     missing = []
     for name in names:
@@ -154,7 +174,8 @@ def figures_section(summary: dict, figures_dir: Path, output: Path) -> list[str]
         if not path.is_file():
             missing.append(path.name)
             continue
-        kind, _, loss = name.partition("_") if name.startswith(("curves_", "confusion_")) else (name, "", "")
+        kind, _, loss = name.partition("_") if name.startswith(("curves_", "confusion_", "reliability_")) \
+            else (name, "", "")
         caption = FIGURE_CAPTIONS[kind].format(loss=loss)
         link = Path(os.path.relpath(path, output.parent)).as_posix()
         lines += [f"![{caption}]({link})", "", f"*{caption}*", ""]
@@ -216,6 +237,7 @@ def render_report(
         "",
         *results_tables(summary, paper, params),
         "",
+        *calibration_section(summary, table_order(summary)),
         *hypotheses_section(summary),
         *tuning_section(tuning, params["train"]["learning_rate"]),
         "## Conclusions",

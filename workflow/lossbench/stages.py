@@ -133,7 +133,7 @@ STAGES: tuple[Stage, ...] = (
         "evaluate",
         "lossbench evaluate --loss {loss} --seed {seed} --data {input.data}"
         " --model {input.model} --log-dir {input.log_dir} --output {output.evaluation}"
-        " --metrics {output.metrics}",
+        " --metrics {output.metrics} --predictions {output.predictions}",
         inputs={
             "data": "data/prepared",
             "model": "data/models/{run}.keras",
@@ -144,6 +144,9 @@ STAGES: tuple[Stage, ...] = (
             # numbers for `dvc metrics diff`.
             "evaluation": Output("reports/evaluation/{run}.json", cache=False),
             "metrics": Output("reports/metrics/{run}.json", cache=False, metric=True),
+            # The score rows the numbers come from (test and temperature images), so that
+            # calibration can be recomputed without the model; in DVC's cache, like models.
+            "predictions": Output("data/predictions/{run}.npz"),
         },
         per_run=True,
     ),

@@ -57,4 +57,6 @@ def figure_category(wildcards):
     for kind in ("curves", "confusion"):
         if wildcards.figure.startswith(f"{kind}_"):
             return kind
+    if wildcards.figure.startswith("reliability_"):
+        return "calibration"
     return "comparison"

@@ -1,0 +1,150 @@
+"""Assemble the cpu-fair-lr study's committed files from its worktree's raw outputs.
+
+Usage (from the project root, with lossbench installed):
+    python reports/studies/cpu-fair-lr/assemble.py /path/to/worktree/study
+
+The trainings ran from a fixed commit in their own git worktree (`run_study.py` beside this
+file; README). This script, run from the commit that assembles the study:
+1. copies each run's training logs (history.json, run.json) here, adding to run.json the
+   gradient scale at initialisation (`initial_output_gradient_scale`, recomputed from the seed
+   with `lossbench.training`: the same initial weights, as they depend on the seed only);
+2. writes each loss's tuning result in the format of `lossbench tune` (`tuning/tune/<loss>.json`,
+   selected by `lossbench.tune.select_learning_rate`, the rule the driver used);
+3. evaluates every saved model with this commit's `lossbench evaluate` on the whole test set;
+4. runs compare, figures, report per arm and `lossbench verdicts` across the arms.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parents[2]
+LOSSES = ["categorical_crossentropy", "hinge", "squared_hinge"]
+ARMS = {"paper-lr": 0.01, "tuned-lr": "tuned"}
+
+
+def study_params(source: Path, learning_rate) -> dict:
+    """The study's params: the driver's base params, this commit's defaults for keys added
+    since, and the tuning settings the driver used."""
+    from lossbench.params import validate_params
+
+    params = yaml.safe_load((source / "base-params.yaml").read_text())
+    params["train"]["learning_rate"] = learning_rate
+    params["tune"] = {"learning_rates": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0], "seeds": [100],
+                      "epochs": 6, "holdout_fraction": params["train"]["holdout_fraction"]}
+    return validate_params(params)
+
+
+def tuning_results(source: Path, params: dict) -> list[Path]:
+    from lossbench import tune
+    from lossbench.atomic import write_json
+
+    paths = []
+    for loss in LOSSES:
+        runs = []
+        for rate in params["tune"]["learning_rates"]:
+            for seed in params["tune"]["seeds"]:
+                name = f"{loss}-lr{rate:g}-seed{seed}"
+                logs = source / "tuning" / "training" / name
+                if not (logs / "run.json").is_file():
+                    continue
+                target = HERE / "tuning" / "training" / name
+                target.mkdir(parents=True, exist_ok=True)
+                for file in ("history.json", "run.json"):
+                    shutil.copy(logs / file, target / file)
+                history = json.loads((logs / "history.json").read_text())["epochs"]
+                info = json.loads((logs / "run.json").read_text())
+                runs.append({"learning_rate": rate, "seed": seed,
+                             "holdout_accuracy": history[-1]["val_accuracy"] if history else None,
+                             "diverged": bool(info.get("diverged")),
+                             "holdout_accuracy_per_epoch": [epoch["val_accuracy"] for epoch in history]})
+        chosen, means = tune.select_learning_rate(runs)
+        result = {"loss": loss, "epochs": params["tune"]["epochs"], "seeds": params["tune"]["seeds"],
+                  "holdout_fraction": params["tune"]["holdout_fraction"],
+                  "learning_rates": params["tune"]["learning_rates"], "runs": runs,
+                  "mean_holdout_accuracy": means, "selected_learning_rate": chosen,
+                  "selection_rule": tune.SELECTION_RULE}
+        path = HERE / "tuning" / "tune" / f"{loss}.json"
+        write_json(path, result)
+        paths.append(path)
+    return paths
+
+
+def gradient_scale(params: dict, loss: str, seed: int, data) -> float:
+    import keras
+
+    from lossbench.training import TrainConfig, build_training_model, initial_gradient_scale
+
+    config = TrainConfig.from_params({**params, "train": {**params["train"], "learning_rate": 0.01}})
+    model, _ = build_training_model(config, loss, seed, len(data.class_names))
+    value = initial_gradient_scale(model, loss, data.train_images, data.train_labels)
+    keras.backend.clear_session()
+    return value
+
+
+def evaluate_arm(source: Path, arm: str, params: dict, rates: dict, data, scales: dict) -> list[Path]:
+    """Copy the arm's training logs, evaluate its models here; returns the evaluation files."""
+    from lossbench import evaluate
+
+    evaluations = []
+    for seed in params["train"]["seeds"]:
+        for loss in LOSSES:
+            run = f"{loss}-seed{seed}"
+            # Where the tuned rate is the paper's, the tuned arm is the paper arm's run.
+            origin = "paper-lr" if arm == "paper-lr" or rates[loss] == 0.01 else "tuned-lr"
+            model = source / origin / "models" / f"{run}.keras"
+            if not (source / origin / "metrics" / f"{run}.json").is_file():
+                continue
+            logs = HERE / arm / "training" / run
+            logs.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source / origin / "training" / run / "history.json", logs / "history.json")
+            info = json.loads((source / origin / "training" / run / "run.json").read_text())
+            if (loss, seed) not in scales:
+                scales[(loss, seed)] = gradient_scale(params, loss, seed, data)
+            info["initial_output_gradient_scale"] = scales[(loss, seed)]
+            (logs / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+            output = HERE / arm / "evaluation" / f"{run}.json"
+            evaluate.run(params["evaluate"], loss, seed, source / "data" / "prepared", model, logs,
+                         output, HERE / arm / "metrics" / f"{run}.json")
+            evaluations.append(output)
+    return evaluations
+
+
+def main(source: Path) -> None:
+    from lossbench import compare, figures, report
+    from lossbench.prepared import load_prepared
+
+    shutil.copy(source / "base-params.yaml", HERE / "base-params.yaml")
+    shutil.copy(source / "run_study.py", HERE / "run_study.py")
+    tuning = tuning_results(source, study_params(source, 0.01))
+    rates = {path.stem: json.loads(path.read_text())["selected_learning_rate"] for path in tuning}
+    data = load_prepared(source / "data" / "prepared")
+    scales: dict = {}
+    for arm, rate in ARMS.items():
+        params = study_params(source, rate)
+        evaluations = evaluate_arm(source, arm, params, rates, data, scales)
+        if not evaluations:
+            continue
+        (HERE / arm / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        compare.run(params["compare"], evaluations, HERE / arm / "summary.json", HERE / arm / "headline.json")
+        log_dirs = [HERE / arm / "training" / path.stem for path in evaluations]
+        figures.run(HERE / arm / "summary.json", evaluations, log_dirs, HERE / arm / "figures",
+                    HERE / arm / "epochs.csv", tuning)
+        report.run(params["report"], HERE / arm / "summary.json", HERE / arm / "figures",
+                   HERE / arm / "report.md", params, tuning)
+    from lossbench import cli
+
+    cli.main(["--params", str(PROJECT / "params.yaml"), "verdicts",
+              "--arm", f"paper lr={HERE / 'paper-lr' / 'summary.json'}",
+              "--arm", f"tuned lr={HERE / 'tuned-lr' / 'summary.json'}",
+              "--output", str(HERE / "verdicts.md")])
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]).resolve())
