@@ -88,7 +88,8 @@ def gradient_scale(params: dict, loss: str, seed: int, data) -> float:
     return value
 
 
-def evaluate_arm(source: Path, arm: str, params: dict, rates: dict, data, scales: dict) -> list[Path]:
+def evaluate_arm(source: Path, arm: str, params: dict, rates: dict, data, scales: dict,
+                 prepared: Path) -> list[Path]:
     """Copy the arm's training logs, evaluate its models here; returns the evaluation files."""
     from lossbench import evaluate
 
@@ -99,6 +100,10 @@ def evaluate_arm(source: Path, arm: str, params: dict, rates: dict, data, scales
             # Where the tuned rate is the paper's, the tuned arm is the paper arm's run.
             origin = "paper-lr" if arm == "paper-lr" or rates[loss] == 0.01 else "tuned-lr"
             model = source / origin / "models" / f"{run}.keras"
+            output = HERE / arm / "evaluation" / f"{run}.json"
+            if output.is_file() and not model.is_file():
+                evaluations.append(output)  # assembled before, from a model no longer here
+                continue
             if not (source / origin / "metrics" / f"{run}.json").is_file():
                 continue
             logs = HERE / arm / "training" / run
@@ -109,11 +114,28 @@ def evaluate_arm(source: Path, arm: str, params: dict, rates: dict, data, scales
                 scales[(loss, seed)] = gradient_scale(params, loss, seed, data)
             info["initial_output_gradient_scale"] = scales[(loss, seed)]
             (logs / "run.json").write_text(json.dumps(info, indent=2) + "\n")
-            output = HERE / arm / "evaluation" / f"{run}.json"
-            evaluate.run(params["evaluate"], loss, seed, source / "data" / "prepared", model, logs,
+            evaluate.run(params["evaluate"], loss, seed, prepared, model, logs,
                          output, HERE / arm / "metrics" / f"{run}.json")
             evaluations.append(output)
     return evaluations
+
+
+def prepare_again(source: Path, params: dict) -> Path:
+    """The study's arrays prepared by this commit's preprocess (with its manifest, which the
+    readers now check), after checking that they equal those the trainings used."""
+    import numpy as np
+
+    from lossbench import preprocess
+
+    output = Path("/tmp/cpu-fair-lr-prepared")
+    if not (output / "manifest.json").is_file():
+        preprocess.run(params["preprocess"], archive=source / "data" / "raw" / "archive",
+                       output_dir=output, counts_path=HERE / "counts.json")
+    for name in ("train_images", "train_labels", "test_images", "test_labels"):
+        if not np.array_equal(np.load(output / f"{name}.npy"),
+                              np.load(source / "data" / "prepared" / f"{name}.npy")):
+            raise ValueError(f"{name} prepared now differs from the arrays the study trained on.")
+    return output
 
 
 def main(source: Path) -> None:
@@ -124,11 +146,12 @@ def main(source: Path) -> None:
     shutil.copy(source / "run_study.py", HERE / "run_study.py")
     tuning = tuning_results(source, study_params(source, 0.01))
     rates = {path.stem: json.loads(path.read_text())["selected_learning_rate"] for path in tuning}
-    data = load_prepared(source / "data" / "prepared")
+    prepared = prepare_again(source, study_params(source, 0.01))
+    data = load_prepared(prepared)
     scales: dict = {}
     for arm, rate in ARMS.items():
         params = study_params(source, rate)
-        evaluations = evaluate_arm(source, arm, params, rates, data, scales)
+        evaluations = evaluate_arm(source, arm, params, rates, data, scales, prepared)
         if not evaluations:
             continue
         (HERE / arm / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
