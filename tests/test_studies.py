@@ -1,0 +1,48 @@
+"""The committed headline study agrees with a recomputation from its committed per-run files."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lossbench import compare, figures
+from lossbench.hypotheses import survival_sentence, verdict_table
+
+STUDY = Path(__file__).resolve().parent.parent / "reports" / "studies" / "cpu-fair-lr"
+ARMS = [arm for arm in ("paper-lr", "tuned-lr") if (STUDY / arm / "summary.json").is_file()]
+
+
+def close(first, second):
+    """Equal JSON values, numbers to 1e-9."""
+    if isinstance(first, dict):
+        return first.keys() == second.keys() and all(close(first[key], second[key]) for key in first)
+    if isinstance(first, list):
+        return len(first) == len(second) and all(map(close, first, second))
+    if isinstance(first, float) and isinstance(second, float):
+        return second == pytest.approx(first, rel=1e-9, abs=1e-12)
+    return first == second
+
+
+@pytest.mark.skipif(not ARMS, reason="the cpu-fair-lr study has no assembled arm yet")
+@pytest.mark.parametrize("arm", ARMS)
+def test_summary_verdicts_and_epoch_table_recompute_from_the_per_run_files(arm):
+    folder = STUDY / arm
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    evaluations = sorted((folder / "evaluation").glob("*.json"))
+    recomputed = compare.summarise(compare.read_metrics(evaluations), params["compare"])
+    committed = json.loads((folder / "summary.json").read_text())
+    assert close(json.loads(json.dumps(recomputed["hypotheses"])), committed["hypotheses"])
+    assert close(json.loads(json.dumps(recomputed["losses"])), committed["losses"])
+    # The per-epoch table behind the curves (and dvc plots), from the committed training logs.
+    histories = figures.read_histories([folder / "training" / path.stem for path in evaluations])
+    assert figures.epochs_table(histories) == (folder / "epochs.csv").read_text()
+
+
+@pytest.mark.skipif(len(ARMS) < 2, reason="the cpu-fair-lr study has not both arms yet")
+def test_the_committed_verdict_table_is_the_summaries():
+    families = {f"{arm.split('-')[0]} lr": json.loads((STUDY / arm / "summary.json").read_text())["hypotheses"]
+                for arm in ARMS}
+    expected = verdict_table(families) + ["", survival_sentence(*families.values(),
+                                                                *(f"the {name}" for name in families))]
+    assert (STUDY / "verdicts.md").read_text() == "\n".join(expected) + "\n"
