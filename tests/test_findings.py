@@ -271,6 +271,10 @@ def test_gradient_scales_more_than_ten_times_apart_get_a_sentence():
                     "(`a` 0.05, `b` 0.002): trained at one shared learning rate, the ranking partly "
                     "reflects that scale, not only the losses themselves.")
     assert text in bullets(data)
+    # With a tuned rate per loss the scale no longer sets the step sizes, and the sentence says so.
+    assert findings.gradient_scale_finding(data, ["a", "b"], "tuned").endswith(
+        "`b` 0.002); each loss trained at the learning rate its tuning chose, so the ranking does "
+        "not rest on one shared step size.")
     close = summary({"a": loss_entry(0.6, initial_output_gradient_scale=statistic(0.05)),
                      "b": loss_entry(0.3, initial_output_gradient_scale=statistic(0.006))})
     assert findings.gradient_scale_finding(close, ["a", "b"]) is None
@@ -282,3 +286,13 @@ def test_every_finding_is_a_sentence():
                    [comparison("a", "b", 0.1, 0.01)])
     for bullet in findings.conclusions(data, {}, PARAMS):
         assert bullet.startswith("- ") and bullet.rstrip().endswith(".")
+
+
+def test_the_accuracy_table_says_whether_the_losses_shared_a_learning_rate():
+    from lossbench.report_tables import accuracy_table
+
+    data = summary({"a": loss_entry(0.6, initial_output_gradient_scale=statistic(0.05))})
+    assert accuracy_table(data, {}, [], 0.01)[-1].endswith(
+        "all losses share one learning rate, so it sets the size of their first steps.")
+    assert accuracy_table(data, {}, [], "tuned")[-1].endswith(
+        "each loss trained at its own tuned learning rate (see Learning rates).")

@@ -119,11 +119,12 @@ def ranking_finding(summary: dict, ranking: list[str], untrainable: dict[str, st
     return text + left_out
 
 
-def gradient_scale_finding(summary: dict, ranking: list[str]) -> str | None:
+def gradient_scale_finding(summary: dict, ranking: list[str], learning_rate="shared") -> str | None:
     """Losses whose output gradients at initialisation differ by more than 10×.
 
-    All losses train at one learning rate, so a loss whose gradient is a tenth of another's
-    takes steps a tenth the size: its rank partly measures that, not the loss's shape.
+    At one shared learning rate a loss whose gradient is a tenth of another's takes steps a
+    tenth the size: its rank partly measures that, not the loss's shape. With
+    `learning_rate` "tuned" each loss had its own rate, and the sentence says so instead.
     """
     scales = {loss: (summary["losses"][loss].get("initial_output_gradient_scale") or {}).get("mean")
               for loss in ranking}
@@ -134,12 +135,13 @@ def gradient_scale_finding(summary: dict, ranking: list[str]) -> str | None:
     ratio = scales[largest] / scales[smallest]
     if ratio <= GRADIENT_SCALE_RATIO:
         return None
-    return (
-        f"The losses' gradient scales at initialisation (mean |dL/d output|) differ by "
-        f"{ratio:.0f}× (`{largest}` {scale(scales[largest])}, `{smallest}` {scale(scales[smallest])}): "
-        "trained at one shared learning rate, the ranking partly reflects that scale, not only "
-        "the losses themselves."
-    )
+    text = (f"The losses' gradient scales at initialisation (mean |dL/d output|) differ by "
+            f"{ratio:.0f}× (`{largest}` {scale(scales[largest])}, `{smallest}` {scale(scales[smallest])})")
+    if learning_rate == "tuned":
+        return text + ("; each loss trained at the learning rate its tuning chose, so the ranking "
+                       "does not rest on one shared step size.")
+    return text + (": trained at one shared learning rate, the ranking partly reflects that scale, "
+                   "not only the losses themselves.")
 
 
 FAMILY_NAMES = {
@@ -279,7 +281,7 @@ def conclusions(summary: dict, paper: dict, params: dict) -> list[str]:
     compared = [loss for loss in everything if (paper.get(loss) or {}).get("validation_accuracy") is not None]
     findings = [
         ranking_finding(summary, everything, untrainable),
-        gradient_scale_finding(summary, ranking),
+        gradient_scale_finding(summary, ranking, params.get("train", {}).get("learning_rate")),
         chance_finding(summary, everything),
         collapsed_finding(summary, params),
         dead_final_layer_finding(summary, params),

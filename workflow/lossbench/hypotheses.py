@@ -198,7 +198,8 @@ def survival_sentence(reference: dict, tuned: dict, reference_name: str = "the p
     untested = [pair for pair in before if "not tested" in (before[pair], after[pair])]
     if untested:
         return ("Whether the paper's ranking survives a fair learning rate cannot be said yet: "
-                + ", ".join(f"`{a}` > `{b}`" for a, b in untested) + " was not tested in both arms.")
+                + ", ".join(f"`{a}` > `{b}`" for a, b in untested)
+                + (" was" if len(untested) == 1 else " were") + " not tested in both arms.")
     changed = [pair for pair in before if before[pair] != after[pair]]
     if not changed:
         kinds = sorted(set(before.values()))

@@ -78,8 +78,9 @@ def accuracy_row(loss: str, entry: dict, reported: dict, gaps: list[str]) -> lis
     ]
 
 
-def accuracy_table(summary: dict, paper: dict, gaps: list[str]) -> list[str]:
-    """Test accuracy per loss, ranked, beside the paper's, with its note."""
+def accuracy_table(summary: dict, paper: dict, gaps: list[str], learning_rate=None) -> list[str]:
+    """Test accuracy per loss, ranked, beside the paper's, with its note (`learning_rate`:
+    params.yaml's train.learning_rate, a number or "tuned")."""
     level = summary.get("confidence_level", 0.95)
     header = ["Loss", "Runs", f"Test accuracy (± {percent(level, 0)} CI)", "Runs above chance",
               "Paper val. accuracy", "Δ test − paper", "Gradient scale at init"]
@@ -96,7 +97,9 @@ def accuracy_table(summary: dict, paper: dict, gaps: list[str]) -> list[str]:
         + (f"; here {not_comparable_reason(gaps)}, so the paper's figures are shown for reference "
            "only" if gaps else "")
         + ". Gradient scale at init: mean |dL/d output| of the untrained model, mean over seeds; "
-        "all losses share one learning rate, so it sets the size of their first steps."
+        + ("each loss trained at its own tuned learning rate (see Learning rates)."
+           if learning_rate == "tuned" else
+           "all losses share one learning rate, so it sets the size of their first steps.")
     )
     return table(header, rows) + ["", note]
 
@@ -200,7 +203,8 @@ def results_tables(summary: dict, paper: dict, params: dict | None = None) -> li
     params = params or {}
     gaps = paper_scale_gaps(summary, params)
     return [
-        "### Test accuracy", "", *accuracy_table(summary, paper, gaps), "",
+        "### Test accuracy", "",
+        *accuracy_table(summary, paper, gaps, params.get("train", {}).get("learning_rate")), "",
         "### Fit to the training data", "", *fit_table(summary, paper, gaps), "",
         "### Convergence and failed runs", "", *convergence_table(summary, params),
     ]
