@@ -29,6 +29,12 @@ LOSSES = ["categorical_crossentropy", "hinge", "squared_hinge"]
 ARMS = {"paper-lr": 0.01, "tuned-lr": "tuned"}
 
 
+def relative_paths(text: str, source: Path) -> str:
+    """`text` with the worktree's absolute paths (in the recorded commands) made relative to
+    the worktree's root, so that no committed file names this machine."""
+    return text.replace(f"{source.parent}/", "")
+
+
 def study_params(source: Path, learning_rate) -> dict:
     """The study's params: the driver's base params, this commit's defaults for keys added
     since, and the tuning settings the driver used."""
@@ -56,8 +62,8 @@ def tuning_results(source: Path, params: dict) -> list[Path]:
                     continue
                 target = HERE / "tuning" / "training" / name
                 target.mkdir(parents=True, exist_ok=True)
-                for file in ("history.json", "run.json"):
-                    shutil.copy(logs / file, target / file)
+                shutil.copy(logs / "history.json", target / "history.json")
+                (target / "run.json").write_text(relative_paths((logs / "run.json").read_text(), source))
                 history = json.loads((logs / "history.json").read_text())["epochs"]
                 info = json.loads((logs / "run.json").read_text())
                 runs.append({"learning_rate": rate, "seed": seed,
@@ -109,7 +115,7 @@ def evaluate_arm(source: Path, arm: str, params: dict, rates: dict, data, scales
             logs = HERE / arm / "training" / run
             logs.mkdir(parents=True, exist_ok=True)
             shutil.copy(source / origin / "training" / run / "history.json", logs / "history.json")
-            info = json.loads((source / origin / "training" / run / "run.json").read_text())
+            info = json.loads(relative_paths((source / origin / "training" / run / "run.json").read_text(), source))
             if (loss, seed) not in scales:
                 scales[(loss, seed)] = gradient_scale(params, loss, seed, data)
             info["initial_output_gradient_scale"] = scales[(loss, seed)]
@@ -127,7 +133,7 @@ def prepare_again(source: Path, params: dict) -> Path:
 
     from lossbench import preprocess
 
-    output = Path("/tmp/cpu-fair-lr-prepared")
+    output = source / "data" / "prepared-again"
     if not (output / "manifest.json").is_file():
         preprocess.run(params["preprocess"], archive=source / "data" / "raw" / "archive",
                        output_dir=output, counts_path=HERE / "counts.json")
@@ -139,7 +145,15 @@ def prepare_again(source: Path, params: dict) -> Path:
 
 
 def main(source: Path) -> None:
+    import os
+
     from lossbench import compare, figures, report
+
+    # Paths relative to the project root from here on: the report records where its summary
+    # came from, and a committed file must not name this machine's directories.
+    os.chdir(PROJECT)
+    global HERE
+    HERE = HERE.relative_to(PROJECT)
     from lossbench.prepared import load_prepared
 
     shutil.copy(source / "base-params.yaml", HERE / "base-params.yaml")

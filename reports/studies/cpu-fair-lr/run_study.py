@@ -10,7 +10,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent
-BIN = "/work/main/.venv/bin/lossbench"
+# The `lossbench` on PATH (the study ran it from a virtual environment, with PYTHONPATH
+# pointing at the worktree's workflow/ so that the worktree's code is the one imported).
+BIN = "lossbench"
 BASE = yaml.safe_load(open(ROOT / "base-params.yaml"))
 LOSSES = ["categorical_crossentropy", "hinge", "squared_hinge"]
 TUNE_RATES = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
