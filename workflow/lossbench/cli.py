@@ -136,15 +136,22 @@ def _bench(args: argparse.Namespace, params: dict) -> None:
     )
 
 
+def _named(option: str, given: list[str], example: str) -> dict[str, str]:
+    """{NAME: VALUE} of the repeated `option NAME=VALUE` arguments, each checked."""
+    named = {}
+    for text in given:
+        name, _, value = text.partition("=")
+        if not name or not value:
+            raise ValueError(f"{option} {text!r} must read NAME=VALUE, e.g. {example}.")
+        named[name] = value
+    return named
+
+
 def _collapse(args: argparse.Namespace, params: dict) -> None:
     from lossbench import collapse
 
-    groups = {}
-    for group in args.group:
-        name, _, files = group.partition("=")
-        if not name or not files:
-            raise ValueError(f"--group {group!r} must read NAME=FILE[,FILE...], e.g. keras1=a.json,b.json.")
-        groups[name] = [Path(path) for path in files.split(",") if path]
+    groups = {name: [Path(path) for path in files.split(",") if path]
+              for name, files in _named("--group", args.group, "keras1=a.json,b.json").items()}
     collapse.run(groups, args.output, title=args.title, setup=args.setup,
                  confidence_level=params["compare"]["confidence_level"])
 
@@ -153,19 +160,13 @@ def _verdicts(args: argparse.Namespace, params: dict) -> None:
     import json
 
     from lossbench.atomic import write_text
-    from lossbench.hypotheses import survival_sentence, verdict_table
+    from lossbench.hypotheses import verdicts_markdown
 
-    arms = {}
-    for arm in args.arm:
-        name, _, path = arm.partition("=")
-        if not name or not path:
-            raise ValueError(f"--arm {arm!r} must read NAME=SUMMARY_JSON, e.g. 'paper lr=reports/summary.json'.")
-        arms[name] = json.loads(Path(path).read_text())["hypotheses"]
-    lines = verdict_table(arms)
-    if len(arms) == 2:
-        lines += ["", survival_sentence(*arms.values(), *(f"the {name}" for name in arms))]
-    write_text(args.output, "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    arms = {name: json.loads(Path(path).read_text())["hypotheses"]
+            for name, path in _named("--arm", args.arm, "'paper lr=reports/summary.json'").items()}
+    text = verdicts_markdown(arms)
+    write_text(args.output, text)
+    print(text, end="")
 
 
 EVALUATIONS_HELP = ("each run's evaluation JSON, or their directory (then the runs are "

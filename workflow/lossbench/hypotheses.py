@@ -209,3 +209,12 @@ def survival_sentence(reference: dict, tuned: dict, reference_name: str = "the p
                    "fares the same under both, so the learning rate does not change the answer."))
     listing = "; ".join(f"`{a}` > `{b}`: {before[(a, b)]} → {after[(a, b)]}" for a, b in changed)
     return f"The paper's ranking does not survive a fair learning rate unchanged: {listing}."
+
+
+def verdicts_markdown(arms: dict[str, dict]) -> str:
+    """`verdict_table` of the arms ({name: summary["hypotheses"]}) and, for two arms, the
+    sentence on whether the verdicts survive from the first to the second."""
+    lines = verdict_table(arms)
+    if len(arms) == 2:
+        lines += ["", survival_sentence(*arms.values(), *(f"the {name}" for name in arms))]
+    return "\n".join(lines) + "\n"

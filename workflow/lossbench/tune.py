@@ -63,6 +63,20 @@ def select_learning_rate(runs: list[dict]) -> tuple[float | None, dict[str, floa
     return chosen, {f"{rate:g}": value for rate, value in means.items()}
 
 
+def tuning_result(loss_name: str, tune_params: dict, runs: list[dict]) -> dict:
+    """The stage's output (layout in the module docstring) from its runs' results."""
+    chosen, means = select_learning_rate(runs)
+    return {
+        "loss": loss_name, "epochs": tune_params["epochs"], "seeds": tune_params["seeds"],
+        "holdout_fraction": tune_params["holdout_fraction"],
+        "learning_rates": tune_params["learning_rates"],
+        "runs": [{key: value for key, value in run.items() if key not in ("settings", "loss")}
+                 for run in runs],
+        "mean_holdout_accuracy": means, "selected_learning_rate": chosen,
+        "selection_rule": SELECTION_RULE,
+    }
+
+
 def _run_result(config: TrainConfig, loss_name: str, seed: int, run_info: dict, log_dir: Path) -> dict:
     history = json.loads((log_dir / "history.json").read_text())
     epochs = history["epochs"] if isinstance(history, dict) else history
@@ -116,16 +130,8 @@ def run(params: dict, loss_name: str, data_dir: Path, output: Path, work_dir: Pa
             for seed in tune_params["seeds"]:
                 runs.append(tune_one(tuning_config(base, tune_params, rate), loss_name, seed,
                                      data, Path(work_dir)))
-    chosen, means = select_learning_rate(runs)
-    result = {
-        "loss": loss_name, "epochs": tune_params["epochs"], "seeds": tune_params["seeds"],
-        "holdout_fraction": tune_params["holdout_fraction"],
-        "learning_rates": tune_params["learning_rates"],
-        "runs": [{key: value for key, value in run.items() if key not in ("settings", "loss")}
-                 for run in runs],
-        "mean_holdout_accuracy": means, "selected_learning_rate": chosen,
-        "selection_rule": SELECTION_RULE,
-    }
+    result = tuning_result(loss_name, tune_params, runs)
+    chosen, means = result["selected_learning_rate"], result["mean_holdout_accuracy"]
     write_json(output, result)
     logger.info("%s: learning rate %s chosen on the hold-out split (%s).", loss_name,
                 "none" if chosen is None else f"{chosen:g}",

@@ -70,14 +70,8 @@ def tuning_results(source: Path, params: dict) -> list[Path]:
                              "holdout_accuracy": history[-1]["val_accuracy"] if history else None,
                              "diverged": bool(info.get("diverged")),
                              "holdout_accuracy_per_epoch": [epoch["val_accuracy"] for epoch in history]})
-        chosen, means = tune.select_learning_rate(runs)
-        result = {"loss": loss, "epochs": params["tune"]["epochs"], "seeds": params["tune"]["seeds"],
-                  "holdout_fraction": params["tune"]["holdout_fraction"],
-                  "learning_rates": params["tune"]["learning_rates"], "runs": runs,
-                  "mean_holdout_accuracy": means, "selected_learning_rate": chosen,
-                  "selection_rule": tune.SELECTION_RULE}
         path = HERE / "tuning" / "tune" / f"{loss}.json"
-        write_json(path, result)
+        write_json(path, tune.tuning_result(loss, params["tune"], runs))
         paths.append(path)
     return paths
 
