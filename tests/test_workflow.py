@@ -166,10 +166,48 @@ def test_the_committed_dvc_yaml_files_are_generated_from_the_stage_table(tmp_pat
     assert (tmp_path / "dvc.yaml").read_text() == render_dvc_yaml("dvc.yaml")
 
 
+def test_dvc_yaml_is_a_yaml_document_that_round_trips():
+    """dvc.yaml is written by a YAML library (ruamel.yaml) from `dvc_document`: read back it is
+    the document's data, with each folded command the stage's command, and read and written
+    again it is the same text, comments and folds included."""
+    import io
+    import json
+
+    import yaml
+    from ruamel.yaml import YAML
+
+    from lossbench.stages import STAGES, dvc_command, dvc_document
+
+    writer = YAML()
+    writer.indent(mapping=2, sequence=4, offset=2)
+    writer.width = 4096
+    for name in DVC_FILES:
+        text = render_dvc_yaml(name)
+        data = yaml.safe_load(text)
+        assert data == json.loads(json.dumps(dvc_document(name)))
+        for entry in STAGES:
+            if entry.dvc_file == name:
+                assert data["stages"][entry.name]["cmd"] == dvc_command(entry)
+        assert max(len(line) for line in text.splitlines()) <= 100
+        stream = io.StringIO()
+        writer.dump(writer.load(text), stream)
+        assert stream.getvalue() == text
+
+
 def test_snakemake_lint_is_clean():
     result = subprocess.run([*SNAKEMAKE, "--lint"], cwd=PROJECT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_snakefmt_is_clean():
+    """The Snakefile and the rules are as snakefmt (pinned in the test extra) writes them."""
+    files = ["Snakefile", *sorted(str(path.relative_to(PROJECT))
+                                  for path in (PROJECT / "workflow/rules").glob("*.smk"))]
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *files], cwd=PROJECT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"All {len(files)} file(s) would be left unchanged" in result.stderr
 
 
 def test_parsing_the_workflow_does_not_import_tensorflow():
