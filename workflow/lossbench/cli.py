@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
+from lossbench import native_logs
 from lossbench.interrupts import EXIT_STATUS, Terminated, terminate_as_interrupt
 from lossbench.params import ParamsError, check_dag_params, load_params, run_names
 from lossbench.runs import parse_run_name
@@ -323,9 +325,20 @@ def _add_tools(stages) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command `argv` (None: this program's, whose stderr then leaves out TensorFlow's
+    start-up noise unless --verbose or TF_CPP_MIN_LOG_LEVEL is set); its exit status."""
     args = build_parser().parse_args(argv)
     if not getattr(args, "reads_params", True):  # a maintenance command: no params.yaml
         return args.handler(args)
+    if argv is None and not args.verbose and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        native_logs.filter_stderr()
+    try:
+        return _run_stage(args)
+    finally:
+        native_logs.stop()
+
+
+def _run_stage(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
