@@ -44,8 +44,9 @@ LOCAL_COPY_SETTINGS = (
     "relative to the project root, or a URL), download.md5 and download.sha256 (its checksums, "
     "from `md5sum` and `sha256sum`, or null to skip either check), and preprocess.dataset "
     "(cifar10 or cifar100 for a copy of the official python release, image_folder for an "
-    "archive or directory of train/<class>/* and test/<class>/* images). README, \"Using a "
-    "local copy of the data\", sets all four in one `dvc exp run` command."
+    "archive or directory of train/<class>/* and test/<class>/* images). README: \"Using a "
+    "local copy of the data\"; \"The same run offline\" sets all four in one `dvc exp run` "
+    "command."
 )
 
 # HTTP statuses worth retrying: the server or a proxy is busy or briefly broken.

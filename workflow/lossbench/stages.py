@@ -248,14 +248,16 @@ def snakemake_outputs(name: str) -> dict[str, Output]:
 
 
 def snakemake_shell(name: str) -> str:
-    """A rule's shell command: the stage's command, its output copied to the rule's log."""
+    """A rule's shell command: the stage's command, its output copied to the rule's log by
+    `tee`, which ignores Ctrl-C and SIGTERM sent to the process group (else it ends first, and
+    the stage's last line, "lossbench train: terminated ...", finds no reader)."""
     wildcards = {"loss": "{wildcards.loss}", "seed": "{wildcards.seed}"}
     wildcards["run"] = RUN_PATTERN.format(**wildcards)
 
     def fill_placeholder(match: re.Match) -> str:
         return match[0] if match["kind"] else wildcards[match["word"]]
 
-    return PLACEHOLDER.sub(fill_placeholder, stage(name).command) + " 2>&1 | tee {log}"
+    return f"{PLACEHOLDER.sub(fill_placeholder, stage(name).command)} 2>&1 | (trap '' INT TERM; exec tee {{log}})"
 
 
 # ---------------------------------------------------------------------------------------
