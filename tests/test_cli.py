@@ -123,7 +123,7 @@ def test_tensorflow_start_up_noise_is_left_out_and_everything_else_passes():
     assert b"".join(written) == b"  10%|#  |\r  20%|## |\r 100%|###|\n"
 
 
-def test_native_logs_are_kept_with_verbose_or_tf_cpp_min_log_level(monkeypatch):
+def test_native_logs_are_kept_with_verbose_or_lossbench_native_logs(monkeypatch):
     from lossbench import native_logs
 
     calls = []
@@ -132,9 +132,12 @@ def test_native_logs_are_kept_with_verbose_or_tf_cpp_min_log_level(monkeypatch):
     command = ["lossbench", "--params", str(PROJECT / "params.yaml"), "download", "--output", "x"]
     for argv, environment, filtered in ((command, {}, True),
                                         (command[:1] + ["--verbose"] + command[1:], {}, False),
-                                        (command, {"TF_CPP_MIN_LOG_LEVEL": "0"}, False)):
+                                        (command, {"LOSSBENCH_NATIVE_LOGS": "1"}, False),
+                                        # JAX sets it whenever it is imported: not a switch.
+                                        (command, {"TF_CPP_MIN_LOG_LEVEL": "1"}, True)):
         calls.clear()
         monkeypatch.setattr("sys.argv", argv)
+        monkeypatch.delenv("LOSSBENCH_NATIVE_LOGS", raising=False)
         monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
@@ -163,7 +166,7 @@ def test_sigterm_to_the_process_group_passes_the_filter_as_one_line():
         "'--output', 'data/raw/archive']\n"
         "sys.exit(cli.main())\n"
     )
-    environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    environment = {key: value for key, value in os.environ.items() if key != "LOSSBENCH_NATIVE_LOGS"}
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=environment,
                                start_new_session=True)

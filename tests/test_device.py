@@ -51,7 +51,7 @@ def test_device_gpu_is_refused_in_seconds_before_the_data_is_read(tmp_path):
     command = train_command(params, tmp_path / "no-data-here", tmp_path / "out")
     started = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env={
-        key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"})
+        key: value for key, value in os.environ.items() if key != "LOSSBENCH_NATIVE_LOGS"})
     elapsed = time.monotonic() - started
     print(f"train.device: gpu refused after {elapsed:.1f} s: {result.stderr.strip()[-400:]}")
     assert result.returncode == 2

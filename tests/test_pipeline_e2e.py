@@ -102,6 +102,17 @@ def test_snakemake_runs_the_whole_dag(project):
     report = (project / "reports/report.md").read_text()
     assert "categorical_crossentropy" in report and "hinge" in report
     assert any((project / "reports/figures").glob("*.png"))
+    # Issue 19: no TensorFlow start-up noise in any job's log, and the first training of each
+    # job (a tuning run here) states the whole study's projected cost.
+    from lossbench.native_logs import is_noise
+
+    for log in (project / "reports/logs").rglob("*.log"):
+        noise = [line for line in log.read_bytes().splitlines() if is_noise(line)]
+        assert noise == [], (log, noise[:3])
+    tune_log = (project / "reports/logs/tune/hinge.log").read_text()
+    assert ("The whole study is projected to train for " in tune_log
+            and "2 tuning runs (2 losses x 1 rate x 1 seed, 1 epoch) x " in tune_log
+            and " + 4 training runs (2 losses x 2 seeds, 2 epochs) x " in tune_log), tune_log
 
 
 def test_dvc_commit_records_the_snakemake_run(project):

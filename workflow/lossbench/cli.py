@@ -326,11 +326,11 @@ def _add_tools(stages) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command `argv` (None: this program's, whose stderr then leaves out TensorFlow's
-    start-up noise unless --verbose or TF_CPP_MIN_LOG_LEVEL is set); its exit status."""
+    start-up noise unless --verbose or LOSSBENCH_NATIVE_LOGS=1); its exit status."""
     args = build_parser().parse_args(argv)
     if not getattr(args, "reads_params", True):  # a maintenance command: no params.yaml
         return args.handler(args)
-    if argv is None and not args.verbose and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+    if argv is None and not args.verbose and os.environ.get(native_logs.KEEP_VARIABLE) != "1":
         native_logs.filter_stderr()
     try:
         return _run_stage(args)

@@ -1,7 +1,8 @@
 """Keep TensorFlow's native start-up noise out of a command's output.
 
 In:  nothing; `filter_stderr()` is called once, at the start of a `lossbench` command run as a
-     program (`lossbench.cli.main`), before anything imports TensorFlow.
+     program (`lossbench.cli.main`), before anything imports TensorFlow, unless --verbose or
+     LOSSBENCH_NATIVE_LOGS=1 (`KEEP_VARIABLE`) asks for every line.
 Out: from then on the process's stderr (file descriptor 2, which TensorFlow's C++ code and
      Python both write to) passes through a filter that drops the lines of `NOISE` and passes
      every other byte on unchanged and at once; `stop()` ends it, every line delivered.
@@ -10,7 +11,9 @@ Why a filter and not TF_CPP_MIN_LOG_LEVEL: TensorFlow 2.21 logs its CUDA probe t
 before its own log level applies, so even TF_CPP_MIN_LOG_LEVEL=3 leaves "WARNING: All log
 messages before absl::InitializeLog() is called are written to STDERR" and "cudart_stub.cc:31]
 Could not find cuda drivers on your machine" in every job's log, twice, on a machine without a
-GPU (measured; tensorflow/tensorflow#100442). What is dropped: those two, TensorFlow's other
+GPU (measured; tensorflow/tensorflow#100442). Nor can TF_CPP_MIN_LOG_LEVEL be the switch that
+keeps them: JAX sets it (to 1) in os.environ whenever it is imported, so every command a
+Python process that imported JAX starts (pytest, a study driver) would have it. What is dropped: those two, TensorFlow's other
 native info and warning lines (the `I...`/`W...` absl lines and the old `... I tensorflow/...`
 form: the CPU-instructions notice, oneDNN's, XLA's), and two errors that only say that there
 is no usable CUDA driver or that a CUDA plugin registered twice. Native errors of any other
@@ -45,6 +48,9 @@ NOISE = re.compile(
 # held for long; any other output (a progress bar that never ends its line) passes at once.
 NOISE_STARTS = (b"WARNING: All log messages before absl", b"To enable the following instructions")
 LOG_HEADER = re.compile(rb"[IWE](?:\d|$)|\d{1,4}$|\d{4}-")
+
+# Set to 1, every native line is kept (as with --verbose).
+KEEP_VARIABLE = "LOSSBENCH_NATIVE_LOGS"
 
 _child: int | None = None
 _saved_stderr: int | None = None
