@@ -248,9 +248,7 @@ def snakemake_outputs(name: str) -> dict[str, Output]:
 
 
 def snakemake_shell(name: str) -> str:
-    """A rule's shell command: the stage's command, its output copied to the rule's log by
-    `tee`, which ignores Ctrl-C and SIGTERM sent to the process group (else it ends first, and
-    the stage's last line, "lossbench train: terminated ...", finds no reader)."""
+    """A rule's shell command: the stage's command, its output copied to the rule's log."""
     wildcards = {"loss": "{wildcards.loss}", "seed": "{wildcards.seed}"}
     wildcards["run"] = RUN_PATTERN.format(**wildcards)
 
