@@ -520,6 +520,38 @@ def test_run_uses_url_when_source_is_null(payload_archive, tmp_path):
     assert output.read_bytes() == payload_archive.read_bytes()
 
 
+def test_offline_and_checksum_errors_name_every_setting_of_a_local_copy(
+        payload_archive, tmp_path, monkeypatch):
+    """Issue 19: offline, the error named download.source only, and finding the other settings
+    a local copy needs took three tries. Both errors a newcomer meets on the way (the host out
+    of reach, then the official MD5 against the copy) now name all four, what
+    preprocess.dataset takes, and the README section that sets them in one command."""
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+    def offline(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    with pytest.raises(ConnectionError) as unreachable:
+        fetch_archive("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                      tmp_path / "a.tar.gz", md5="c58f30108f718f92721af3b95e74349a",
+                      sha256=None, backoff_seconds=0.001)
+    with pytest.raises(ChecksumError) as checksum:
+        fetch_archive(str(payload_archive), tmp_path / "b.tar.gz",
+                      md5="c58f30108f718f92721af3b95e74349a", sha256=None)
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "### Using a local copy of the data" in readme and "**The same run offline**" in readme
+    for message in (str(unreachable.value), str(checksum.value)):
+        for key in ("download.source", "download.md5", "download.sha256", "preprocess.dataset"):
+            assert key in message, (key, message)
+        assert "image_folder" in message and "cifar10" in message and "null" in message
+        assert '"Using a local copy of the data"' in message and '"The same run offline"' in message
+    # The checksum error also gives the copy's own digest, ready to paste.
+    assert digests(payload_archive)[0] in str(checksum.value)
+
+
 def test_local_copy_with_wrong_checksum_is_refused(payload_archive, tmp_path):
     output = tmp_path / "archive.tar.gz"
 

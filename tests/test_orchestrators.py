@@ -180,3 +180,114 @@ def test_checkout_and_pull_cannot_restore_what_snakemake_deleted(tmp_path):
         release_project()
     run(["dvc", "checkout"], tmp_path)  # once the run is over, DVC works as before
     assert model.read_text() == "old model\n"
+
+
+# ------------------------------------------------------------------------------------------
+# Stopping a run: what `kill` does to each tool, and the group kill that stops it at once
+# (README, "Stopping a run"). A stage that waits as a training does, in seconds: `lossbench
+# download` run as a program (through the noise filter) with its work replaced by a wait.
+
+WAITING_STAGE = (
+    "import os, sys, time\n"
+    "from lossbench import cli, download\n"
+    "def wait(*args, **kwargs):\n"
+    "    print('ready', os.getpid(), flush=True)\n"
+    "    time.sleep(120)\n"
+    "download.run = wait\n"
+    "sys.argv = ['lossbench', '--params', 'params.yaml', 'download', '--output', 'out.txt']\n"
+    "sys.exit(cli.main())\n"
+)
+TERMINATED = "lossbench download: terminated (SIGTERM). Run the same command again to finish"
+
+
+def waiting_stage(root: Path) -> str:
+    """Write the waiting stage and params.yaml into `root`; the command that runs it."""
+    import shutil
+    import sys
+
+    (root / "stage.py").write_text(WAITING_STAGE)
+    shutil.copy(Path(__file__).resolve().parent.parent / "params.yaml", root / "params.yaml")
+    return f"{sys.executable} stage.py"
+
+
+def start_in_group(command, root: Path, output: Path) -> subprocess.Popen:
+    """`command` in a process group of its own (as a shell's job control starts it)."""
+    with output.open("w") as handle:
+        return subprocess.Popen(command, cwd=root, env=environment(), stdout=handle,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_until(condition, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.1)
+
+
+def stage_pid(path: Path) -> int | None:
+    text = path.read_text() if path.exists() else ""
+    found = [line.split()[1] for line in text.splitlines() if line.startswith("ready ")]
+    return int(found[0]) if found else None
+
+
+def alive(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/stat")
+    return status.exists() and status.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_kill_on_snakemake_waits_for_its_jobs_and_a_group_kill_stops_them(tmp_path):
+    import os
+    import signal
+
+    from lossbench.stages import snakemake_shell
+
+    rule_shell = snakemake_shell("download")
+    suffix = rule_shell[rule_shell.index(" 2>&1 "):]  # the rules' own: output to tee and log
+    (tmp_path / "Snakefile").write_text(
+        f'rule job:\n    output: "out.txt"\n    log: "job.log"\n'
+        f'    shell: "{waiting_stage(tmp_path)}{suffix}"\n')
+    output = tmp_path / "snakemake.out"
+    snakemake = start_in_group(["snakemake", "--cores", "1"], tmp_path, output)
+    try:
+        wait_until(lambda: stage_pid(tmp_path / "job.log"), "the job started")
+        pid = stage_pid(tmp_path / "job.log")
+        for count in (1, 2):  # `kill PID`, twice: Snakemake waits for the job
+            os.kill(snakemake.pid, signal.SIGTERM)
+            wait_until(lambda: output.read_text().count(
+                "Will exit after finishing currently running jobs") == count, f"SIGTERM {count}")
+            time.sleep(1)
+            assert snakemake.poll() is None and alive(pid)
+        os.killpg(snakemake.pid, signal.SIGTERM)  # the group: at once
+        assert snakemake.wait(timeout=60) != 0
+    finally:
+        if snakemake.poll() is None:
+            os.killpg(snakemake.pid, signal.SIGKILL)
+    assert (tmp_path / "job.log").read_text().splitlines()[-1].startswith(TERMINATED)
+    assert TERMINATED in output.read_text()
+    assert not alive(pid)
+
+
+def test_kill_on_dvc_orphans_its_stage_and_a_group_kill_stops_it(tmp_path):
+    import os
+    import signal
+
+    (tmp_path / "dvc.yaml").write_text(
+        f"stages:\n  job:\n    cmd: {waiting_stage(tmp_path)}\n    outs: [out.txt]\n")
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        run(command, tmp_path)
+    output = tmp_path / "dvc.out"
+    dvc = start_in_group(["dvc", "repro"], tmp_path, output)
+    try:
+        wait_until(lambda: stage_pid(output), "the stage started")
+        pid = stage_pid(output)
+        os.kill(dvc.pid, signal.SIGTERM)  # `kill PID`: DVC ends, its stage does not
+        assert dvc.wait(timeout=60) != 0
+        time.sleep(1)
+        assert alive(pid)
+        os.killpg(dvc.pid, signal.SIGTERM)  # the group (it outlives DVC): the stage ends
+        wait_until(lambda: TERMINATED in output.read_text(), "the stage ended", timeout=60)
+    finally:
+        try:
+            os.killpg(dvc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -215,3 +215,56 @@ def test_exp_run_needs_no_plus_and_refuses_a_misspelt_key_before_changing_anythi
     assert "Key 'epoch' is not in struct" in result.stdout + result.stderr
     assert (tmp_path / "params.yaml").read_text() == "train:\n  epochs: 2\n"
     assert not (tmp_path / "out.txt").exists()
+
+
+def test_what_exp_run_s_does_to_params_yaml_is_what_the_readme_says(tmp_path):
+    """Issue 19: the README said an experiment leaves params.yaml as it was; DVC writes the -S
+    values into it, also when the run fails, and rewrites the file. The README now says so,
+    and offers `--temp` (and the queue), which leave it byte for byte, even when the run
+    fails. A one-stage project with the shipped params.yaml whose stage fails stands in for
+    the study's first stage failing (as a missing download.source makes it)."""
+    import subprocess
+    import sys
+
+    readme = " ".join((PROJECT / "README.md").read_text().split())
+    for claim in ("**`dvc exp run -S` writes them into `params.yaml`** before it runs and leaves "
+                  "them there, also when the run fails.",
+                  "every `null` becomes an empty value (`md5:`), bracketed lists one item per line, "
+                  "and the comments after the lists `train.losses` and `compare.primary_pairs` are "
+                  "dropped", "`git checkout params.yaml` puts the shipped file back",
+                  "add `--temp` (`dvc exp run --temp -S ...`)", "even a failed run leaves the "
+                  "workspace alone", "where a key is given twice, the last value counts"):
+        assert claim in readme, claim
+
+    dvc = str(Path(sys.executable).parent / "dvc")
+    shipped = (PROJECT / "params.yaml").read_text()
+
+    def run(*command):
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    (tmp_path / "params.yaml").write_text(shipped)
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  download:\n    cmd: exit 3\n"
+        "    params: [download.source, download.md5, train.epochs]\n    outs: [archive]\n")
+    for command in (["git", "init", "-q"], [dvc, "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]):
+        assert run(*command).returncode == 0, command
+    settings = ["-S", "download.source=/nonexistent/archive.tar.gz", "-S", "download.md5=null",
+                "-S", "train.epochs=3", "-S", "train.epochs=1"]
+
+    for form in (["--temp"], ["--queue"]):
+        result = run(dvc, "exp", "run", *form, *settings)
+        assert result.returncode != 0 or form == ["--queue"], result.stderr
+        assert (tmp_path / "params.yaml").read_text() == shipped, form
+    assert run(dvc, "exp", "run", *settings).returncode != 0  # the stage fails
+
+    written = (tmp_path / "params.yaml").read_text()
+    expected = yaml.safe_load(shipped)
+    expected["download"].update(source="/nonexistent/archive.tar.gz", md5=None)
+    expected["train"]["epochs"] = 1  # the last of the two
+    assert yaml.safe_load(written) == expected
+    assert "\n  md5:\n" in written and "\n  sha256:\n" in written  # null written as empty
+    assert "[0.003, 0.01" in shipped and "[0.003, 0.01" not in written
+    for comment in ("# Random seeds (integers); each seeds weights",
+                    "# Equivalence margin of the paired TOST"):
+        assert comment in shipped and comment not in written, comment

@@ -7,8 +7,10 @@ In a temporary git repository holding a copy of the project, with `download.sour
 2. `dvc commit` records those outputs, after which `dvc status` finds nothing to do;
 3. editing a parameter makes both tools want the same stages (a Snakemake dry run's reasons
    and `dvc status`), for a data parameter and for a training parameter;
-4. `dvc repro` reruns the DAG, and the review commands (`dvc metrics diff`, `dvc params diff`,
-   `dvc plots diff`) show what the change did.
+4. the README's offline command (`dvc exp run` with the local copy's settings and the
+   CPU-sized sizes), verbatim, with this study's smaller sizes and one more epoch appended,
+   reruns the DAG from the copy beside the checkout, and the review commands (`dvc metrics
+   diff`, `dvc params diff`, `dvc plots diff`) show what the change did.
 """
 
 import json
@@ -17,7 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from projects import copy_project, init_repository, needs_real_images, run, set_params
+from projects import (
+    SHARED_ARCHIVE, copy_project, init_repository, needs_real_images, run, set_params,
+)
+from test_readme import readme_offline_command
 
 pytestmark = [pytest.mark.slow, needs_real_images]
 
@@ -48,10 +53,22 @@ def dvc_changed_stages(root: Path) -> set[str]:
     }
 
 
+# The tiny study of these tests, as `-S` settings appended to the README's offline command.
+TINY_SETTINGS = (
+    "-S preprocess.train_size=400 -S preprocess.test_size=200 -S model.width=0.1 "
+    "-S 'train.losses=[categorical_crossentropy,hinge]' -S 'train.seeds=[0,1]' "
+    "-S 'tune.learning_rates=[0.03]' -S train.epochs=3"
+)
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
+    # A checkout with the shared data beside it, as the README's offline command expects.
+    base = tmp_path_factory.mktemp("e2e")
+    (base / "shared").symlink_to(SHARED_ARCHIVE.parent.parent)
+    (base / "lossbench").mkdir()
     root = copy_project(
-        tmp_path_factory.mktemp("lossbench"),
+        base / "lossbench",
         **{
             "preprocess.train_size": 400,
             "preprocess.test_size": 200,
@@ -85,6 +102,17 @@ def test_snakemake_runs_the_whole_dag(project):
     report = (project / "reports/report.md").read_text()
     assert "categorical_crossentropy" in report and "hinge" in report
     assert any((project / "reports/figures").glob("*.png"))
+    # Issue 19: no TensorFlow start-up noise in any job's log, and the first training of each
+    # job (a tuning run here) states the whole study's projected cost.
+    from lossbench.native_logs import is_noise
+
+    for log in (project / "reports/logs").rglob("*.log"):
+        noise = [line for line in log.read_bytes().splitlines() if is_noise(line)]
+        assert noise == [], (log, noise[:3])
+    tune_log = (project / "reports/logs/tune/hinge.log").read_text()
+    assert ("The whole study is projected to train for " in tune_log
+            and "2 tuning runs (2 losses x 1 rate x 1 seed, 1 epoch) x " in tune_log
+            and " + 4 training runs (2 losses x 2 seeds, 2 epochs) x " in tune_log), tune_log
 
 
 def test_dvc_commit_records_the_snakemake_run(project):
@@ -112,15 +140,22 @@ def test_a_parameter_edit_reruns_the_same_stages_under_both_tools(project):
     assert dvc_changed_stages(project) == set()
 
 
-def test_review_workflow_shows_what_a_change_did(project):
-    set_params(project, **{"train.epochs": 3})
-    run(["dvc", "repro"], project)
+def test_the_readme_offline_command_runs_and_review_shows_what_it_changed(project):
+    """Issue 19: the README's offline command, verbatim, with this study's sizes appended
+    (the README: "where a key is given twice, the last value counts")."""
+    command = readme_offline_command()
+    assert command.startswith("dvc exp run -S download.source=../shared/data/cifar10-jpeg.tar.gz")
+    run(["bash", "-c", f"{command} {TINY_SETTINGS}"], project)
     assert "up to date" in run(["dvc", "status"], project).stdout.lower()
+    counts = json.loads((project / "reports/data/counts.json").read_text())
+    assert counts["train"]["total"] == 400 and counts["test"]["total"] == 200
     metrics_diff = run(["dvc", "metrics", "diff", "--json"], project).stdout
     changed = json.loads(metrics_diff)
     assert any(path.startswith("reports/metrics/") for path in changed), metrics_diff
     params_diff = json.loads(run(["dvc", "params", "diff", "--json"], project).stdout)
     epochs = params_diff["params.yaml"]["train.epochs"]
     assert (epochs["old"], epochs["new"]) == (2, 3)
+    source = params_diff["params.yaml"]["download.source"]
+    assert (source["old"], source["new"]) == (str(SHARED_ARCHIVE), "../shared/data/cifar10-jpeg.tar.gz")
     plots = run(["dvc", "plots", "diff", "--json"], project).stdout
     assert "val/accuracy" in plots or "accuracy" in plots

@@ -14,6 +14,33 @@ def readme_commands() -> list[str]:
     return [line.strip() for line in text.split("---")[0].splitlines() if line.startswith("    ")]
 
 
+def readme_block_after(marker: str) -> str:
+    """The first line of the first ```bash block after `marker` in README.md."""
+    text = (PROJECT / "README.md").read_text()
+    return text[text.index(marker):].split("```bash\n", 1)[1].splitlines()[0]
+
+
+def readme_cpu_sized_command() -> str:
+    return readme_block_after("**A CPU-sized run of the whole pipeline**")
+
+
+def readme_offline_command() -> str:
+    """The README's one-line command for the CPU-sized run from a local copy of the data
+    (tests/test_pipeline_e2e.py runs it verbatim)."""
+    return readme_block_after("**The same run offline**")
+
+
+def settings(command: str) -> list[tuple[str, str]]:
+    """The (key, value) of each `-S key=value` of a `dvc exp run` command, in order."""
+    import shlex
+
+    words = shlex.split(command)
+    assert words[:3] == ["dvc", "exp", "run"], command
+    pairs = [words[index + 1].split("=", 1) for index, word in enumerate(words) if word == "-S"]
+    assert 2 * len(pairs) == len(words) - 3, command  # nothing but -S settings
+    return [(key, value) for key, value in pairs]
+
+
 def test_readme_starts_with_install_and_run_commands():
     pipeline, tests = readme_commands()
     assert pipeline.startswith("python3 -m venv .venv") and pipeline.endswith(
@@ -117,3 +144,25 @@ def test_readme_explains_conda_and_the_quick_test_run():
     text = (PROJECT / "README.md").read_text()
     assert "conda env create -f environment.yml" in text
     assert '-m "not slow"' in text
+
+
+def test_the_offline_command_is_the_cpu_sized_one_with_every_local_copy_setting():
+    """Issue 19: one line runs the CPU-sized study from the local JPEG copy. Its settings are
+    the four a local copy needs (download.error names the same four), with the copy's SHA-256,
+    followed by exactly the CPU-sized command's; all are params.yaml's keys and valid values."""
+    from lossbench.params import load_params, validate_params
+
+    from projects import SHARED_SHA256
+
+    offline, cpu_sized = settings(readme_offline_command()), settings(readme_cpu_sized_command())
+    assert offline[:4] == [("download.source", "../shared/data/cifar10-jpeg.tar.gz"),
+                           ("download.md5", "null"), ("download.sha256", SHARED_SHA256),
+                           ("preprocess.dataset", "image_folder")]
+    assert offline[4:] == cpu_sized
+    assert ("tune.learning_rates", "[]") in cpu_sized  # no tuning: minutes, not hours
+    params = load_params(PROJECT / "params.yaml")
+    for key, value in offline:
+        section, name = key.split(".")
+        assert name in params[section], key
+        params[section][name] = yaml.safe_load(value)
+    validate_params(params)

@@ -40,14 +40,19 @@ def test_tuned_learning_rate_needs_a_rate_to_choose_from():
         validate_params(params)
 
 
-def test_tuning_on_tiny_data_chooses_a_rate_that_train_then_uses(tmp_path):
-
+def test_tuning_on_tiny_data_chooses_a_rate_that_train_then_uses(tmp_path, caplog):
+    caplog.set_level("INFO")
     data = write_prepared(tmp_path / "data", train_count=160, test_count=40)
     params_path = write_params(tmp_path / "params.yaml", epochs=1, learning_rate="tuned")
     params = load_params(params_path)
     params["tune"].update(learning_rates=[0.001, 0.1], seeds=[5], epochs=1)
     output = tmp_path / "reports" / "tune" / "hinge.json"
     first = tune.run(params, "hinge", data, output, tmp_path / "work")
+    # Issue 19: the first tuning run writes the whole study's projected cost, once per job.
+    costs = [record.getMessage() for record in caplog.records if "is projected to train" in record.getMessage()]
+    assert len(costs) == 1 and costs[0].startswith("The whole study is projected to train for ")
+    assert ("12 tuning runs (6 losses x 2 rates x 1 seed, 1 epoch) x " in costs[0]
+            and " + 6 training runs (6 losses x 1 seed, 1 epoch) x " in costs[0])
     written = json.loads(output.read_text())
     assert written == json.loads(json.dumps(first))
     assert [run["learning_rate"] for run in written["runs"]] == [0.001, 0.1]

@@ -20,7 +20,7 @@ from lossbench.stages import DVC_FILES, render_dvc_yaml, snakemake_outputs, snak
 
 PROJECT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-LOG_SUFFIX = re.compile(r"\s*2>&1 \| tee \S+$")
+LOG_SUFFIX = re.compile(r"\s*2>&1 \| \(trap '' INT TERM; exec tee \S+\)$")
 
 
 def snakemake_jobs() -> dict[str, dict]:
@@ -144,7 +144,7 @@ def test_bench_is_the_same_command_under_both_tools():
 
     rule = (PROJECT / "workflow/rules/bench.smk").read_text()
     stage = yaml.safe_load((PROJECT / "benchmarks/dvc.yaml").read_text())["stages"]["bench"]
-    assert snakemake_shell("bench") == f"{stage['cmd']} 2>&1 | tee {{log}}"
+    assert snakemake_shell("bench") == f"{stage['cmd']} 2>&1 | (trap '' INT TERM; exec tee {{log}})"
     assert 'stage_command("bench")' in rule and 'stage_outputs("bench")' in rule
     assert snakemake_outputs("bench")["benchmark"].path == "reports/benchmarks/local.json"
     assert "reports/benchmarks/local.json" in str(stage["outs"])

@@ -3,8 +3,9 @@
 In:  the augmentation to reseed, the run's seed, and functions that record a finished epoch.
 Out: side effects only: the augmentation reseeded from (seed, epoch) before each epoch, one
      record per finished epoch handed to `on_epoch_done` (which writes the checkpoint and
-     the logs), training stopped on a non-finite loss, and one warning when a CPU run is
-     projected to take more than an hour.
+     the logs), training stopped on a non-finite loss, and one line early in the first epoch
+     with the projected training time of the whole study (a warning where a CPU is projected
+     to take more than an hour).
 """
 
 from __future__ import annotations
@@ -83,43 +84,58 @@ class EpochRecorder(keras.callbacks.Callback):
         self.on_epoch_done(record, diverged)
 
 
-class ProjectedTimeWarning(keras.callbacks.Callback):
-    """Warn once, early, when a run on a CPU is projected to take longer than `limit_seconds`.
+GPU_ADVICE = (
+    "For the full study use a GPU (`pip install -e \".[gpu]\"`, then train.device: gpu), or a "
+    "CPU-sized configuration (README, \"A CPU-sized run\")."
+)
 
-    The projection is measured, not guessed: the seconds per step between steps
-    `first_step` and `last_step` of the first epoch run here, times the steps left, plus
-    validation at a third of a training step's cost per image.
+
+class ProjectedTime(keras.callbacks.Callback):
+    """Measure the seconds per step early in the first epoch, then write one line: the
+    projected training time of the whole study on this machine (`study`, a
+    `lossbench.study_cost.StudyCost`), its runs times the time of one run.
+
+    The projection is measured, not guessed: the seconds per step between the first ends of
+    a call at or after step `first_step` and at or after `last_step` of the first epoch run
+    here (with several steps per call, Keras reports only each call's last step; both are
+    moved forward in an epoch of fewer than `last_step` + 1 steps). The line is
+    a warning, with what to do instead, where `advise` (a CPU that `train.device: auto` fell
+    back to) and the study passes `limit_seconds`. With `always` false the line is written
+    only then. A study already `reported` by an earlier run of this job is not written again.
     """
 
-    def __init__(self, steps_per_epoch: int, epochs_left: int, validation_steps: int,
-                 limit_seconds: float = 3600.0, first_step: int = 5, last_step: int = 25):
+    def __init__(self, study, steps_per_epoch: int, where: str, advise: bool,
+                 always: bool = True, limit_seconds: float = 3600.0, first_step: int = 5,
+                 last_step: int = 25):
         super().__init__()
-        self.steps_per_epoch = steps_per_epoch
-        self.epochs_left = epochs_left
-        self.validation_steps = validation_steps
+        self.study, self.where, self.advise, self.always = study, where, advise, always
         self.limit_seconds = limit_seconds
-        self.first_step = min(first_step, max(steps_per_epoch - 2, 0))
         self.last_step = min(last_step, steps_per_epoch - 1)
-        self._start = None
+        self.first_step = min(first_step, max(self.last_step - 1, 0))
+        self._start: tuple[float, int] | None = None
         self._done = False
         self.projected_seconds: float | None = None
 
+    def on_epoch_end(self, epoch, logs=None):
+        self._done = True  # measured within one epoch only: validation would blur it
+
     def on_train_batch_end(self, batch, logs=None):
-        if self._done or self.last_step <= self.first_step:
+        if self._done or self.study.reported:
             return
-        if batch == self.first_step:
-            self._start = time.perf_counter()
-        elif batch >= self.last_step and self._start is not None:
-            self._done = True
-            per_step = (time.perf_counter() - self._start) / (batch - self.first_step)
-            steps = self.epochs_left * (self.steps_per_epoch + self.validation_steps / 3)
-            self.projected_seconds = per_step * steps
-            if self.projected_seconds > self.limit_seconds:
-                logger.warning(
-                    "This run trains on the CPU and is projected to take %.1f hours (%.3f s "
-                    "per step measured over steps %d-%d, %d epochs of %d steps left). For the "
-                    "full study use a GPU (`pip install -e \".[gpu]\"`, then train.device: gpu), "
-                    "or a CPU-sized configuration (README, \"A CPU-sized run\").",
-                    self.projected_seconds / 3600, per_step, self.first_step, batch,
-                    self.epochs_left, self.steps_per_epoch,
-                )
+        if self._start is None:
+            if batch >= self.first_step:
+                self._start = (time.perf_counter(), batch)
+            return
+        if batch < self.last_step:
+            return
+        self._done = True
+        started, first = self._start
+        per_step = (time.perf_counter() - started) / (batch - first)
+        self.projected_seconds = self.study.seconds(per_step)
+        warn = self.advise and self.projected_seconds > self.limit_seconds
+        if warn or self.always:
+            line = self.study.line(per_step, self.where,
+                                   f"measured over steps {first + 2}-{batch + 1} of this run")
+            logger.log(logging.WARNING if warn else logging.INFO,
+                       "%s%s", line, f" {GPU_ADVICE}" if warn else "")
+            self.study.reported = True

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
+from lossbench import native_logs
 from lossbench.interrupts import EXIT_STATUS, Terminated, terminate_as_interrupt
 from lossbench.params import ParamsError, check_dag_params, load_params
 from lossbench.runs import parse_run_name, run_names
@@ -321,9 +323,20 @@ def _add_tools(stages) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command `argv` (None: this program's, whose stderr then leaves out TensorFlow's
+    start-up noise unless --verbose or LOSSBENCH_NATIVE_LOGS=1); its exit status."""
     args = build_parser().parse_args(argv)
     if not getattr(args, "reads_params", True):  # a maintenance command: no params.yaml
         return args.handler(args)
+    if argv is None and not args.verbose and os.environ.get(native_logs.KEEP_VARIABLE) != "1":
+        native_logs.filter_stderr()
+    try:
+        return _run_stage(args)
+    finally:
+        native_logs.stop()
+
+
+def _run_stage(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",

@@ -36,7 +36,7 @@ import urllib.request
 from pathlib import Path
 
 from lossbench.archive import DEFAULT_MAX_ARCHIVE_BYTES, check_members, too_large
-from lossbench.network import CHUNK_BYTES, NETWORK_SCHEMES, download_url
+from lossbench.network import CHUNK_BYTES, LOCAL_COPY_SETTINGS, NETWORK_SCHEMES, download_url
 
 logger = logging.getLogger(__name__)
 
@@ -214,8 +214,9 @@ def _verify_checksums(path: Path, source: str, md5: str | None, sha256: str | No
             raise ChecksumError(
                 f"The archive from {source} has {algorithm.upper()} {actual[algorithm]}, but "
                 f"download.{algorithm} in params.yaml expects {expected.lower()}. If the download "
-                "was corrupted, run the stage again; if download.source points at a different "
-                f"archive on purpose, set download.{algorithm} to its checksum."
+                "was corrupted, run the stage again. If download.source points at another "
+                f"archive on purpose, set download.{algorithm} to {actual[algorithm]} (or null) "
+                f"and check the other settings of a local copy. {LOCAL_COPY_SETTINGS}"
             )
     logger.info(
         "Checksum verified (%s).",

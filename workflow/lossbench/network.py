@@ -3,10 +3,10 @@
 In:  an ``http://``, ``https://`` or ``ftp://`` URL, the path of a partial file (absent, or
      holding the first bytes of an earlier, interrupted transfer of the same URL), and the
      retry, back-off and timeout settings, and the most bytes the file may hold.
-Out: the partial file, complete; or ConnectionError saying what failed and what to do
-     (retry later, or set download.source to a local copy), or ArchiveTooLargeError once the
-     server announces or sends more than the limit. Bytes that arrived before a failure
-     stay in the partial file, so that a later call resumes from them.
+Out: the partial file, complete; or ConnectionError saying what failed and what to do (retry
+     later, or use a local copy, with every setting that takes: `LOCAL_COPY_SETTINGS`), or
+     ArchiveTooLargeError once the server announces or sends more than the limit. Bytes that
+     arrived before a failure stay in the partial file, so that a later call resumes from them.
 
 Used by the download stage, which names the partial file and decides when to keep it.
 """
@@ -35,6 +35,19 @@ CHUNK_BYTES = 1 << 20
 """Bytes read from the network or disk at a time."""
 
 NETWORK_SCHEMES = ("http", "https", "ftp")
+
+# What a user without the network (or with another copy of the data) must set, in full: every
+# message that suggests a local copy names all of it, so that one try is enough. Which values
+# belong to which copy cannot be guessed, so it names the keys and what each one takes.
+LOCAL_COPY_SETTINGS = (
+    "A local copy of the data needs four settings in params.yaml: download.source (its path, "
+    "relative to the project root, or a URL), download.md5 and download.sha256 (its checksums, "
+    "from `md5sum` and `sha256sum`, or null to skip either check), and preprocess.dataset "
+    "(cifar10 or cifar100 for a copy of the official python release, image_folder for an "
+    "archive or directory of train/<class>/* and test/<class>/* images). README: \"Using a "
+    "local copy of the data\"; \"The same run offline\" sets all four in one `dvc exp run` "
+    "command."
+)
 
 # HTTP statuses worth retrying: the server or a proxy is busy or briefly broken.
 TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -73,8 +86,7 @@ def download_url(
                 if attempt >= 2:
                     raise ConnectionError(
                         f"Could not reach the host {host!r} to download {url} ({error}). If "
-                        "this machine is offline, set download.source in params.yaml to a local "
-                        "copy of the archive (a path, relative to the project root)."
+                        f"this machine is offline, use a local copy of the archive. {LOCAL_COPY_SETTINGS}"
                     ) from error
                 time.sleep(min(backoff_seconds, 1.0))
                 continue
@@ -85,8 +97,8 @@ def download_url(
         if attempt > retries:
             raise ConnectionError(
                 f"Downloading {url} failed after {attempt} attempts; the last error was: "
-                f"{last_error}. Try again later, or set download.source in params.yaml to a local "
-                "copy of the archive."
+                f"{last_error}. Try again later, or use a local copy of the archive. "
+                f"{LOCAL_COPY_SETTINGS}"
             ) from last_error
         wait = backoff_seconds * 2 ** (attempt - 1)
         logger.warning(
@@ -151,7 +163,7 @@ def _open(url: str, partial: Path, have: int, *, timeout_seconds: float):
             raise _TransientError(f"HTTP {error.code} {error.reason}") from error
         raise ConnectionError(
             f"The server answered HTTP {error.code} ({error.reason}) for {url}. Check download.url, "
-            "or set download.source in params.yaml to a local copy of the archive."
+            f"or use a local copy of the archive. {LOCAL_COPY_SETTINGS}"
         ) from error
     except urllib.error.URLError as error:
         raise _classify_os_error(error.reason) from error

@@ -256,7 +256,7 @@ def snakemake_shell(name: str) -> str:
     def fill_placeholder(match: re.Match) -> str:
         return match[0] if match["kind"] else wildcards[match["word"]]
 
-    return PLACEHOLDER.sub(fill_placeholder, stage(name).command) + " 2>&1 | tee {log}"
+    return f"{PLACEHOLDER.sub(fill_placeholder, stage(name).command)} 2>&1 | (trap '' INT TERM; exec tee {{log}})"
 
 
 # --- DVC: dvc.yaml is generated from the table, through ruamel.yaml. ------------------------

@@ -60,6 +60,7 @@ def run(
     from lossbench.batches import split_validation
     from lossbench.losses import get_loss
     from lossbench.prepared import load_prepared
+    from lossbench.study_cost import StudyCost, study_runs
 
     get_loss(loss_name)  # fail before loading data if the loss name is unknown
     if seed < 0:
@@ -76,8 +77,10 @@ def run(
     if config.validation == "holdout":
         fit_count -= len(split_validation(data.train_labels, "holdout", config.holdout_fraction, seed)[1])
     runtime = resolve_runtime(config, fit_count, selected)
+    study = StudyCost(study_runs(params, data.train_labels, len(data.test_labels)),
+                      config.batch_size)
     return train_model(
         config, loss_name, seed, data.train_images, data.train_labels, data.test_images,
         data.test_labels, num_classes=len(data.class_names), model_path=model_path,
-        log_dir=log_dir, checkpoint_dir=checkpoint_dir, runtime=runtime,
+        log_dir=log_dir, checkpoint_dir=checkpoint_dir, runtime=runtime, study=study,
     )

@@ -175,19 +175,23 @@ def _epoch_recorder(model, state: dict, run_info: dict, checkpoint_path: Path, l
 
 def _fit_remaining_epochs(model, augmentation, config: TrainConfig, runtime, seed: int,
                           fit_data: tuple, validation_data: tuple, first_epoch: int,
-                          on_epoch_done) -> None:
-    """Train epochs `first_epoch + 1` to `config.epochs` in one `fit` call."""
-    from lossbench.callbacks import EpochRecorder, EpochSeed, ProjectedTimeWarning
+                          on_epoch_done, study=None) -> None:
+    """Train epochs `first_epoch + 1` to `config.epochs` in one `fit` call; early in it, the
+    projected cost of `study` (of this run alone, and only as a warning, without one)."""
+    from lossbench.callbacks import EpochRecorder, EpochSeed, ProjectedTime
+    from lossbench.study_cost import RunGroup, StudyCost
 
     (fit_images, fit_labels), (validation_images, validation_labels) = fit_data, validation_data
     steps_per_epoch = math.ceil(len(fit_labels) / config.batch_size)
     validation_batches = make_batches(validation_images, validation_labels, config.batch_size)
     callbacks = [EpochSeed(augmentation, seed), EpochRecorder(on_epoch_done)]
-    if runtime.device == "cpu" and config.device == "auto":
-        callbacks.append(ProjectedTimeWarning(
-            steps_per_epoch, config.epochs - first_epoch,
-            math.ceil(len(validation_labels) / config.batch_size),
-        ))
+    advise = runtime.device == "cpu" and config.device == "auto"
+    if study is not None or advise:
+        this_run = StudyCost([RunGroup("training", 1, "this run", config.epochs - first_epoch,
+                                       len(fit_labels), len(validation_labels))],
+                             config.batch_size, subject="This run")
+        callbacks.append(ProjectedTime(study or this_run, steps_per_epoch, runtime.description,
+                                       advise, always=study is not None))
     # One `fit` for the whole run, so Keras prints "Epoch k/N" with its ETA. In a log
     # file (Snakemake and DVC pipe the output) one line per epoch, not a progress bar
     # redrawn with carriage returns.
@@ -262,12 +266,13 @@ def train_model(
     log_dir: Path,
     checkpoint_dir: Path,
     runtime=None,
+    study=None,
 ) -> dict:
     """Train one (loss, seed) job, resuming from `checkpoint_dir` if it holds this job's state.
 
     `runtime` (`lossbench.device.Runtime`) says where and how; without it `train.device`
-    and every `auto` are resolved here. Returns the run information also written to
-    `<log_dir>/run.json`.
+    and every `auto` are resolved here. `study` (`lossbench.study_cost.StudyCost`) gets its
+    projected cost logged early. Returns the run information also in `<log_dir>/run.json`.
     """
     model_path, log_dir, checkpoint_dir = Path(model_path), Path(log_dir), Path(checkpoint_dir)
     check_output_paths(model_path, log_dir, checkpoint_dir)
@@ -301,7 +306,7 @@ def train_model(
         _fit_remaining_epochs(
             model, augmentation, config, runtime, seed, (fit_images, fit_labels),
             (validation_images, validation_labels), first_epoch,
-            _epoch_recorder(model, state, run_info, checkpoint_path, log_dir),
+            _epoch_recorder(model, state, run_info, checkpoint_path, log_dir), study,
         )
     write_training_logs(log_dir, state["history"], run_info)
     # Written under a temporary name and renamed: a full disk leaves no partial model.

@@ -90,8 +90,11 @@ def _run_result(config: TrainConfig, loss_name: str, seed: int, run_info: dict, 
     }
 
 
-def tune_one(config: TrainConfig, loss_name: str, seed: int, data, work_dir: Path) -> dict:
-    """Train (or reuse) one tuning run and return its result."""
+def tune_one(config: TrainConfig, loss_name: str, seed: int, data, work_dir: Path,
+             study=None) -> dict:
+    """Train (or reuse) one tuning run and return its result; `study`
+    (`lossbench.study_cost.StudyCost`) gets its projected cost logged by the first run that
+    trains."""
     name = tuning_run_name(config.learning_rate, seed)
     result_path = work_dir / f"{name}.json"
     if result_path.is_file():
@@ -106,7 +109,7 @@ def tune_one(config: TrainConfig, loss_name: str, seed: int, data, work_dir: Pat
         config, loss_name, seed, data.train_images, data.train_labels, data.test_images,
         data.test_labels, num_classes=len(data.class_names),
         model_path=work_dir / name / "model.keras", log_dir=work_dir / name / "logs",
-        checkpoint_dir=work_dir / name, runtime=resolve_runtime(config, fit_count),
+        checkpoint_dir=work_dir / name, runtime=resolve_runtime(config, fit_count), study=study,
     )
     result = _run_result(config, loss_name, seed, run_info, work_dir / name / "logs")
     write_json(result_path, result)
@@ -125,11 +128,15 @@ def run(params: dict, loss_name: str, data_dir: Path, output: Path, work_dir: Pa
     runs = []
     # Without rates to try the stage only records that (in a second: no TensorFlow import).
     if tune_params["learning_rates"]:
+        from lossbench.study_cost import StudyCost, study_runs
+
         data = load_prepared(data_dir)
+        study = StudyCost(study_runs(params, data.train_labels, len(data.test_labels)),
+                          base.batch_size)
         for rate in tune_params["learning_rates"]:
             for seed in tune_params["seeds"]:
                 runs.append(tune_one(tuning_config(base, tune_params, rate), loss_name, seed,
-                                     data, Path(work_dir)))
+                                     data, Path(work_dir), study))
     result = tuning_result(loss_name, tune_params, runs)
     chosen, means = result["selected_learning_rate"], result["mean_holdout_accuracy"]
     write_json(output, result)

@@ -43,7 +43,10 @@ def stage_outputs(stage, **reports):
     return outputs
 
 
-# The stage's `lossbench <stage> ...` command, its output copied to the rule's log.
+# The stage's `lossbench <stage> ...` command, its output copied to the rule's log by `tee`.
+# `tee` ignores Ctrl-C and SIGTERM sent to the whole process group (a terminal's Ctrl-C,
+# `kill -TERM -- -PGID`): else it would end first, and the stage's last line ("lossbench train:
+# terminated (SIGTERM) ...") would find no reader. It ends when the stage's output does.
 stage_command = snakemake_shell
 
 
