@@ -115,25 +115,12 @@ def build_training_model(
     import keras
     from keras import layers
 
-    from lossbench import device
     from lossbench.augment import build_augmentation
     from lossbench.losses import get_loss
     from lossbench.model import build_model
 
     loss = get_loss(loss_name)
-    if runtime is None:
-        precision = device.resolve_precision(config.precision, "cpu")
-        steps_per_execution = 1 if config.steps_per_execution == "auto" else config.steps_per_execution
-        jit_compile = device.resolve_jit_compile(config.jit_compile, "cpu")
-    else:
-        precision = runtime.precision
-        steps_per_execution, jit_compile = runtime.steps_per_execution, runtime.jit_compile
-    if precision == "auto":
-        raise ValueError(
-            "train.precision is auto, which on a CPU is measured when a job starts: train with "
-            "`train_model`, or build the model with a runtime whose precision is resolved "
-            "(`measured_precision`)."
-        )
+    precision, steps_per_execution, jit_compile = _compile_settings(config, runtime)
     keras.mixed_precision.set_dtype_policy(precision)
     # One call seeds Python, NumPy and the backend, so the initial weights depend on the seed.
     keras.utils.set_random_seed(seed)
@@ -162,7 +149,33 @@ def build_training_model(
         steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,
     )
+    if jit_compile and not model.jit_compile:
+        logger.warning(
+            "XLA was asked for (train.jit_compile), but Keras compiles this model without it: a "
+            "layer does not support XLA (Keras 3.15's RandomTranslation, the augmentation's "
+            "shift), so every step runs op by op, which is slow with JAX, above all on a GPU."
+        )
     return model, augmentation
+
+
+def _compile_settings(config: TrainConfig, runtime) -> tuple[str, int, bool]:
+    """(precision, steps per execution, XLA) from `runtime`, or resolved for a CPU without one."""
+    from lossbench import device
+
+    if runtime is None:
+        precision = device.resolve_precision(config.precision, "cpu")
+        steps_per_execution = 1 if config.steps_per_execution == "auto" else config.steps_per_execution
+        jit_compile = device.resolve_jit_compile(config.jit_compile, "cpu")
+    else:
+        precision = runtime.precision
+        steps_per_execution, jit_compile = runtime.steps_per_execution, runtime.jit_compile
+    if precision == "auto":
+        raise ValueError(
+            "train.precision is auto, which on a CPU is measured when a job starts: train with "
+            "`train_model`, or build the model with a runtime whose precision is resolved "
+            "(`measured_precision`)."
+        )
+    return precision, steps_per_execution, jit_compile
 
 
 def resolve_runtime(config: TrainConfig, fit_count: int, selected: tuple[str, str] | None = None):
@@ -357,16 +370,16 @@ def train_model(
     gradient_scale = initial_gradient_scale(model, loss_name, fit_images, fit_labels)
     state = resume_or_start(checkpoint_path, model, fingerprint, config.epochs,
                             f"{loss_name} seed {seed}")
-    if measured is not None:
-        # Kept in the checkpoint, so that a resumed run's run.json still shows what was measured.
+    if measured is not None:  # kept in the checkpoint: a resumed run's run.json shows it too
         state["precision_measured"] = measured
     run_info = run_information(config, loss_name, seed, runtime, state,
                                len(fit_labels), len(validation_labels))
-    run_info["initial_output_gradient_scale"] = gradient_scale
+    # XLA as Keras compiled the model: it refuses XLA for a model with a layer without it.
+    run_info.update(initial_output_gradient_scale=gradient_scale, jit_compile=bool(model.jit_compile))
     logger.info("Training %s, seed %d, on %s with the %s backend, %s, %d step(s) per "
                 "execution, XLA %s.", loss_name, seed, runtime.description, run_info["backend"],
                 runtime.precision, runtime.steps_per_execution,
-                "on" if runtime.jit_compile else "off")
+                "on" if run_info["jit_compile"] else "off")
     first_epoch = len(state["history"])
     if first_epoch < config.epochs and state["diverged_epoch"] is None:
         _fit_remaining_epochs(
