@@ -14,19 +14,6 @@ from lossbench import callbacks, device
 from test_train import LOSSBENCH, PROJECT, train_command, write_params, write_prepared
 
 
-def test_precision_auto_follows_the_hardware(monkeypatch):
-    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
-    assert device.resolve_precision("auto", "cpu") == "mixed_bfloat16"
-    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2", "amx_bf16", "amx_tile"})
-    assert device.resolve_precision("auto", "cpu") == "mixed_bfloat16"
-    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2", "fma"})
-    assert device.resolve_precision("auto", "cpu") == "float32"
-    monkeypatch.setattr(device, "gpu_supports_bf16", lambda: True)
-    assert device.resolve_precision("auto", "gpu") == "mixed_bfloat16"
-    # An explicit precision is kept whatever the machine.
-    assert device.resolve_precision("float32", "gpu") == "float32"
-
-
 def test_bf16_units_are_read_from_the_cpu_flags():
     assert device.cpu_bf16_units({"avx512_bf16", "amx_bf16", "sse2"}) == ["amx_bf16", "avx512_bf16"]
     assert device.cpu_bf16_units({"avx2"}) == []

@@ -71,6 +71,22 @@ def test_learning_rate_follows_keras1_decay():
     assert model.optimizer.nesterov and model.optimizer.momentum == 0.9
 
 
+def test_xla_that_keras_refuses_is_reported(caplog):
+    """Keras compiles a model without XLA when a layer does not support it (RandomTranslation,
+    the augmentation's shift): training must say so, not log "XLA on"."""
+    from lossbench.device import Runtime
+    from lossbench.training import TrainConfig, build_training_model
+
+    params = validate_params(yaml.safe_load((PROJECT / "params.yaml").read_text()))
+    params["model"]["width"] = 0.05
+    runtime = Runtime(device="gpu", description="GPU: test", precision="float32",
+                      steps_per_execution=1, jit_compile=True, deterministic=False)
+    with caplog.at_level("WARNING", logger="lossbench.training"):
+        model, _ = build_training_model(TrainConfig.from_params(params), "hinge", 0, 10, runtime)
+    assert model.jit_compile is False
+    assert "Keras compiles this model without it" in caplog.text
+
+
 def test_without_shuffling_every_epoch_sees_the_same_order():
     """The paper's Keras 1.0.3 `flow` did not shuffle: each epoch, the stored order."""
     from lossbench.batches import epoch_permutation

@@ -12,7 +12,8 @@ Out: a table on stdout and `<output_dir>/<device>.json` holding, per backend, ba
      logging, checkpoint), and each reduced precision's training images/s over float32's at
      the same batch size (`precision_speedups`). Also the CPU's model and its native bfloat16
      units (`cpu`), the input pipeline alone, `snakemake -n`, `dvc status` and `dvc dag` on
-     this project, and the preprocess stage where an archive is given.
+     this project, and the preprocess stage where an archive is given. The table printed is
+     `lossbench.bench_table`'s.
 
 Shared machines make absolute numbers noisy, so every figure that matters is a ratio
 against a baseline measured in the same run. Each backend runs in its own process (Keras
@@ -162,8 +163,11 @@ class _Sizes(NamedTuple):
 LONGEST_EPOCH_SECONDS = 900.0
 
 
-def _sizes(quick: bool, on_gpu: bool) -> _Sizes:
-    """The quick run's small sizes, or the full run's (longer throughput runs on a GPU)."""
+def _sizes(quick: bool, on_gpu: bool, dry_run: bool = False) -> _Sizes:
+    """The dry run's tiny sizes, the quick run's small ones, or the full run's (longer
+    throughput runs on a GPU)."""
+    if dry_run:
+        return _Sizes(2, 1, 0.5, 64, 32)
     if quick:
         return _Sizes(6, 1, 2.0, 128, 64)
     max_steps, warmup_steps = (400, 20) if on_gpu else (60, 3)
@@ -178,8 +182,8 @@ def _epoch_fields(config, sizes: _Sizes, images_per_s: float, ceiling: float, da
     if projected > LONGEST_EPOCH_SECONDS:
         return {"epoch_skipped": f"projected {projected:.0f} s > {LONGEST_EPOCH_SECONDS:.0f} s"}
     measured = epoch_seconds(config, sizes.train_count, sizes.validation_count, data)
-    ideal = (sizes.train_count * training_flops_per_image(1.0, 10)
-             + sizes.validation_count * forward_flops_per_image(1.0, 10)) / (ceiling * 1e9)
+    ideal = (sizes.train_count * training_flops_per_image(config.width, 10)
+             + sizes.validation_count * forward_flops_per_image(config.width, 10)) / (ceiling * 1e9)
     return dict(epoch_images=sizes.train_count, epoch_validation_images=sizes.validation_count,
                 epoch_seconds=round(measured, 3), ideal_epoch_seconds=round(ideal, 3),
                 epoch_efficiency=round(ideal / measured, 4))
@@ -192,7 +196,7 @@ def _measure_row(config, sizes: _Sizes, ceiling: float, data, whole_epoch: bool)
 
     from lossbench.model import training_flops_per_image
 
-    train_flops = training_flops_per_image(1.0, 10)
+    train_flops = training_flops_per_image(config.width, 10)
     images_per_s = train_images_per_s(config, config.batch_size, sizes.max_steps,
                                       sizes.warmup_steps, sizes.target_seconds)
     row = {
@@ -221,8 +225,11 @@ def precision_speedups(rows: list[dict]) -> dict:
     return speedups
 
 
-def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> dict:
-    """Everything measured under the active Keras backend (run once per backend)."""
+def backend_measurements(params: dict, quick: bool, data_dir: Path | None,
+                         dry_run: bool = False) -> dict:
+    """Everything measured under the active Keras backend (run once per backend). The full
+    and quick runs measure the paper's full-width model; a dry run (which only shows that
+    every measurement works) the width of `params`, at tiny sizes."""
     import dataclasses
 
     import keras
@@ -232,7 +239,9 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
     from lossbench.training import TrainConfig
     from lossbench.training_logs import library_versions
 
-    config = dataclasses.replace(TrainConfig.from_params(params), width=1.0)
+    config = TrainConfig.from_params(params)
+    config = config if dry_run else dataclasses.replace(config, width=1.0)
+    quick = quick or dry_run
     data = None
     if data_dir is not None:
         from lossbench.prepared import load_prepared
@@ -240,11 +249,11 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
         data = load_prepared(data_dir)
     kind, device_description = select_device("auto")  # `auto` changes no setting: it only looks
     on_gpu = kind == "gpu"
-    sizes = _sizes(quick, on_gpu)
-    matrix_size = 1024 if quick else 2048
+    sizes = _sizes(quick, on_gpu, dry_run)
+    matrix_size = 256 if dry_run else 1024 if quick else 2048
     matmul = {dtype: matmul_gflops(dtype, matrix_size) for dtype in ("float32", "bfloat16")}
     if on_gpu:
-        matmul["float16"] = matmul_gflops("float16", 2048)
+        matmul["float16"] = matmul_gflops("float16", matrix_size)
     rows = []
     for precision in ["float32", "mixed_bfloat16"] + (["mixed_float16"] if on_gpu else []):
         # The matmul ceiling that applies: float32 for float32 training, else the half type.
@@ -252,14 +261,17 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
         for batch_size in [32, 512 if on_gpu else 128]:
             if quick and precision != "float32" and batch_size != 32:
                 continue  # the quick run keeps one row per reduced precision
+            if dry_run and (precision, batch_size) != ("float32", 32):
+                continue  # one row runs every measurement; the dry run checks only that
             # A whole epoch costs minutes on a CPU, so there only the paper's setting (batch
             # 32, float32) runs one, and only if it is projected to end in reasonable time.
             whole_epoch = on_gpu or (batch_size == 32 and precision == "float32")
             row_config = dataclasses.replace(config, precision=precision, batch_size=batch_size)
             rows.append(_measure_row(row_config, sizes, ceiling, data, whole_epoch))
             logger.info("%s", rows[-1])
-    sample = (data.train_images[:2048] if data is not None else
-              np.random.default_rng(2).integers(0, 256, size=(2048, 32, 32, 3), dtype=np.uint8))
+    count = 256 if dry_run else 2048
+    sample = (data.train_images[:count] if data is not None else
+              np.random.default_rng(2).integers(0, 256, size=(count, 32, 32, 3), dtype=np.uint8))
     return {
         "backend": keras.backend.backend(),
         "device": device_description,
@@ -267,8 +279,9 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None) -> di
         "precision_speedups": precision_speedups(rows),
         "versions": library_versions(),
         "matmul_gflops": {key: round(value, 2) for key, value in matmul.items()},
-        "training_gflop_per_image": training_flops_per_image(1.0, 10) / 1e9,
-        "forward_gflop_per_image": forward_flops_per_image(1.0, 10) / 1e9,
+        "width": config.width,
+        "training_gflop_per_image": training_flops_per_image(config.width, 10) / 1e9,
+        "forward_gflop_per_image": forward_flops_per_image(config.width, 10) / 1e9,
         "input_pipeline_images_per_s": round(input_pipeline_images_per_s(config, sample), 1),
         "rows": rows,
     }
@@ -308,9 +321,11 @@ def preprocess_seconds(archive: Path) -> float:
         return time.perf_counter() - started
 
 
-def _child(backend: str, params_path: Path, quick: bool, data_dir: Path | None) -> dict:
+def _child(backend: str, params_path: Path, quick: bool, data_dir: Path | None,
+           dry_run: bool = False) -> dict:
     command = [sys.executable, "-m", "lossbench.bench", "--params", str(params_path)]
     command += ["--quick"] if quick else []
+    command += ["--dry-run"] if dry_run else []
     command += ["--data", str(data_dir)] if data_dir else []
     environment = dict(os.environ, KERAS_BACKEND=backend)
     result = subprocess.run(command, env=environment, capture_output=True, text=True)
@@ -320,52 +335,28 @@ def _child(backend: str, params_path: Path, quick: bool, data_dir: Path | None) 
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def format_table(results: dict) -> str:
-    header = (f"{'backend':<11}{'precision':<16}{'batch':>6}{'matmul GF/s':>12}{'img/s':>9}"
-              f"{'train eff':>10}{'epoch s':>9}{'ideal s':>9}{'epoch eff':>10}")
-    cpu = results.get("cpu", {})
-    lines = []
-    if cpu:
-        units = ", ".join(cpu.get("bf16_units", [])) or "none (bfloat16 is emulated)"
-        lines.append(f"CPU: {cpu.get('model')} ({cpu.get('cores')} cores); bfloat16 units: {units}")
-    lines += [header, "-" * len(header)]
-    for backend in results["backends"]:
-        for row in backend.get("rows", []):
-            lines.append(
-                f"{row['backend']:<11}{row['precision']:<16}{row['batch_size']:>6}"
-                f"{row['matmul_gflops']:>12.1f}{row['train_images_per_s']:>9.1f}"
-                f"{row['train_efficiency']:>10.3f}{row.get('epoch_seconds', float('nan')):>9.2f}"
-                f"{row.get('ideal_epoch_seconds', float('nan')):>9.2f}"
-                f"{row.get('epoch_efficiency', float('nan')):>10.3f}"
-            )
-        for name, ratio in backend.get("precision_speedups", {}).items():
-            lines.append(f"{backend['backend']}: training images/s {name}: {ratio:.2f}x")
-        if "input_pipeline_images_per_s" in backend:
-            lines.append(f"{backend['backend']}: input pipeline alone "
-                         f"{backend['input_pipeline_images_per_s']:.0f} images/s")
-    for name, value in results.get("orchestration", {}).items():
-        lines.append(f"{name}: {'not measured' if value is None else f'{value:.2f}'}")
-    if results.get("preprocess_seconds") is not None:
-        lines.append(f"preprocess (all images of {results['preprocess_archive']}): "
-                     f"{results['preprocess_seconds']:.2f} s")
-    return "\n".join(lines)
-
-
 def run(params: dict, output_dir: Path, quick: bool = False, data_dir: Path | None = None,
         archive: Path | None = None, backends: tuple[str, ...] = ("tensorflow", "jax"),
-        params_path: Path = Path("params.yaml"), name: str | None = None) -> dict:
-    """Measure every backend in its own process, then the orchestrators; write the JSON."""
+        params_path: Path = Path("params.yaml"), name: str | None = None,
+        dry_run: bool = False) -> dict:
+    """Measure every backend in its own process, then the orchestrators; write the JSON.
+
+    `dry_run` only shows that every measurement works (benchmarks/gpu_check.sh --dry-run):
+    the width of `params` at tiny sizes, and no orchestrators (CI's quick run times them).
+    """
     from lossbench import device as device_module
+    from lossbench.bench_table import format_table
 
     results = {
         "quick": quick,
+        "dry_run": dry_run,
         "command": " ".join(["lossbench", *sys.argv[1:]]),
         # Which CPU this ran on, and whether it computes bfloat16 natively (AMX or
         # AVX512_BF16): without such units mixed_bfloat16 is emulated and far slower.
         "cpu": {"model": device_module.cpu_model_name(), "cores": os.cpu_count(),
                 "bf16_units": device_module.cpu_bf16_units()},
-        "backends": [_child(backend, params_path, quick, data_dir) for backend in backends],
-        "orchestration": orchestration_seconds(PROJECT_ROOT),
+        "backends": [_child(backend, params_path, quick, data_dir, dry_run) for backend in backends],
+        "orchestration": {} if dry_run else orchestration_seconds(PROJECT_ROOT),
     }
     if archive is not None:
         results["preprocess_archive"] = str(archive)
@@ -373,7 +364,8 @@ def run(params: dict, output_dir: Path, quick: bool = False, data_dir: Path | No
     device = next((item["device"] for item in results["backends"] if "device" in item), "unknown")
     results["device"] = device
     slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
-    path = Path(output_dir) / f"{name or slug}{'-quick' if quick else ''}.json"
+    suffix = "-dry-run" if dry_run else "-quick" if quick else ""
+    path = Path(output_dir) / f"{name or slug}{suffix}.json"
     write_json(path, results)
     print(format_table(results))
     print(f"Wrote {path}")
@@ -389,10 +381,11 @@ def _main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--data", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    result = backend_measurements(load_params(args.params), args.quick, args.data)
+    result = backend_measurements(load_params(args.params), args.quick, args.data, args.dry_run)
     print(json.dumps(result))
 
 

@@ -110,6 +110,20 @@ def _is_finished(path: Path, state: dict, epochs: int | None) -> bool:
     return True
 
 
+def unfinished_fingerprint(path: Path, epochs: int) -> str | None:
+    """The fingerprint of the unfinished run whose checkpoint is at `path`, or None where
+    there is none, it is unreadable, or it records a finished run. Reads only; what is done
+    with the checkpoint is `load_checkpoint`'s to decide."""
+    try:
+        with np.load(path) as stored:
+            state = json.loads(str(stored["state"]))
+        if state.get("diverged_epoch") is None and len(state["history"]) < epochs:
+            return state.get("fingerprint")
+    except UNREADABLE_CHECKPOINT_ERRORS:
+        return None
+    return None
+
+
 def load_checkpoint(path: Path, model, fingerprint: str, epochs: int | None = None) -> dict | None:
     """Restore weights and optimizer state if `path` holds an unfinished checkpoint of this job.
 

@@ -8,10 +8,13 @@ Out: `Runtime`, the settings a job actually uses (device kind, precision, steps 
      seconds and before any data is loaded, when `train.device: gpu` finds no GPU.
 
 Why `auto` resolves as it does (measured, see README "Performance"):
-- precision: mixed_bfloat16 where the hardware computes bfloat16 natively (a CPU with AMX or
-  AVX512_BF16, a GPU of compute capability 8.0 or newer), float32 elsewhere. On a CPU without
-  bfloat16 units it is emulated and about 16 times slower. The paper trained in float32,
-  which stays the default of params.yaml.
+- precision: on a CPU it stays `auto` here and training measures it (`lossbench.precision`
+  times a few steps in float32 and in mixed_bfloat16 and takes the faster): the CPU's flags
+  do not predict the winner (bfloat16 was 1.7x faster with AVX512_BF16 on one EPYC, 0.6x on
+  a Xeon with the same flag). On a GPU, mixed_bfloat16 for compute capability 8.0 or newer
+  (tensor cores compute it natively), float32 elsewhere; this rule is not measured, since no
+  GPU has been lent to this project yet and timing each precision would cost an XLA
+  compilation per candidate. The paper trained in float32, the default of params.yaml.
 - steps_per_execution: 1 on a CPU, where the host is not the bottleneck. On a GPU, several
   steps per call hide the host's per-step overhead at batch 32; the value must divide the
   epoch's step count, or Keras would run the last call of an epoch into the next epoch's
@@ -54,7 +57,7 @@ class Runtime:
 
     device: str  # "gpu" or "cpu"
     description: str  # e.g. "GPU: NVIDIA H100" or "CPU: AMD EPYC (2 cores)"
-    precision: str
+    precision: str  # `auto` on a CPU until training has measured the faster precision
     steps_per_execution: int
     jit_compile: bool
     deterministic: bool
@@ -190,12 +193,14 @@ def select_device(device: str, deterministic: bool = False) -> tuple[str, str]:
 
 
 def resolve_precision(precision: str, kind: str) -> str:
-    """`train.precision`, with `auto` replaced by what this machine computes natively."""
+    """`train.precision` as far as it is known before training: an explicit value as it is;
+    `auto` on a GPU mixed_bfloat16 where it computes bfloat16 natively, else float32; `auto`
+    on a CPU stays `auto`, to be measured by `lossbench.training` (`lossbench.precision`)."""
     if precision != "auto":
         return precision
     if kind == "gpu":
         return "mixed_bfloat16" if gpu_supports_bf16() else "float32"
-    return "mixed_bfloat16" if cpu_bf16_units() else "float32"
+    return "auto"
 
 
 def divisors_up_to(number: int, limit: int) -> list[int]:

@@ -4,7 +4,8 @@ In:  prepared arrays, a `TrainConfig` (params.yaml's `model.*` and `train.*`), a
      and a seed.
 Out: the trained model (`<model_path>`, a `.keras` file taking uint8 images), and a log
      directory holding `history.json` (per-epoch loss, accuracy, val_loss, val_accuracy,
-     learning rate and seconds) and `run.json` (device, backend, precision, versions,
+     learning rate and seconds) and `run.json` (device, backend, precision and, for `auto`
+     on a CPU, the training images/s measured in each candidate precision, versions,
      whether the run diverged).
 
 What the paper's Keras 1 code did, and how it is reproduced here (README, "What the paper's
@@ -23,7 +24,9 @@ code did", cites the authors' script line by line):
 One job is one Keras `fit` over all remaining epochs (its log reads "Epoch k/N"); the
 callbacks of `lossbench.callbacks` reseed the augmentation before each epoch, record each
 finished epoch (checkpoint and logs) and stop on a non-finite loss. `lossbench.device` says
-where it runs and resolves the `auto` settings.
+where it runs and resolves the `auto` settings, but for `train.precision: auto` on a CPU,
+which is measured here before the job's model is built (`measured_precision`,
+`lossbench.precision`).
 
 Reproducibility and interruptions: everything random is a function of (seed, epoch) — the
 weights' initialisation of the seed, each epoch's shuffling and augmentation of (seed, epoch) —
@@ -62,6 +65,7 @@ from lossbench.checkpoint import (
     data_signature,
     resume_or_start,
     save_checkpoint,
+    unfinished_fingerprint,
 )
 from lossbench.params import TRAIN_KEYS, get_key
 from lossbench.training_logs import progress, run_information, write_training_logs
@@ -99,19 +103,12 @@ def build_training_model(
     import keras
     from keras import layers
 
-    from lossbench import device
     from lossbench.augment import build_augmentation
     from lossbench.losses import get_loss
     from lossbench.model import build_model
 
     loss = get_loss(loss_name)
-    if runtime is None:
-        precision = device.resolve_precision(config.precision, "cpu")
-        steps_per_execution = 1 if config.steps_per_execution == "auto" else config.steps_per_execution
-        jit_compile = device.resolve_jit_compile(config.jit_compile, "cpu")
-    else:
-        precision = runtime.precision
-        steps_per_execution, jit_compile = runtime.steps_per_execution, runtime.jit_compile
+    precision, steps_per_execution, jit_compile = _compile_settings(config, runtime)
     keras.mixed_precision.set_dtype_policy(precision)
     # One call seeds Python, NumPy and the backend, so the initial weights depend on the seed.
     keras.utils.set_random_seed(seed)
@@ -140,7 +137,33 @@ def build_training_model(
         steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,
     )
+    if jit_compile and not model.jit_compile:
+        logger.warning(
+            "XLA was asked for (train.jit_compile), but Keras compiles this model without it: a "
+            "layer does not support XLA (Keras 3.15's RandomTranslation, the augmentation's "
+            "shift), so every step runs op by op, which is slow with JAX, above all on a GPU."
+        )
     return model, augmentation
+
+
+def _compile_settings(config: TrainConfig, runtime) -> tuple[str, int, bool]:
+    """(precision, steps per execution, XLA) from `runtime`, or resolved for a CPU without one."""
+    from lossbench import device
+
+    if runtime is None:
+        precision = device.resolve_precision(config.precision, "cpu")
+        steps_per_execution = 1 if config.steps_per_execution == "auto" else config.steps_per_execution
+        jit_compile = device.resolve_jit_compile(config.jit_compile, "cpu")
+    else:
+        precision = runtime.precision
+        steps_per_execution, jit_compile = runtime.steps_per_execution, runtime.jit_compile
+    if precision == "auto":
+        raise ValueError(
+            "train.precision is auto, which on a CPU is measured when a job starts: train with "
+            "`train_model`, or build the model with a runtime whose precision is resolved "
+            "(`measured_precision`)."
+        )
+    return precision, steps_per_execution, jit_compile
 
 
 def resolve_runtime(config: TrainConfig, fit_count: int, selected: tuple[str, str] | None = None):
@@ -152,6 +175,54 @@ def resolve_runtime(config: TrainConfig, fit_count: int, selected: tuple[str, st
     if selected is None:
         selected = device.select_device(config.device, config.deterministic)
     return device.runtime_for(config, math.ceil(fit_count / config.batch_size), *selected)
+
+
+def measured_precision(config: TrainConfig, runtime, loss_name: str, seed: int, num_classes: int,
+                       images: np.ndarray, labels: np.ndarray, signature: str,
+                       checkpoint_path: Path):
+    """(`runtime` with a CPU's `auto` precision resolved, the measured images/s or None).
+
+    `images`, `labels` are the images the job fits, `signature` its data's `data_signature`.
+    A run whose unfinished checkpoint is at `checkpoint_path` resumes in the precision it
+    began in (the one whose fingerprint the checkpoint holds), unmeasured, so that it reaches
+    the weights of an uninterrupted run. Otherwise each candidate precision trains a few
+    steps on the job's first batch, in the job's own model, and the faster is taken
+    (`lossbench.precision`). A runtime without `auto` is returned as it is.
+    """
+    import keras
+
+    from lossbench import device, precision
+
+    if runtime.precision != "auto":
+        return runtime, None
+    candidates = precision.candidate_precisions(device.cpu_flags())
+    begun = unfinished_fingerprint(checkpoint_path, config.epochs)
+    for name in candidates:
+        if begun is not None and begun == job_fingerprint(config, name, loss_name, seed, signature):
+            logger.info("train.precision auto: resuming in %s, the precision this run measured "
+                        "and began in.", name)
+            return dataclasses.replace(runtime, precision=name), None
+    count = min(config.batch_size, len(labels))
+
+    def build(name: str):
+        # One step per call, whatever the job uses: the step's arithmetic is what is compared.
+        measuring = dataclasses.replace(runtime, precision=name, steps_per_execution=1)
+        return build_training_model(config, loss_name, seed, num_classes, measuring)[0]
+
+    key = (keras.backend.backend(), runtime.device, runtime.jit_compile, config.width,
+           config.init, config.stride2_padding, config.shift_fraction, config.horizontal_flip,
+           count, num_classes, loss_name, tuple(candidates))
+    choice, rates = precision.measure(build, images[:count], labels[:count], candidates, key)
+    return dataclasses.replace(runtime, precision=choice), rates
+
+
+def job_fingerprint(config: TrainConfig, precision: str, loss_name: str, seed: int,
+                    signature: str) -> str:
+    """The checkpoint fingerprint of a job trained in `precision` (`auto` resolved: it may
+    mean bf16 on one machine and float32 on another, and a checkpoint of one must not be
+    resumed as the other)."""
+    return config_fingerprint(dataclasses.replace(config, precision=precision), loss_name, seed,
+                              signature)
 
 
 def _epoch_recorder(model, state: dict, run_info: dict, checkpoint_path: Path, log_dir: Path):
@@ -282,25 +353,26 @@ def train_model(
     )
     if runtime is None:
         runtime = resolve_runtime(config, len(fit_labels))
+    signature = data_signature(train_images, train_labels, test_images, test_labels)
+    checkpoint_path = checkpoint_dir / CHECKPOINT_NAME
+    runtime, measured = measured_precision(config, runtime, loss_name, seed, num_classes,
+                                           fit_images, fit_labels, signature, checkpoint_path)
     model, augmentation = build_training_model(config, loss_name, seed, num_classes, runtime)
-    # The fingerprint holds the resolved precision: `auto` may mean bf16 on one machine and
-    # float32 on another, and a checkpoint of one must not be resumed as the other.
-    fingerprint = config_fingerprint(
-        dataclasses.replace(config, precision=runtime.precision), loss_name, seed,
-        data_signature(train_images, train_labels, test_images, test_labels),
-    )
+    fingerprint = job_fingerprint(config, runtime.precision, loss_name, seed, signature)
     # Measured on the initial weights, before a checkpoint may replace them.
     gradient_scale = initial_gradient_scale(model, loss_name, fit_images, fit_labels)
-    checkpoint_path = checkpoint_dir / CHECKPOINT_NAME
     state = resume_or_start(checkpoint_path, model, fingerprint, config.epochs,
                             f"{loss_name} seed {seed}")
+    if measured is not None:  # kept in the checkpoint: a resumed run's run.json shows it too
+        state["precision_measured"] = measured
     run_info = run_information(config, loss_name, seed, runtime, state,
                                len(fit_labels), len(validation_labels))
-    run_info["initial_output_gradient_scale"] = gradient_scale
+    # XLA as Keras compiled the model: it refuses XLA for a model with a layer without it.
+    run_info.update(initial_output_gradient_scale=gradient_scale, jit_compile=bool(model.jit_compile))
     logger.info("Training %s, seed %d, on %s with the %s backend, %s, %d step(s) per "
                 "execution, XLA %s.", loss_name, seed, runtime.description, run_info["backend"],
                 runtime.precision, runtime.steps_per_execution,
-                "on" if runtime.jit_compile else "off")
+                "on" if run_info["jit_compile"] else "off")
     first_epoch = len(state["history"])
     if first_epoch < config.epochs and state["diverged_epoch"] is None:
         _fit_remaining_epochs(

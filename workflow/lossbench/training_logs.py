@@ -68,6 +68,8 @@ def run_information(config, loss_name: str, seed: int, runtime, state: dict,
         "backend": keras.backend.backend(),
         "precision": runtime.precision,
         "precision_setting": config.precision,
+        # Training images/s of each precision `auto` timed on a CPU (None: nothing measured).
+        "precision_measured": state.get("precision_measured"),
         "steps_per_execution": runtime.steps_per_execution,
         "jit_compile": runtime.jit_compile,
         "deterministic": runtime.deterministic,

@@ -1,0 +1,38 @@
+"""The table `lossbench bench` prints: one line per measured row, then the ratios.
+
+In:  the bench's results (the layout of `lossbench.bench`'s JSON).
+Out: the text of the table, for stdout and the bench's log.
+"""
+
+from __future__ import annotations
+
+
+def format_table(results: dict) -> str:
+    header = (f"{'backend':<11}{'precision':<16}{'batch':>6}{'matmul GF/s':>12}{'img/s':>9}"
+              f"{'train eff':>10}{'epoch s':>9}{'ideal s':>9}{'epoch eff':>10}")
+    cpu = results.get("cpu", {})
+    lines = []
+    if cpu:
+        units = ", ".join(cpu.get("bf16_units", [])) or "none (bfloat16 is emulated)"
+        lines.append(f"CPU: {cpu.get('model')} ({cpu.get('cores')} cores); bfloat16 units: {units}")
+    lines += [header, "-" * len(header)]
+    for backend in results["backends"]:
+        for row in backend.get("rows", []):
+            lines.append(
+                f"{row['backend']:<11}{row['precision']:<16}{row['batch_size']:>6}"
+                f"{row['matmul_gflops']:>12.1f}{row['train_images_per_s']:>9.1f}"
+                f"{row['train_efficiency']:>10.3f}{row.get('epoch_seconds', float('nan')):>9.2f}"
+                f"{row.get('ideal_epoch_seconds', float('nan')):>9.2f}"
+                f"{row.get('epoch_efficiency', float('nan')):>10.3f}"
+            )
+        for name, ratio in backend.get("precision_speedups", {}).items():
+            lines.append(f"{backend['backend']}: training images/s {name}: {ratio:.2f}x")
+        if "input_pipeline_images_per_s" in backend:
+            lines.append(f"{backend['backend']}: input pipeline alone "
+                         f"{backend['input_pipeline_images_per_s']:.0f} images/s")
+    for name, value in results.get("orchestration", {}).items():
+        lines.append(f"{name}: {'not measured' if value is None else f'{value:.2f}'}")
+    if results.get("preprocess_seconds") is not None:
+        lines.append(f"preprocess (all images of {results['preprocess_archive']}): "
+                     f"{results['preprocess_seconds']:.2f} s")
+    return "\n".join(lines)
