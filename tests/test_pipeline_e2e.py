@@ -117,8 +117,11 @@ def test_review_workflow_shows_what_a_change_did(project):
     run(["dvc", "repro"], project)
     assert "up to date" in run(["dvc", "status"], project).stdout.lower()
     metrics_diff = run(["dvc", "metrics", "diff", "--json"], project).stdout
-    changed = json.loads(metrics_diff)
-    assert any(path.startswith("reports/metrics/") for path in changed), metrics_diff
+    assert set(json.loads(metrics_diff)) <= {"reports/headline.json"}, metrics_diff
+    per_run = run(["dvc", "metrics", "diff", "--json", "--targets", "reports/metrics"], project).stdout
+    changed = json.loads(per_run)
+    assert changed and all(path.startswith("reports/metrics/") for path in changed), per_run
+    assert {entry["epochs_completed"]["new"] for entry in changed.values()} == {3}, per_run
     params_diff = json.loads(run(["dvc", "params", "diff", "--json"], project).stdout)
     epochs = params_diff["params.yaml"]["train.epochs"]
     assert (epochs["old"], epochs["new"]) == (2, 3)

@@ -141,9 +141,10 @@ STAGES: tuple[Stage, ...] = (
         },
         outputs={
             # The full evaluation (read by compare, figures and report) and a few flat
-            # numbers for `dvc metrics diff`.
+            # numbers per run for `dvc metrics diff --targets reports/metrics`: not a DVC
+            # metric, so that `dvc metrics show` and `dvc exp show` fit a screen.
             "evaluation": Output("reports/evaluation/{run}.json", cache=False),
-            "metrics": Output("reports/metrics/{run}.json", cache=False, metric=True),
+            "metrics": Output("reports/metrics/{run}.json", cache=False),
             # The score rows the numbers come from (test and temperature images), so that
             # calibration can be recomputed without the model; in DVC's cache, like models.
             "predictions": Output("data/predictions/{run}.npz"),
@@ -273,8 +274,9 @@ DVC_HEADER = """\
 # Each stage calls `lossbench <stage> ...`, the command its Snakemake rule runs, depends on
 # the source files that stage's module imports, and lists exactly the params.yaml keys it
 # reads. Small files that reviewers diff are `cache: false`, so `dvc metrics diff` works across
-# commits without the cache; only small numbers-only files are `metrics:` (per run and the
-# per-loss headline), so that `dvc metrics diff` fits on a screen.
+# commits without the cache; the one `metrics:` file is the headline (each loss's mean test
+# accuracy under its name), so that `dvc metrics show/diff` and `dvc exp show` fit a screen
+# (each run's numbers: `dvc metrics diff --targets reports/metrics`).
 # DVC cannot put a list from params.yaml into a command, so an aggregate stage (compare,
 # figures) is given the directory of the per-run files; `lossbench` reads the runs of
 # params.yaml from it, where Snakemake lists each run's file.
