@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
+from lossbench.dvc_plots import dvc_plots_section
 from lossbench.params import STAGE_PARAMS
 from lossbench.runs import RUN_PATTERN
 from lossbench.sources import source_paths
@@ -289,26 +290,6 @@ BENCH_HEADER = """\
 # GENERATED from workflow/lossbench/stages.py by `lossbench dvc-yaml`; do not edit by hand.
 """
 
-# Every curve comes from one table, reports/epochs.csv, written by the figures stage: DVC does
-# not expand patterns over the run directories.
-DVC_PLOTS = """
-# `dvc plots show` / `dvc plots diff`, all from reports/epochs.csv (one row per loss, seed
-# and epoch). The templates (workflow/plots/*.json) draw one line per loss (the mean over
-# seeds, with a band of ±1 SD when there are several) or one line per run; across revisions
-# the line style tells the revisions apart.
-plots:
-{curves}  # The PNG figures of the figures stage, shown as images.
-  - reports/figures
-"""
-
-CURVES = (
-    ("validation accuracy", "val_accuracy", ("per_loss", "per_run")),
-    ("validation loss", "val_loss", ("per_loss",)),
-    ("training accuracy", "train_accuracy", ("per_loss", "per_run")),
-    ("training loss", "train_loss", ("per_loss",)),
-)
-
-
 def _dvc_input(entry: Stage, key: str) -> str:
     pattern = entry.inputs[key]
     if key in entry.each_run or key in entry.each_loss:
@@ -386,14 +367,7 @@ def render_dvc_yaml(dvc_file: str = "dvc.yaml") -> str:
     text = (DVC_HEADER if dvc_file == "dvc.yaml" else BENCH_HEADER) + "\nstages:\n"
     text += "\n".join(_dvc_stage(entry) for entry in entries)
     if dvc_file == "dvc.yaml":
-        curves = ""
-        for template in ("per_loss", "per_run"):
-            for title, column, templates in (curve for curve in CURVES if template in curve[2]):
-                what = "mean per loss" if template == "per_loss" else "each run"
-                curves += (f"  - {title} per epoch ({what}):\n"
-                           f"      template: workflow/plots/{template}.json\n"
-                           f"      x: epoch\n      y:\n        reports/epochs.csv: {column}\n")
-        text += DVC_PLOTS.format(curves=curves)
+        text += dvc_plots_section()
     return text
 
 
