@@ -417,6 +417,68 @@ def test_snakemake_report_renders_in_chromium(clone, reviewed, tmp_path):
         assert f"{name.split('/')[-1]}.png" in rendered, name
     for name in ("curves", "comparison", "confusion", "report.md", "epochs.csv", "Workflow"):
         assert name in rendered, name
+    # In a window 3,000 pixels tall the workflow page and a figure start at the top.
+    assert pane_tops(report, tmp_path / "probe.html") == [0, 0]
+
+
+# Run in the report's page: where the content pane's content starts, on the workflow page and
+# on the figure test_accuracy.png opened from it (its link, then the eye beside its name).
+PANE_PROBE = """
+<script>
+(function () {
+  const tops = [];
+  function paneTop() {
+    const pane = document.querySelector('div.h-screen.overflow-auto');
+    const child = pane && pane.firstElementChild;
+    return child ? Math.round(child.getBoundingClientRect().top) : -1;
+  }
+  setTimeout(() => {
+    tops.push(paneTop());
+    const link = Array.from(document.querySelectorAll('a')).find(a => a.textContent.trim() === 'test_accuracy.png');
+    if (link) link.click();
+  }, 4000);
+  setTimeout(() => { const eye = document.querySelector('a[iconname="eye"]'); if (eye) eye.click(); }, 5000);
+  setTimeout(() => {
+    const image = document.querySelector('div.h-screen.overflow-auto img');
+    tops.push(image ? paneTop() : -2);
+    document.body.setAttribute('data-pane-tops', tops.join(','));
+  }, 6000);
+})();
+</script>
+"""
+
+
+def pane_tops(report: Path, probe: Path) -> list[int]:
+    """Pixels above the workflow page's content and above an opened figure, in a 1400 x 3000
+    window (-1: no content pane, -2: the figure did not open)."""
+    page = report.read_text()
+    end = page.rfind("</body>")
+    probe.write_text(page[:end] + PANE_PROBE + page[end:])
+    dom = browse(probe.as_uri(), "--window-size=1400,3000", "--dump-dom").stdout
+    return [int(value) for value in re.search(r'data-pane-tops="([^"]*)"', dom)[1].split(",")]
+
+
+@pytest.mark.slow
+@needs_real_images
+def test_the_report_of_outputs_dvc_made_follows_the_readme(clone, reviewed, tmp_path):
+    """Outputs that DVC made have no Snakemake record: the report warns once per output; the
+    README's recipe records them without changing them, and the warnings are gone."""
+    metadata = clone / ".snakemake" / "metadata"
+    shutil.move(metadata, tmp_path / "metadata")
+    try:
+        plain, recipe = readme_blocks("### Snakemake's HTML report")
+        warned = run(["bash", "-c", plain[0]], clone)
+        assert "Missing metadata" in warned.stdout + warned.stderr
+        before = {path: path.read_bytes() for path in (clone / "reports").rglob("*.json")}
+        assert [line.split("#")[0].strip() for line in recipe] == [
+            "snakemake --touch --forceall --cores 1", "snakemake --report report.html"]
+        outputs = [run(["bash", "-c", line], clone) for line in recipe]
+        assert "Missing metadata" not in outputs[-1].stdout + outputs[-1].stderr
+        assert {path: path.read_bytes() for path in before} == before
+        assert "up to date" in run(["dvc", "status", "dvc.yaml"], clone).stdout.lower()
+    finally:
+        shutil.rmtree(metadata, ignore_errors=True)
+        shutil.move(tmp_path / "metadata", metadata)
 
 
 @pytest.mark.slow
