@@ -20,7 +20,12 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
-from lossbench.params import DAG_DIGEST_VARIABLE, ParamsError, load_params, params_digest
+from lossbench.params import (
+    DAG_DIGEST_VARIABLE,
+    ParamsError,
+    load_params,
+    params_digest,
+)
 
 min_version("9.0")
 

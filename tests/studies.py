@@ -12,11 +12,13 @@ import numpy as np
 
 from lossbench import compare, evaluate, report
 from lossbench.calibration import calibration_fields
-from lossbench.params import load_params
+from lossbench.params import load_params, with_defaults
 
 
 PROJECT = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# params.yaml's `evaluate:` defaults (the shares that make a run collapsed or its conv_9 dead).
+EVALUATE = with_defaults("evaluate", {})
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 TEST_SIZE = 200
 EPOCHS = 6
@@ -99,6 +101,7 @@ def write_study(
                 loss, seed, labels, scores, CLASS_NAMES,
                 test_loss=1.0, history=history, run_info=run_info,
                 thresholds=[0.5, 0.7, 0.8], model_parameters=13_000,
+                collapse_share=EVALUATE["collapse_share"], dead_layer_share=EVALUATE["dead_layer_share"],
                 final_conv=(
                     {"final_conv_active_fraction": 0.0, "final_conv_dead_channels": 10, "final_conv_channels": 10}
                     if (loss, seed) in dead else

@@ -26,6 +26,7 @@ from archives import make_image_folder_archive, write_image_folder
 from lossbench import cli, download, preprocess
 from lossbench.archive import ArchiveTooLargeError, read_archive
 from lossbench.download import fetch_archive
+from lossbench.params import with_defaults
 
 PROJECT = Path(__file__).resolve().parent.parent
 LIMIT = 4_000_000
@@ -96,7 +97,7 @@ def test_preprocess_reads_the_limit_from_params_yaml(tmp_path, capsys):
     assert not (tmp_path / "prepared").exists()
     # A genuine archive within the limit is prepared as before.
     archive = make_image_folder_archive(tmp_path / "images").path
-    preprocess.run({"dataset": "image_folder"}, archive, tmp_path / "prepared",
+    preprocess.run(with_defaults("preprocess", {"dataset": "image_folder"}), archive, tmp_path / "prepared",
                    tmp_path / "counts.json", max_archive_bytes=LIMIT)
     assert (tmp_path / "prepared" / "manifest.json").is_file()
 

@@ -12,7 +12,7 @@ import pytest
 from lossbench import calibration, evaluate
 from lossbench.predictions import read_predictions
 from lossbench.training_sample import temperature_split
-from test_evaluate import channel_images, expected_probabilities, save_channel_model, write_logs, write_prepared
+from test_evaluate import channel_images, evaluate_params, expected_probabilities, save_channel_model, write_logs, write_prepared
 
 # Four images, three classes, by hand: confidences 0.9 (right), 0.9 (wrong), 0.5 (right),
 # 0.7 (right) fall in the bins (13/15, 14/15], (7/15, 8/15] and (10/15, 11/15].
@@ -109,7 +109,7 @@ def test_saved_models_ece_recomputed_from_its_predictions(tmp_path):
     log_dir = write_logs(tmp_path / "log")
     output, review = tmp_path / "evaluation.json", tmp_path / "metrics.json"
     predictions_path = tmp_path / "predictions.npz"
-    evaluate.run({"batch_size": 5, "train_sample": None, "temperature_fraction": 0.5},
+    evaluate.run(evaluate_params(batch_size=5, train_sample=None, temperature_fraction=0.5),
                  loss_name="categorical_crossentropy", seed=7, data_dir=data_dir, model_path=model_path,
                  log_dir=log_dir, output=output, metrics_output=review, predictions_output=predictions_path)
     metrics = json.loads(output.read_text())

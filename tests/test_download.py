@@ -38,6 +38,7 @@ from lossbench.archive import (
     regular_files,
 )
 from lossbench.download import ChecksumError, fetch_archive
+from lossbench.params import with_defaults
 from lossbench.prepared import load_prepared
 
 FAST = {"retries": 3, "backoff_seconds": 0.001, "timeout_seconds": 5.0}
@@ -491,13 +492,12 @@ def test_relative_local_path_is_taken_from_the_working_directory(
     output = tmp_path / "archive.tar.gz"
 
     download.run(
-        {
-            "dataset": "image_folder",
+        with_defaults("download", {
             "url": "https://example.invalid/never.tar.gz",
             "md5": None,
             "sha256": digests(payload_archive)[1],
             "source": payload_archive.name,
-        },
+        }),
         output=output,
     )
 
@@ -508,13 +508,12 @@ def test_run_uses_url_when_source_is_null(payload_archive, tmp_path):
     output = tmp_path / "archive.tar.gz"
 
     download.run(
-        {
-            "dataset": "image_folder",
+        with_defaults("download", {
             "url": payload_archive.as_uri(),
             "md5": digests(payload_archive)[0],
             "sha256": None,
             "source": None,
-        },
+        }),
         output=output,
     )
 

@@ -15,8 +15,18 @@ import pytest
 
 from lossbench import evaluate
 from lossbench import metrics as run_metrics
+from lossbench.params import with_defaults
 
 CLASS_NAMES = ["red", "green", "blue"]
+
+
+def evaluate_params(**values) -> dict:
+    """params.yaml's `evaluate:` section: `values`, and the schema's defaults for the rest."""
+    return with_defaults("evaluate", values)
+
+
+# The default shares that make a run collapsed and its conv_9 dead.
+SHARES = {key: evaluate_params()[key] for key in ("collapse_share", "dead_layer_share")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -50,15 +60,15 @@ def test_a_model_that_predicts_one_class_is_marked_collapsed():
     scores[:2] = [0.9, 0.05, 0.05]
     metrics = run_metrics.classification_metrics(labels, scores, CLASS_NAMES)
     assert metrics["top_predicted_class_share"] == pytest.approx(0.9)
-    built = run_metrics.build_metrics("hinge", 0, labels, scores, CLASS_NAMES, 1.0, [], {}, [0.5])
+    built = run_metrics.build_metrics("hinge", 0, labels, scores, CLASS_NAMES, 1.0, [], {}, [0.5], **SHARES)
     assert built["collapsed"] is True
     # 17 of 20 (85 %) is not collapsed; nor is a higher threshold met by 90 %.
     scores[2] = [0.9, 0.05, 0.05]
-    assert run_metrics.build_metrics("hinge", 0, labels, scores, CLASS_NAMES, 1.0, [], {}, [0.5])[
+    assert run_metrics.build_metrics("hinge", 0, labels, scores, CLASS_NAMES, 1.0, [], {}, [0.5], **SHARES)[
         "collapsed"] is False
     scores[2] = [0.1, 0.8, 0.1]
     assert run_metrics.build_metrics(
-        "hinge", 0, labels, scores, CLASS_NAMES, 1.0, [], {}, [0.5], collapse_share=0.95
+        "hinge", 0, labels, scores, CLASS_NAMES, 1.0, [], {}, [0.5], **{**SHARES, "collapse_share": 0.95}
     )["collapsed"] is False
 
 
@@ -231,7 +241,7 @@ def test_evaluate_run_writes_hand_checked_metrics(tmp_path):
     output = tmp_path / "metrics" / "categorical_crossentropy-seed7.json"
 
     evaluate.run(
-        {"batch_size": 5, "convergence_thresholds": [0.5, 0.7, 0.8], "train_sample": None},
+        evaluate_params(batch_size=5, convergence_thresholds=[0.5, 0.7, 0.8], train_sample=None),
         loss_name="categorical_crossentropy", seed=7, data_dir=data_dir,
         model_path=model_path, log_dir=log_dir, output=output,
     )
@@ -280,7 +290,7 @@ def test_a_diverged_model_still_gets_honest_metrics(tmp_path):
     model_path = save_channel_model(tmp_path / "model.keras", poison=True)
     log_dir = write_logs(tmp_path / "log", loss="hinge", seed=0, diverged=True)
     metrics = evaluate.run(
-        {"batch_size": 500, "convergence_thresholds": [0.5]}, loss_name="hinge", seed=0,
+        evaluate_params(batch_size=500, convergence_thresholds=[0.5]), loss_name="hinge", seed=0,
         data_dir=data_dir, model_path=model_path, log_dir=log_dir, output=tmp_path / "m.json",
     )
     assert metrics["diverged"] is True and metrics["diverged_epoch"] == 5
@@ -298,7 +308,7 @@ def test_evaluate_run_refuses_mismatched_or_missing_inputs(tmp_path):
     model_path = save_channel_model(tmp_path / "model.keras")
     log_dir = write_logs(tmp_path / "log", loss="hinge", seed=0)
     arguments = dict(data_dir=data_dir, model_path=model_path, output=tmp_path / "m.json")
-    parameters = {"batch_size": 500, "convergence_thresholds": [0.5]}
+    parameters = evaluate_params(batch_size=500, convergence_thresholds=[0.5])
     with pytest.raises(ValueError, match="belongs to loss 'hinge'"):
         evaluate.run(parameters, loss_name="squared_hinge", seed=0, log_dir=log_dir, **arguments)
     with pytest.raises(FileNotFoundError, match="lossbench train"):
@@ -381,7 +391,7 @@ def test_final_conv_activity_is_measured_on_scaled_images(tmp_path, nested):
     data_dir = write_prepared(tmp_path / "prepared", images, labels)
     model_path = save_conv9_model(tmp_path / "model.keras", nested=nested)
     metrics = evaluate.run(
-        {"batch_size": 5, "convergence_thresholds": [0.5]}, loss_name="categorical_crossentropy",
+        evaluate_params(batch_size=5, convergence_thresholds=[0.5]), loss_name="categorical_crossentropy",
         seed=7, data_dir=data_dir, model_path=model_path, log_dir=write_logs(tmp_path / "log"),
         output=tmp_path / "m.json",
     )
@@ -402,7 +412,7 @@ def test_a_dead_final_conv_is_reported(tmp_path, caplog):
     model_path = save_conv9_model(tmp_path / "model.keras", bias=-10.0)
     with caplog.at_level("WARNING", logger="lossbench.evaluate"):
         metrics = evaluate.run(
-            {"batch_size": 5, "convergence_thresholds": [0.5]}, loss_name="categorical_crossentropy",
+            evaluate_params(batch_size=5, convergence_thresholds=[0.5]), loss_name="categorical_crossentropy",
             seed=7, data_dir=data_dir, model_path=model_path, log_dir=write_logs(tmp_path / "log"),
             output=tmp_path / "m.json",
         )
@@ -432,6 +442,7 @@ def test_final_layer_dead_by_the_share_of_zero_activations(active, share, dead):
     labels = np.arange(6) % 3
     built = run_metrics.build_metrics(
         "hinge", 0, labels, np.eye(3)[labels], CLASS_NAMES, 1.0, [], {}, [0.5],
+        collapse_share=SHARES["collapse_share"],
         final_conv={"final_conv_active_fraction": active, "final_conv_dead_channels": 0,
                     "final_conv_channels": 3},
         dead_layer_share=share,

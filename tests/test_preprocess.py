@@ -28,6 +28,7 @@ from archives import (
 )
 from lossbench import cli, image_folder, preprocess
 from lossbench.archive import ArchiveError, UnsafeArchiveError
+from lossbench.params import with_defaults
 from lossbench.prepared import PREPARED_FILES, load_prepared
 from lossbench.preprocess import image_folder_order, prepare, stratified_subset
 
@@ -385,15 +386,17 @@ def test_load_prepared_tells_how_to_make_the_data(tmp_path):
         load_prepared(tmp_path / "nothing")
 
 
-def test_run_reads_the_data_section(tmp_path):
+def test_run_reads_the_preprocess_section(tmp_path):
     expected = make_cifar10_archive(tmp_path)
-    data_params = {"dataset": "cifar10", "train_size": 10, "test_size": None, "subset_seed": 0}
+    preprocess_params = with_defaults("preprocess",
+                                      {"dataset": "cifar10", "train_size": 10, "test_size": None})
 
     counts = preprocess.run(
-        data_params,
+        preprocess_params,
         archive=expected.path,
         output_dir=tmp_path / "prepared",
         counts_path=tmp_path / "counts.json",
+        max_archive_bytes=with_defaults("download", {})["max_archive_bytes"],
     )
 
     assert counts["train"]["total"] == 10

@@ -28,20 +28,47 @@ def test_ci_runs_the_readme_test_command():
     assert tests in ci_lines
 
 
-def test_conda_environment_has_the_same_pins_as_pyproject():
+def pyproject_pins() -> dict[str, str]:
+    """{name: version} of pyproject.toml's dependencies and of those `pip install -e ".[test]"`
+    adds: the test extra and the extras it names (`lossbench[slurm]`)."""
     project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
+    requirements, extras = list(project["dependencies"]), ["test"]
+    while extras:
+        for requirement in project["optional-dependencies"][extras.pop()]:
+            named = re.fullmatch(r"lossbench\[(\w+)\]", requirement)
+            if named:
+                extras.append(named[1])
+            else:
+                requirements.append(requirement)
     pins = {}
-    for requirement in project["dependencies"] + project["optional-dependencies"]["test"]:
+    for requirement in requirements:
         name, version = re.match(r"([A-Za-z0-9_.\[\]-]+)==([^;\s]+)", requirement).groups()
         pins[name] = version
+    return pins
+
+
+def test_conda_environment_has_the_same_pins_as_pyproject():
+    """pyproject.toml is the one source of the pins: environment.yml holds exactly those of
+    `pip install -e ".[test]"`, and the editable install."""
     environment = yaml.safe_load((PROJECT / "environment.yml").read_text())
     pip_section = next(item["pip"] for item in environment["dependencies"] if isinstance(item, dict))
     conda_pins = dict(line.split("==") for line in pip_section if "==" in line)
-    assert conda_pins.get("tensorflow") == pins["tensorflow"]
-    for name, version in pins.items():
-        if name.startswith("tensorflow"):
-            continue
-        assert conda_pins.get(name) == version, name
+    assert conda_pins == pyproject_pins()
+    assert [line for line in pip_section if "==" not in line] == ["-e ."]
+
+
+def test_the_slurm_plugins_are_an_extra_that_the_tests_install():
+    """Snakemake imports every installed executor plugin at each start: the SLURM one only
+    where asked for (`.[slurm]`), and for the tests (tests/test_slurm.py, run in CI)."""
+    project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert not [name for name in project["dependencies"] if name.startswith("snakemake-executor-plugin")]
+    assert {name.split("==")[0] for name in extras["slurm"]} == {
+        "snakemake-executor-plugin-slurm", "snakemake-executor-plugin-slurm-jobstep"}
+    assert "lossbench[slurm]" in extras["test"]
+    readme = (PROJECT / "README.md").read_text()
+    assert 'pip install -e ".[slurm]"' in readme
+    assert '.[slurm]' in (PROJECT / "workflow/profiles/slurm/config.yaml").read_text()
 
 
 def test_gpu_extra_and_gpu_environment_agree():

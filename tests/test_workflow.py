@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lossbench.params import STAGE_PARAMS, load_params, run_names
+from lossbench.params import STAGE_PARAMS, load_params
+from lossbench.runs import run_names
 from lossbench.stages import DVC_FILES, render_dvc_yaml, snakemake_outputs, snakemake_shell
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -78,7 +79,7 @@ def expand_command(command: str, inputs: set[str], all_outputs: set[str]) -> str
     """DVC passes an aggregate stage the directory of the per-run files (it cannot put a
     list from params.yaml into a command); Snakemake lists the files, in run order."""
     params = load_params(PROJECT / "params.yaml")
-    order = run_names(params) + params["train"]["losses"]  # per-run files, per-loss files
+    order = run_names(params["train"]) + params["train"]["losses"]  # per-run files, per-loss files
     words = []
     for word in command.split():
         inside = [output for output in all_outputs if output.startswith(word + "/")]
@@ -98,7 +99,7 @@ def both_dags():
 def test_same_stage_names(both_dags):
     snakemake, dvc = both_dags
     assert set(snakemake) == set(dvc)
-    runs = run_names(load_params(PROJECT / "params.yaml"))
+    runs = run_names(load_params(PROJECT / "params.yaml")["train"])
     assert {name for name in dvc if name.startswith("train@")} == {
         "train@" + run.replace("-seed", "-") for run in runs
     }
@@ -165,10 +166,48 @@ def test_the_committed_dvc_yaml_files_are_generated_from_the_stage_table(tmp_pat
     assert (tmp_path / "dvc.yaml").read_text() == render_dvc_yaml("dvc.yaml")
 
 
+def test_dvc_yaml_is_a_yaml_document_that_round_trips():
+    """dvc.yaml is written by a YAML library (ruamel.yaml) from `dvc_document`: read back it is
+    the document's data, with each folded command the stage's command, and read and written
+    again it is the same text, comments and folds included."""
+    import io
+    import json
+
+    import yaml
+    from ruamel.yaml import YAML
+
+    from lossbench.stages import STAGES, dvc_command, dvc_document
+
+    writer = YAML()
+    writer.indent(mapping=2, sequence=4, offset=2)
+    writer.width = 4096
+    for name in DVC_FILES:
+        text = render_dvc_yaml(name)
+        data = yaml.safe_load(text)
+        assert data == json.loads(json.dumps(dvc_document(name)))
+        for entry in STAGES:
+            if entry.dvc_file == name:
+                assert data["stages"][entry.name]["cmd"] == dvc_command(entry)
+        assert max(len(line) for line in text.splitlines()) <= 100
+        stream = io.StringIO()
+        writer.dump(writer.load(text), stream)
+        assert stream.getvalue() == text
+
+
 def test_snakemake_lint_is_clean():
     result = subprocess.run([*SNAKEMAKE, "--lint"], cwd=PROJECT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_snakefmt_is_clean():
+    """The Snakefile and the rules are as snakefmt (pinned in the test extra) writes them."""
+    files = ["Snakefile", *sorted(str(path.relative_to(PROJECT))
+                                  for path in (PROJECT / "workflow/rules").glob("*.smk"))]
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *files], cwd=PROJECT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"All {len(files)} file(s) would be left unchanged" in result.stderr
 
 
 def test_parsing_the_workflow_does_not_import_tensorflow():
@@ -199,7 +238,7 @@ def test_the_headline_is_the_one_dvc_metric():
                 metrics.add(out.def_path)
             if not out.use_cache:
                 untracked_by_cache.add(out.def_path)
-    runs = run_names(load_params(PROJECT / "params.yaml"))
+    runs = run_names(load_params(PROJECT / "params.yaml")["train"])
     assert metrics == {"reports/headline.json"}
     expected_plain = {f"reports/{kind}/{run}.json" for run in runs for kind in ("evaluation", "metrics")} | {
         "reports/summary.json", "reports/data/counts.json", "reports/epochs.csv"}
@@ -294,7 +333,7 @@ def test_the_training_fingerprint_covers_what_training_imports():
 
 def test_an_aggregate_stage_reads_the_same_runs_from_files_or_their_directory(tmp_path):
     """Snakemake gives compare each run's file, DVC their directory (it cannot put a list
-    from params.yaml into a command); both, and the older --evaluation-dir, give one summary."""
+    from params.yaml into a command); both give one summary."""
     import json
 
     import yaml
@@ -313,10 +352,9 @@ def test_an_aggregate_stage_reads_the_same_runs_from_files_or_their_directory(tm
     summaries = []
     for form, inputs in (("files", [str(path) for path in metrics_paths]),
                          ("directory", [str(metrics_paths[0].parent)])):
-        for option in ("--evaluations", "--evaluation-dir"):
-            output = tmp_path / f"{form}{option}.json"
-            assert main(["--params", str(params_path), "compare", option, *inputs,
-                         "--output", str(output), "--headline", str(tmp_path / "h.json")]) == 0
-            summaries.append(json.loads(output.read_text()))
+        output = tmp_path / f"{form}.json"
+        assert main(["--params", str(params_path), "compare", "--evaluations", *inputs,
+                     "--output", str(output), "--headline", str(tmp_path / "h.json")]) == 0
+        summaries.append(json.loads(output.read_text()))
     assert all(summary == summaries[0] for summary in summaries)
     assert summaries[0]["runs"] == 9 and set(summaries[0]["losses"]) == set(STUDY)

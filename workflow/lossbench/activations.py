@@ -23,10 +23,6 @@ from lossbench.model import FINAL_CONVOLUTION_NAME
 logger = logging.getLogger(__name__)
 
 
-# The last convolution, named by the model that builds it.
-FINAL_CONV_LAYER = FINAL_CONVOLUTION_NAME
-
-
 def find_layer(model, name: str):
     """(the model holding the layer called `name`, the layer), searching nested models.
 
@@ -57,7 +53,7 @@ def _input_scaling(model) -> tuple[np.ndarray, np.ndarray]:
 
 
 def final_conv_activity(
-    model, images: np.ndarray, batch_size: int, layer_name: str = FINAL_CONV_LAYER
+    model, images: np.ndarray, batch_size: int, layer_name: str = FINAL_CONVOLUTION_NAME
 ) -> dict[str, Any]:
     """`activation_summary` of the layer `layer_name` (conv_9) on uint8 `images`.
 

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from lossbench.interrupts import EXIT_STATUS, Terminated, terminate_as_interrupt
-from lossbench.params import ParamsError, check_dag_params, load_params, run_names
-from lossbench.runs import parse_run_name
+from lossbench.params import ParamsError, check_dag_params, load_params
+from lossbench.runs import parse_run_name, run_names
 
 
 def _download(args: argparse.Namespace, params: dict) -> None:
@@ -84,7 +84,7 @@ def _per_run_paths(paths: list[Path], params: dict, suffix: str) -> list[Path]:
     and passes their directory instead, which stands for the runs of params.yaml in it.
     """
     if len(paths) == 1 and paths[0].is_dir() and parse_run_name(paths[0].name) is None:
-        return [paths[0] / f"{run}{suffix}" for run in run_names(params)]
+        return [paths[0] / f"{run}{suffix}" for run in run_names(params["train"])]
     return paths
 
 
@@ -247,17 +247,15 @@ def _add_pipeline_stages(stages) -> None:
     stage.add_argument("--output", type=Path, required=True, help="summary JSON to write")
     stage.add_argument("--headline", type=Path, required=True,
                        help="the per-loss headline JSON to write (a DVC metric)")
-    # --evaluation-dir: the option's name before it also took the files themselves; kept so
-    # that existing scripts keep working.
-    stage.add_argument("--evaluations", "--evaluation-dir", dest="evaluations", type=Path, nargs="+",
+    stage.add_argument("--evaluations", type=Path, nargs="+",
                        required=True, help=EVALUATIONS_HELP)
     stage.set_defaults(handler=_compare)
 
     stage = stages.add_parser("figures", help="render the comparison figures")
     stage.add_argument("--summary", type=Path, required=True, help="summary JSON from `compare`")
-    stage.add_argument("--evaluations", "--evaluation-dir", dest="evaluations", type=Path, nargs="+",
+    stage.add_argument("--evaluations", type=Path, nargs="+",
                        required=True, help=EVALUATIONS_HELP)
-    stage.add_argument("--training-logs", "--training-dir", dest="training_logs", type=Path,
+    stage.add_argument("--training-logs", type=Path,
                        nargs="+", required=True,
                        help="each run's training log directory, or the directory holding them")
     stage.add_argument("--output", type=Path, required=True, help="directory for the PNG figures")

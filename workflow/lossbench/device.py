@@ -227,7 +227,7 @@ def resolve_jit_compile(value, kind: str) -> bool:
     return bool(value)
 
 
-def resolve_runtime(config, steps_per_epoch: int, kind: str, description: str) -> Runtime:
+def runtime_for(config, steps_per_epoch: int, kind: str, description: str) -> Runtime:
     """Every `auto` of a `TrainConfig` resolved for this machine and this epoch length."""
     return Runtime(
         device=kind,

@@ -59,7 +59,7 @@ def run(download_params: dict, output: Path) -> Path:
         Path(output),
         md5=download_params.get("md5"),
         sha256=download_params.get("sha256"),
-        max_bytes=download_params.get("max_archive_bytes", DEFAULT_MAX_ARCHIVE_BYTES),
+        max_bytes=download_params["max_archive_bytes"],
     )
 
 

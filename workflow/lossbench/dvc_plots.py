@@ -2,7 +2,8 @@
 
 In:  nothing (the curves are fixed: every one comes from one table, `reports/epochs.csv`,
      written by the figures stage, because DVC does not expand patterns over run directories).
-Out: `dvc_plots_section`, the YAML text that `lossbench.stages.render_dvc_yaml` appends.
+Out: `plot_definitions` (the section's entries, as DVC reads them) and the comments that
+     `lossbench.stages.dvc_document` puts before the section and before its PNG entry.
 
 The order on DVC's page: DVC draws the Vega curves first, in the order listed here (each
 loss's mean, then each run), and the PNG figures after them, sorted by folder and then by
@@ -18,19 +19,14 @@ from __future__ import annotations
 
 from lossbench.figure_style import EPOCH_LABEL, LOSS_UNIT
 
-HEADER = """
-# `dvc plots show` / `dvc plots diff`, all from reports/epochs.csv (one row per loss, seed
-# and epoch). The templates (workflow/plots/*.json) draw one line per loss (the mean over
-# seeds, with a band of ±1 SD when there are several) or one line per run; across revisions
-# a line style, drawn beside each revision's name in the legend, tells them apart. DVC draws
-# these curves first and the PNG figures after them, by folder and name: the comparison
-# figures of reports/figures/ before those of each loss in reports/figures/per_loss/.
-plots:
-"""
-
-FOOTER = """  # The PNG figures of the figures stage, shown as images.
-  - reports/figures
-"""
+PLOTS_COMMENT = """
+`dvc plots show` / `dvc plots diff`, all from reports/epochs.csv (one row per loss, seed
+and epoch). The templates (workflow/plots/*.json) draw one line per loss (the mean over
+seeds, with a band of ±1 SD when there are several) or one line per run; across revisions
+a line style, drawn beside each revision's name in the legend, tells them apart. DVC draws
+these curves first and the PNG figures after them, by folder and name: the comparison
+figures of reports/figures/ before those of each loss in reports/figures/per_loss/."""
+FIGURES_COMMENT = "The PNG figures of the figures stage, shown as images."
 
 # (title, column of reports/epochs.csv, y axis title, templates that draw it).
 CURVES = (
@@ -41,16 +37,13 @@ CURVES = (
 )
 
 
-def dvc_plots_section() -> str:
-    """The `plots:` section: the curves of each loss's mean, then of each run, then the PNGs."""
-    text = HEADER
+def plot_definitions() -> list:
+    """The `plots:` entries: the curves of each loss's mean, then of each run, then the PNGs."""
+    curves = []
     for template in ("per_loss", "per_run"):
-        for title, column, y_label, templates in CURVES:
-            if template not in templates:
-                continue
-            what = "mean per loss" if template == "per_loss" else "each run"
-            text += (f"  - {title} per epoch ({what}):\n"
-                     f"      template: workflow/plots/{template}.json\n"
-                     f"      x: epoch\n      y:\n        reports/epochs.csv: {column}\n"
-                     f"      x_label: {EPOCH_LABEL}\n      y_label: {y_label}\n")
-    return text + FOOTER
+        what = "mean per loss" if template == "per_loss" else "each run"
+        curves += [{f"{title} per epoch ({what})": {
+            "template": f"workflow/plots/{template}.json", "x": "epoch",
+            "y": {"reports/epochs.csv": column}, "x_label": EPOCH_LABEL, "y_label": y_label}}
+            for title, column, y_label, templates in CURVES if template in templates]
+    return [*curves, "reports/figures"]

@@ -126,10 +126,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lossbench.activations import FINAL_CONV_LAYER, final_conv_activity
+from lossbench.activations import final_conv_activity
 from lossbench.atomic import write_json
 from lossbench.calibration import calibration_fields
-from lossbench.metrics import DEAD_LAYER_SHARE, build_metrics, mean_loss
+from lossbench.metrics import build_metrics, mean_loss
+from lossbench.model import FINAL_CONVOLUTION_NAME
 from lossbench.predictions import predict_run, write_predictions
 from lossbench.review import review_number
 from lossbench.runs import final_layer_dead
@@ -258,13 +259,13 @@ def evaluate_model(
         test_loss=mean_loss(spec.function, test_labels, scores),
         history=history,
         run_info=run_info,
-        thresholds=evaluate_params.get("convergence_thresholds", [0.5, 0.7, 0.8]),
+        thresholds=evaluate_params["convergence_thresholds"],
         model_parameters=int(model.count_params()),
         evaluation_backend=keras.backend.backend(),
-        final_conv=final_conv_activity(model, test_images, int(evaluate_params.get("batch_size", 500))),
-        collapse_share=evaluate_params.get("collapse_share", 0.9),
+        final_conv=final_conv_activity(model, test_images, int(evaluate_params["batch_size"])),
+        collapse_share=evaluate_params["collapse_share"],
         train_sample=train_sample,
-        dead_layer_share=evaluate_params.get("dead_layer_share", DEAD_LAYER_SHARE),
+        dead_layer_share=evaluate_params["dead_layer_share"],
         calibration=calibration,
     )
     return metrics, predictions
@@ -289,8 +290,9 @@ def _warn_if_uninformative(metrics: dict[str, Any], loss_name: str, seed: int) -
     one class predicted for (nearly) every image for another reason."""
     if final_layer_dead(metrics):
         active = metrics.get("final_conv_active_fraction")
-        zeros = (f"every channel of {FINAL_CONV_LAYER} is zero on every test image" if active is None
-                 else f"{100.0 * (1.0 - active):.2f} % of {FINAL_CONV_LAYER}'s activations on the "
+        layer = FINAL_CONVOLUTION_NAME
+        zeros = (f"every channel of {layer} is zero on every test image" if active is None
+                 else f"{100.0 * (1.0 - active):.2f} % of {layer}'s activations on the "
                  "test images are zero")
         logger.warning(
             "%s seed %d: %s (a dead final layer), so the model predicts (nearly) the same "

@@ -50,12 +50,12 @@ def alpha(summary: dict) -> float:
 
 def collapse_share(params: dict) -> float:
     """`evaluate.collapse_share`: the share of one predicted class that makes a run collapsed."""
-    return float((params.get("evaluate") or {}).get("collapse_share", 0.9))
+    return float(params["evaluate"]["collapse_share"])
 
 
 def dead_layer_share(params: dict) -> float:
     """`evaluate.dead_layer_share`: the share of zero activations that makes conv_9 dead."""
-    return float((params.get("evaluate") or {}).get("dead_layer_share", 0.99))
+    return float(params["evaluate"]["dead_layer_share"])
 
 
 def not_above_chance(summary: dict, losses: list[str]) -> list[str]:

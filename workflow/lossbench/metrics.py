@@ -257,14 +257,12 @@ def activation_summary(batches: Iterable[np.ndarray]) -> dict[str, Any]:
 NO_FINAL_CONV = {"final_conv_active_fraction": None, "final_conv_dead_channels": None,
                  "final_conv_channels": None}
 
-# The zero fraction at or above which conv_9 counts as dead (`evaluate.dead_layer_share`).
-DEAD_LAYER_SHARE = 0.99
 # The share is compared with 1 - (a fraction of counts): a margin of rounding keeps a layer
 # with exactly the share of zeros from being judged by the last bit of a float.
 SHARE_TOLERANCE = 1e-12
 
 
-def final_layer_dead(active_fraction: float | None, dead_layer_share: float = DEAD_LAYER_SHARE) -> bool | None:
+def final_layer_dead(active_fraction: float | None, dead_layer_share: float) -> bool | None:
     """Whether the final convolution counts as dead, from its active (positive) fraction.
 
     A ReLU outputs exactly 0 wherever it is not positive, so 1 - `active_fraction` is the
@@ -334,12 +332,13 @@ def build_metrics(
     history: Sequence[dict],
     run_info: dict,
     thresholds: Iterable[float],
+    *,
+    collapse_share: float,
+    dead_layer_share: float,
     model_parameters: int | None = None,
     evaluation_backend: str | None = None,
     final_conv: dict[str, Any] | None = None,
-    collapse_share: float = 0.9,
     train_sample: tuple[np.ndarray, np.ndarray] | None = None,
-    dead_layer_share: float = DEAD_LAYER_SHARE,
     calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the full evaluation's dictionary (layout in `lossbench.evaluate`'s docstring).

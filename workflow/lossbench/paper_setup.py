@@ -94,8 +94,8 @@ def model_size_caveat(setup: dict, params: dict) -> str | None:
 
 def data_caveats(params: dict) -> list[str]:
     """Images from a local copy rather than the official archive, or another dataset."""
-    source = params.get("download", {}).get("source")
-    dataset = params.get("preprocess", {}).get("dataset", "cifar10")
+    source = params["download"].get("source")
+    dataset = params["preprocess"]["dataset"]
     notes = []
     if source:
         notes.append(

@@ -293,13 +293,6 @@ def stage_params(params: dict, stage: str) -> dict[str, Any]:
     return {key: get_key(params, key) for key in STAGE_PARAMS[stage]}
 
 
-def run_names(params: dict) -> list[str]:
-    """The `<loss>-seed<seed>` name of every training job, in params order (lossbench.runs)."""
-    from lossbench.runs import run_names as names_of_runs
-
-    return names_of_runs(params["train"])
-
-
 def stage_fingerprint(params: dict, stage: str) -> str:
     """A stable JSON text of a stage's parameter values.
 

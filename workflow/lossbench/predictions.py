@@ -18,12 +18,7 @@ from typing import Any
 import numpy as np
 
 from lossbench.atomic import staged_file
-from lossbench.training_sample import (
-    DEFAULT_TEMPERATURE_FRACTION,
-    DEFAULT_TRAIN_SAMPLE,
-    temperature_split,
-    training_sample,
-)
+from lossbench.training_sample import temperature_split, training_sample
 
 
 def predict_scores(model, images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -53,17 +48,16 @@ def predict_run(
     images those of `training_sample` (`train_sample_indices`, `train_sample_scores`) and of
     `temperature_split` (`temperature_indices`, `temperature_scores`, `temperature_split`).
     Training images are predicted with training=False, so without augmentation."""
-    batch_size = int(evaluate_params.get("batch_size", 500))
+    batch_size = int(evaluate_params["batch_size"])
     predictions: dict[str, Any] = {"test_scores": predict_scores(model, test_images, batch_size)}
     if train_labels is None:
         return predictions
-    sample = training_sample(train_labels, run_info, seed,
-                             evaluate_params.get("train_sample", DEFAULT_TRAIN_SAMPLE))
+    sample = training_sample(train_labels, run_info, seed, evaluate_params["train_sample"])
     if sample is not None:
         predictions.update(train_sample_indices=sample,
                            train_sample_scores=predict_scores(model, train_images[sample], batch_size))
-    fraction = evaluate_params.get("temperature_fraction", DEFAULT_TEMPERATURE_FRACTION)
-    indices, split = temperature_split(train_labels, run_info, seed, fraction)
+    indices, split = temperature_split(train_labels, run_info, seed,
+                                       evaluate_params["temperature_fraction"])
     if len(indices):
         predictions.update(temperature_indices=indices, temperature_split=split,
                            temperature_scores=predict_scores(model, train_images[indices], batch_size))

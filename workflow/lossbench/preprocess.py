@@ -75,7 +75,7 @@ LAYOUT_DESCRIPTIONS = {
 
 
 def run(preprocess_params: dict, archive: Path, output_dir: Path, counts_path: Path,
-        max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES) -> dict:
+        max_archive_bytes: int) -> dict:
     """Prepare the archive as params.yaml's ``preprocess`` section says; return the counts.
 
     ``max_archive_bytes`` is ``download.max_archive_bytes``: the archive may hold at most
@@ -87,10 +87,10 @@ def run(preprocess_params: dict, archive: Path, output_dir: Path, counts_path: P
         counts_path=Path(counts_path),
         train_size=preprocess_params.get("train_size"),
         test_size=preprocess_params.get("test_size"),
-        subset_seed=preprocess_params.get("subset_seed", 0),
+        subset_seed=preprocess_params["subset_seed"],
         max_archive_bytes=max_archive_bytes,
-        label_noise=preprocess_params.get("label_noise", 0.0),
-        label_noise_mode=preprocess_params.get("label_noise_mode", "symmetric"),
+        label_noise=preprocess_params["label_noise"],
+        label_noise_mode=preprocess_params["label_noise_mode"],
     )
 
 

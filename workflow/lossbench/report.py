@@ -2,7 +2,7 @@
 
 In:  `reports/summary.json` (from `lossbench compare`), the figure directory (from
      `lossbench figures`), `report.paper` (the paper's reported accuracies) and the validated
-     params, of which the report reads the keys in `PARAMS_READ`.
+     params, of which the report reads the keys in `lossbench.params.STAGE_PARAMS["report"]`.
 Out: one Markdown file with
      - the setup: the dataset and which copy of it, data source, image counts, epochs,
        batch size, model width and parameter count, device, backend, precision, library
@@ -43,14 +43,10 @@ from lossbench.atomic import write_text
 from lossbench.findings import conclusions
 from lossbench.paper_setup import PAPER_EPOCHS, PAPER_PARAMETERS, PAPER_TITLE
 from lossbench.tuning_report import read_tuning, tuning_section
-from lossbench.params import STAGE_PARAMS
 from lossbench.report_calibration import calibration_section
 from lossbench.report_hypotheses import hypotheses_section
 from lossbench.report_tables import results_tables, table_order
 from lossbench.report_text import MISSING, count, joined, percent
-
-# The params.yaml keys this stage reads (besides the summary and figures it is given).
-PARAMS_READ = STAGE_PARAMS["report"]
 
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 # Local copies this project knows, by the SHA-256 of their archive (`download.sha256`): the
@@ -66,8 +62,8 @@ def dataset_text(params: dict) -> str:
     The python layouts name their dataset; an image folder is read as CIFAR-10, the only
     dataset this study runs on, and a known copy is named by its archive's checksum.
     """
-    download = params.get("download") or {}
-    dataset = (params.get("preprocess") or {}).get("dataset", "cifar10")
+    download = params["download"]
+    dataset = params["preprocess"]["dataset"]
     source = download.get("source")
     if dataset == "image_folder":
         copy = KNOWN_COPIES.get(str(download.get("sha256") or "").lower(), "image-folder copy")

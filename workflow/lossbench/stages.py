@@ -27,11 +27,12 @@ This module is light (no TensorFlow), because the Snakefile imports it while par
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
-from lossbench.dvc_plots import dvc_plots_section
+from lossbench.dvc_plots import FIGURES_COMMENT, PLOTS_COMMENT, plot_definitions
 from lossbench.params import STAGE_PARAMS
 from lossbench.runs import RUN_PATTERN
 from lossbench.sources import source_paths
@@ -260,12 +261,11 @@ def snakemake_shell(name: str) -> str:
     return PLACEHOLDER.sub(fill_placeholder, stage(name).command) + " 2>&1 | tee {log}"
 
 
-# ---------------------------------------------------------------------------------------
-# DVC: dvc.yaml is generated from the table.
-# ---------------------------------------------------------------------------------------
+# --- DVC: dvc.yaml is generated from the table, through ruamel.yaml. ------------------------
 
 DVC_ITEM = {"loss": "${item.loss}", "seed": "${item.seed}"}
 DVC_RUN = RUN_PATTERN.format(**DVC_ITEM)
+DVC_FILES = ("dvc.yaml", "benchmarks/dvc.yaml")
 
 DVC_HEADER = """\
 # lossbench: the same DAG as the Snakefile, run by `dvc repro`.
@@ -313,62 +313,69 @@ def dvc_command(entry: Stage) -> str:
     return PLACEHOLDER.sub(fill_placeholder, entry.command)
 
 
-def _dvc_outputs(entry: Stage, metric: bool) -> list[str]:
-    lines = []
-    for output in entry.outputs.values():
-        if output.metric == metric:
-            path = _fill_dvc(output.path)
-            lines.append(f"      - {path}:\n          cache: false" if not output.cache else f"      - {path}")
-    return lines
+def _command_scalar(command: str, width: int = 88):
+    """A command of more than `width` - 2 characters as a folded (`>-`) scalar in lines of at
+    most `width`, folded only before an option so that each option stays beside its value."""
+    from ruamel.yaml.scalarstring import FoldedScalarString
 
-
-def _wrap_options(command: str, width: int) -> list[str]:
-    """Lines of at most `width` characters, broken only before an option ("--name value"),
-    so that each option stays beside its value (YAML's `>-` joins them with spaces)."""
+    if len(command) <= width - 2:
+        return command
     lines: list[str] = []
     for group in re.split(r" (?=--)", command):
         if lines and len(lines[-1]) + 1 + len(group) <= width:
             lines[-1] += " " + group
         else:
             lines.append(group)
-    return lines
+    folded = FoldedScalarString(command)  # folded at the space after each line but the last
+    folded.fold_pos = [sum(len(line) + 1 for line in lines[:end]) - 1 for end in range(1, len(lines))]
+    return folded
 
 
-def _dvc_stage(entry: Stage) -> str:
-    lines = [f"  {entry.name}:"]
-    if entry.dvc_file != "dvc.yaml":
-        lines.append("    wdir: ..")
-    if entry.per_run:
-        lines += ["    matrix:", "      loss: ${train.losses}", "      seed: ${train.seeds}"]
-    elif entry.per_loss:
-        lines += ["    matrix:", "      loss: ${train.losses}"]
-    command = dvc_command(entry)
-    if len(command) <= 86:
-        lines.append(f"    cmd: {command}")
-    else:
-        lines.append("    cmd: >-")
-        lines += ["      " + line for line in _wrap_options(command, 88)]
-    deps = entry.code + [_dvc_input(entry, key) for key in entry.inputs]
-    lines += ["    deps:"] + [f"      - {path}" for path in deps]
+def _dvc_stage(entry: Stage) -> dict:
+    """One stage of dvc.yaml, as DVC reads it: wdir, matrix, cmd, deps, params, outs, metrics."""
+    body: dict = {"wdir": ".."} if entry.dvc_file != "dvc.yaml" else {}
+    if entry.per_run or entry.per_loss:
+        body["matrix"] = {"loss": "${train.losses}", **({"seed": "${train.seeds}"} if entry.per_run else {})}
+    body["cmd"] = _command_scalar(dvc_command(entry))
+    body["deps"] = entry.code + [_dvc_input(entry, key) for key in entry.inputs]
     if entry.params:
-        lines += ["    params:"] + [f"      - {key}" for key in entry.params]
+        body["params"] = list(entry.params)
     for section, metric in (("outs", False), ("metrics", True)):
-        outputs = _dvc_outputs(entry, metric)
-        if outputs:
-            lines += [f"    {section}:"] + outputs
-    return "\n".join(lines) + "\n"
+        paths = [(_fill_dvc(output.path), output.cache) for output in entry.outputs.values()
+                 if output.metric == metric]
+        if paths:
+            body[section] = [path if cache else {path: {"cache": False}} for path, cache in paths]
+    return body
 
 
-def render_dvc_yaml(dvc_file: str = "dvc.yaml") -> str:
-    """The text of `dvc_file` (dvc.yaml or benchmarks/dvc.yaml) for the stages it holds."""
+def dvc_document(dvc_file: str = "dvc.yaml"):
+    """`dvc_file` (dvc.yaml or benchmarks/dvc.yaml) as a YAML document of the stages it holds,
+    with its comments (a ruamel.yaml CommentedMap)."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
     entries = [entry for entry in STAGES if entry.dvc_file == dvc_file]
     if not entries:
         raise ValueError(f"no stage belongs in {dvc_file}; files: dvc.yaml, benchmarks/dvc.yaml.")
-    text = (DVC_HEADER if dvc_file == "dvc.yaml" else BENCH_HEADER) + "\nstages:\n"
-    text += "\n".join(_dvc_stage(entry) for entry in entries)
+    stages = CommentedMap((entry.name, _dvc_stage(entry)) for entry in entries)
+    for entry in entries[1:]:
+        stages.yaml_set_comment_before_after_key(entry.name, before="\n", indent=2)
+    document = CommentedMap(stages=stages)
+    document.yaml_set_start_comment((DVC_HEADER if dvc_file == "dvc.yaml" else BENCH_HEADER).rstrip())
+    document.yaml_set_comment_before_after_key("stages", before="\n")
     if dvc_file == "dvc.yaml":
-        text += dvc_plots_section()
-    return text
+        plots = CommentedSeq(plot_definitions())
+        plots.yaml_set_comment_before_after_key(len(plots) - 1, before=FIGURES_COMMENT, indent=2)
+        document["plots"] = plots
+        document.yaml_set_comment_before_after_key("plots", before=PLOTS_COMMENT)
+    return document
 
 
-DVC_FILES = ("dvc.yaml", "benchmarks/dvc.yaml")
+def render_dvc_yaml(dvc_file: str = "dvc.yaml") -> str:
+    """The text of `dvc_file`: `dvc_document` in block style, lists indented under their key."""
+    from ruamel.yaml import YAML
+
+    writer, stream = YAML(), io.StringIO()
+    writer.indent(mapping=2, sequence=4, offset=2)
+    writer.width = 4096
+    writer.dump(dvc_document(dvc_file), stream)
+    return stream.getvalue()

@@ -4,9 +4,8 @@ In:  prepared arrays, a `TrainConfig` (params.yaml's `model.*` and `train.*`), a
      and a seed.
 Out: the trained model (`<model_path>`, a `.keras` file taking uint8 images), and a log
      directory holding `history.json` (per-epoch loss, accuracy, val_loss, val_accuracy,
-     learning rate and seconds), `run.json` (device, backend, precision, versions, whether
-     the run diverged) and per-epoch files in dvclive's layout (`plots/metrics/`,
-     `metrics.json`).
+     learning rate and seconds) and `run.json` (device, backend, precision, versions,
+     whether the run diverged).
 
 What the paper's Keras 1 code did, and how it is reproduced here (README, "What the paper's
 code did", cites the authors' script line by line):
@@ -37,7 +36,7 @@ trains afresh, and an unreadable one is set aside as `checkpoint.npz.unreadable`
 
 The pieces live in modules of their own: `lossbench.batches` (validation split, epoch orders,
 batches), `lossbench.checkpoint` (the checkpoint and its fingerprint) and
-`lossbench.training_logs` (history.json, run.json and the per-epoch plot files).
+`lossbench.training_logs` (history.json and run.json).
 """
 
 from __future__ import annotations
@@ -70,34 +69,23 @@ from lossbench.training_logs import progress, run_information, write_training_lo
 logger = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """The training settings of one job, read from params.yaml (`model.*`, `train.*`)."""
+def _config_from_params(cls, params: dict):
+    """The job's settings: the value of every key of `TRAIN_KEYS` in validated params."""
+    return cls(**{key.split(".")[-1]: get_key(params, key) for key in TRAIN_KEYS})
 
-    width: float
-    init: str
-    stride2_padding: str
-    epochs: int
-    batch_size: int
-    learning_rate: float | str  # "tuned" until lossbench.train resolves it
-    decay: float
-    momentum: float
-    nesterov: bool
-    shift_fraction: float
-    horizontal_flip: bool
-    shuffle: bool
-    validation: str
-    holdout_fraction: float
-    precision: str
-    steps_per_execution: int | str
-    device: str
-    jit_compile: bool | str
-    deterministic: bool
 
-    @classmethod
-    def from_params(cls, params: dict) -> "TrainConfig":
-        values = {key.split(".")[-1]: get_key(params, key) for key in TRAIN_KEYS}
-        return cls(**values)
+# The training settings of one job (`model.*`, `train.*`), a frozen dataclass with one field
+# per key of lossbench.params.TRAIN_KEYS, named by the key's last part (`train.batch_size` is
+# `config.batch_size`): the keys are listed there once, with their types and meanings in the
+# params schema. `learning_rate` is "tuned" until lossbench.train resolves it.
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig", [key.split(".")[-1] for key in TRAIN_KEYS], frozen=True,
+    namespace={
+        "__module__": __name__,
+        "__doc__": "The training settings of one job, read from params.yaml (`model.*`, `train.*`).",
+        "from_params": classmethod(_config_from_params),
+    },
+)
 
 
 def build_training_model(
@@ -163,7 +151,7 @@ def resolve_runtime(config: TrainConfig, fit_count: int, selected: tuple[str, st
 
     if selected is None:
         selected = device.select_device(config.device, config.deterministic)
-    return device.resolve_runtime(config, math.ceil(fit_count / config.batch_size), *selected)
+    return device.runtime_for(config, math.ceil(fit_count / config.batch_size), *selected)
 
 
 def _epoch_recorder(model, state: dict, run_info: dict, checkpoint_path: Path, log_dir: Path):

@@ -29,10 +29,6 @@ logger = logging.getLogger(__name__)
 # The sample of training images is drawn with this fixed seed, not the run's: every run that
 # trained on the same images is then measured on the same sample, so runs compare fairly.
 TRAIN_SAMPLE_SEED = 0
-# `evaluate.train_sample` when params.yaml does not give it.
-DEFAULT_TRAIN_SAMPLE = 2000
-# `evaluate.temperature_fraction` when params.yaml does not give it.
-DEFAULT_TEMPERATURE_FRACTION = 0.1
 
 
 def _holdout_split(train_labels: np.ndarray, run_info: dict, seed: int):
@@ -86,7 +82,7 @@ def training_sample(train_labels: np.ndarray, run_info: dict, seed: int,
 
 
 def temperature_split(train_labels: np.ndarray, run_info: dict, seed: int,
-                      fraction: float = DEFAULT_TEMPERATURE_FRACTION) -> tuple[np.ndarray, str]:
+                      fraction: float) -> tuple[np.ndarray, str]:
     """(sorted indices of the training images that fit the temperature, "holdout" or "training").
 
     "holdout": the images a `train.validation: holdout` run held out, never trained on.

@@ -10,11 +10,11 @@ rule bench:
         **stage_inputs("bench"),
     output:
         **stage_outputs("bench"),
+    log:
+        "reports/logs/bench.log",
     conda:
         ENVIRONMENT
     resources:
         gpu=1,
-    log:
-        "reports/logs/bench.log",
     shell:
         stage_command("bench")

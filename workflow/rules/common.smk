@@ -28,7 +28,8 @@ wildcard_constraints:
 
 def stage_inputs(stage):
     """The stage's inputs from the table: `code` (its module and every lossbench module it
-    imports, so that a code change reruns it), then its files, every run's for an aggregate."""
+    imports, so that a code change reruns it), then its files, every run's for an aggregate.
+    """
     return snakemake_inputs(stage, RUNS, LOSSES)
 
 

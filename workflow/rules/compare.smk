@@ -8,11 +8,11 @@ rule compare:
         **stage_inputs("compare"),
     output:
         **stage_outputs("compare"),
-    params:
-        values=stage_values("compare"),
-    conda:
-        ENVIRONMENT
     log:
         "reports/logs/compare.log",
+    conda:
+        ENVIRONMENT
+    params:
+        values=stage_values("compare"),
     shell:
         stage_command("compare")

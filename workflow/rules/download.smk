@@ -7,11 +7,11 @@ rule download:
         **stage_inputs("download"),
     output:
         **stage_outputs("download"),
-    params:
-        values=stage_values("download"),
-    conda:
-        ENVIRONMENT
     log:
         "reports/logs/download.log",
+    conda:
+        ENVIRONMENT
+    params:
+        values=stage_values("download"),
     shell:
         stage_command("download")

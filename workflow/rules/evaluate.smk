@@ -9,11 +9,11 @@ rule evaluate:
         **stage_inputs("evaluate"),
     output:
         **stage_outputs("evaluate"),
-    params:
-        values=stage_values("evaluate"),
-    conda:
-        ENVIRONMENT
     log:
         f"reports/logs/evaluate/{RUN}.log",
+    conda:
+        ENVIRONMENT
+    params:
+        values=stage_values("evaluate"),
     shell:
         stage_command("evaluate")

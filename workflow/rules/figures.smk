@@ -24,11 +24,11 @@ rule figures:
                 labels={"figure": "per-epoch table"},
             ),
         ),
-    params:
-        values=stage_values("figures"),
-    conda:
-        ENVIRONMENT
     log:
         "reports/logs/figures.log",
+    conda:
+        ENVIRONMENT
+    params:
+        values=stage_values("figures"),
     shell:
         stage_command("figures")

@@ -7,11 +7,11 @@ rule preprocess:
         **stage_inputs("preprocess"),
     output:
         **stage_outputs("preprocess"),
-    params:
-        values=stage_values("preprocess"),
-    conda:
-        ENVIRONMENT
     log:
         "reports/logs/preprocess.log",
+    conda:
+        ENVIRONMENT
+    params:
+        values=stage_values("preprocess"),
     shell:
         stage_command("preprocess")

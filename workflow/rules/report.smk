@@ -14,11 +14,11 @@ rule report:
                 labels={"figure": "written report"},
             ),
         ),
-    params:
-        values=stage_values("report"),
-    conda:
-        ENVIRONMENT
     log:
         "reports/logs/report.log",
+    conda:
+        ENVIRONMENT
+    params:
+        values=stage_values("report"),
     shell:
         stage_command("report")

@@ -8,13 +8,13 @@ rule train:
         **stage_inputs("train"),
     output:
         **stage_outputs("train"),
-    params:
-        values=stage_values("train"),
-    resources:
-        gpu=1,
-    conda:
-        ENVIRONMENT
     log:
         f"reports/logs/train/{RUN}.log",
+    conda:
+        ENVIRONMENT
+    resources:
+        gpu=1,
+    params:
+        values=stage_values("train"),
     shell:
         stage_command("train")

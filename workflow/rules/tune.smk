@@ -8,13 +8,13 @@ rule tune:
         **stage_inputs("tune"),
     output:
         **stage_outputs("tune"),
-    params:
-        values=stage_values("tune"),
-    resources:
-        gpu=1,
-    conda:
-        ENVIRONMENT
     log:
         "reports/logs/tune/{loss}.log",
+    conda:
+        ENVIRONMENT
+    resources:
+        gpu=1,
+    params:
+        values=stage_values("tune"),
     shell:
         stage_command("tune")
