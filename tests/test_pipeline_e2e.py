@@ -150,8 +150,11 @@ def test_the_readme_offline_command_runs_and_review_shows_what_it_changed(projec
     counts = json.loads((project / "reports/data/counts.json").read_text())
     assert counts["train"]["total"] == 400 and counts["test"]["total"] == 200
     metrics_diff = run(["dvc", "metrics", "diff", "--json"], project).stdout
-    changed = json.loads(metrics_diff)
-    assert any(path.startswith("reports/metrics/") for path in changed), metrics_diff
+    assert set(json.loads(metrics_diff)) <= {"reports/headline.json"}, metrics_diff
+    per_run = run(["dvc", "metrics", "diff", "--json", "--targets", "reports/metrics"], project).stdout
+    changed = json.loads(per_run)
+    assert changed and all(path.startswith("reports/metrics/") for path in changed), per_run
+    assert {entry["epochs_completed"]["new"] for entry in changed.values()} == {3}, per_run
     params_diff = json.loads(run(["dvc", "params", "diff", "--json"], project).stdout)
     epochs = params_diff["params.yaml"]["train.epochs"]
     assert (epochs["old"], epochs["new"]) == (2, 3)

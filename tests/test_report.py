@@ -102,7 +102,8 @@ def test_report_has_the_tables_paper_columns_and_figure_links(rendered, tmp_path
     # Ranked rows: best first in every table.
     assert list(table_rows(text, "Test accuracy"))[1:] == ["categorical_crossentropy", "squared_hinge", "hinge"]
 
-    for name in ("loss_shapes", "test_accuracy", "validation_accuracy", "curves_hinge", "confusion_hinge"):
+    for name in ("loss_shapes", "test_accuracy", "validation_accuracy", "per_loss/curves_hinge",
+                 "per_loss/confusion_hinge"):
         assert f"](figures/{name}.png)" in text
         assert (output.parent / "figures" / f"{name}.png").is_file()
     assert "Not rendered" not in text
@@ -404,7 +405,7 @@ def test_the_report_shows_calibration_label_noise_and_the_hinge_as_mae(rendered,
     assert rows["hinge"][1] == "softmax outputs"
     assert rows["hinge"][2].startswith(f"{np.mean(hinge_ece):.3f} ± ")
     assert "fitted by NLL on a stratified `evaluate.temperature_fraction` of the training images" in text
-    assert "](figures/reliability_hinge.png)" in text
+    assert "](figures/per_loss/reliability_hinge.png)" in text
     assert "0.9 + 0.05 · MAE" in text and "Ghosh et al. (2017)" in text
     assert "| Training labels | clean (`preprocess.label_noise: 0`, as in the paper); test labels clean |" in text
 

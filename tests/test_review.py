@@ -7,7 +7,8 @@ the README's own lines, read out of README.md:
 
 1. the review recipe ("Reviewing a change"): a Snakemake run, `dvc commit`, the baseline
    commit, an epochs change, `dvc repro` and the review commands; `dvc metrics diff` must fit
-   in 40 lines of at most 160 characters;
+   in 40 lines of at most 160 characters (a fast test measures DVC's tables on the six losses
+   of the CPU-sized study, from synthetic outputs);
 2. `dvc plots show --json` / `dvc plots diff --json`: no error, and data in every plot;
 3. `snakemake --report report.html`, opened by headless Chromium: a screenshot that is not
    blank and the figures' names in the rendered page;
@@ -44,8 +45,10 @@ PLOT_NAMES = {
     )
     for kind in kinds
 }
+# The figures stage's PNGs, by path under reports/figures/: the comparison figures at the top,
+# those of each loss in per_loss/.
 FIGURES = {"loss_shapes", "validation_accuracy", "test_accuracy"} | {
-    f"{kind}_{loss}" for kind in ("curves", "confusion", "reliability") for loss in LOSSES
+    f"per_loss/{kind}_{loss}" for kind in ("curves", "confusion", "reliability") for loss in LOSSES
 }
 
 
@@ -95,27 +98,25 @@ def test_the_readme_recipe_blocks_exist():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_review_metrics_are_few_flat_numbers():
-    full = {"loss": "hinge", "seed": 0, "test_accuracy": 0.5, "test_loss": None, "train_accuracy": 0.6,
-            "best_val_accuracy": 0.55, "best_val_epoch": 3, "epochs_completed": 4, "collapsed": True,
-            "diverged": False, "train_seconds": 12.5, "per_class_accuracy": {"a": 1.0},
-            "confusion_matrix": [[1]], "setup": {"device": "CPU", "command": "lossbench evaluate"}}
+def test_review_metrics_are_few_flat_rounded_numbers_without_run_times():
+    full = {"loss": "hinge", "seed": 0, "test_accuracy": 0.123456789, "test_loss": None,
+            "train_accuracy": 0.6, "best_val_accuracy": 0.55, "best_val_epoch": 3, "epochs_completed": 4,
+            "collapsed": True, "diverged": False, "train_seconds": 12.5, "test_ece": -1e-9,
+            "per_class_accuracy": {"a": 1.0}, "confusion_matrix": [[1]],
+            "setup": {"device": "CPU", "command": "lossbench evaluate"}}
     flat = evaluate.review_metrics(full)
-    assert list(flat) == list(evaluate.REVIEW_METRICS)
+    assert list(flat) == list(evaluate.REVIEW_METRICS) and "train_seconds" not in flat
     assert flat["collapsed"] == 1 and flat["diverged"] == 0 and flat["test_loss"] is None
     assert all(value is None or type(value) in (int, float) for value in flat.values())
+    # Rounded to 4 decimals, and a tiny negative number is 0.0, never "-0.0" in a diff.
+    assert flat["test_accuracy"] == 0.1235 and str(flat["test_ece"]) == "0.0"
 
 
-def test_headline_has_one_flat_entry_per_loss():
+def test_headline_is_each_losss_mean_test_accuracy_under_its_name():
     runs = [{"loss": loss, "seed": seed, "test_accuracy": accuracy, "collapsed": accuracy < 0.2}
             for loss, values in (("a", [0.5, 0.6, 0.7]), ("b", [0.1, 0.5, 0.5])) for seed, accuracy in enumerate(values)]
     summary = compare.summarise(runs, {"confidence_level": 0.95})
-    headline = compare.headline(summary)
-    assert list(headline) == ["a", "b"]
-    assert headline["a"]["test_accuracy_mean"] == pytest.approx(0.6)
-    assert headline["a"]["test_accuracy_ci_low"] < 0.6 < headline["a"]["test_accuracy_ci_high"]
-    assert headline["b"]["runs"] == 3 and headline["b"]["collapsed_runs"] == 1
-    assert all(isinstance(value, (int, float)) for entry in headline.values() for value in entry.values())
+    assert compare.headline(summary) == {"a": 0.6, "b": 0.3667}
 
 
 def test_epochs_table_has_one_row_per_loss_seed_and_epoch(tmp_path):
@@ -149,6 +150,119 @@ def test_dvc_plots_page_works_offline():
     for name in ("vega", "vega-lite", "vega-embed"):
         assert "Redistribution and use" in (PROJECT / f"workflow/plots/vendor/LICENSE-{name}").read_text()
     assert "html_template = ../workflow/plots/offline.html" in (PROJECT / ".dvc/config").read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# DVC's tables on the CPU-sized study, from synthetic outputs (no training).
+# ---------------------------------------------------------------------------------------------
+
+
+def write_review_outputs(root: Path, accuracies: dict[str, float], nudge: float = 0.0) -> None:
+    """The files DVC reads in review, of the real shape: each run's full evaluation and review
+    file (evaluate's functions on a synthetic study, tests/studies.py), the summary and the
+    headline (compare's); `nudge` is added to every test NLL, below DVC's 5 decimals. The
+    study's other outputs are stand-ins, so that `dvc exp save` finds every output."""
+    from studies import write_study
+
+    scratch = root / ".study"
+    shutil.rmtree(scratch, ignore_errors=True)
+    summary_path, evaluation_paths, _ = write_study(scratch, {loss: [value] for loss, value in accuracies.items()})
+    for path in evaluation_paths:
+        full = json.loads(path.read_text())
+        full["test_nll"] += nudge
+        for folder, content in (("evaluation", full), ("metrics", evaluate.review_metrics(full))):
+            (root / "reports" / folder).mkdir(parents=True, exist_ok=True)
+            (root / "reports" / folder / path.name).write_text(json.dumps(content))
+    summary = json.loads(summary_path.read_text())
+    (root / "reports/summary.json").write_text(json.dumps(summary))
+    (root / "reports/headline.json").write_text(json.dumps(compare.headline(summary)))
+    shutil.rmtree(scratch)
+    runs = [path.stem for path in evaluation_paths]
+    stand_ins = ["data/raw/archive", "data/prepared/x", "reports/data/counts.json", "reports/report.md",
+                 "reports/figures/x.png", "reports/epochs.csv"]
+    stand_ins += [f"data/{kind}/{run}{suffix}" for run in runs for kind, suffix in (
+        ("models", ".keras"), ("predictions", ".npz"), ("../reports/training", "/history.json"))]
+    stand_ins += [f"reports/tune/{loss}.json" for loss in accuracies]
+    for name in stand_ins:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("{}")
+
+
+def width(text: str) -> int:
+    return max((len(line) for line in text.splitlines()), default=0)
+
+
+def test_dvc_tables_fit_a_screen_for_the_cpu_sized_study(tmp_path):
+    """`dvc metrics show`, `dvc metrics diff` (both forms of the README's recipe) and the
+    README's `dvc exp show` line on the six losses of params.yaml, one seed, with an
+    experiment: each table at most 160 characters wide (measured on an unlimited terminal),
+    the headline first, no run times, no change of "-0.0" or "0.0"."""
+    from lossbench.params import load_params
+
+    losses = load_params(PROJECT / "params.yaml")["train"]["losses"]
+    assert len(losses) == 6
+    root = copy_project(tmp_path, **{"train.seeds": [0], "train.epochs": 3})
+    init_repository(root)
+    write_review_outputs(root, {loss: 0.5 - 0.06 * index for index, loss in enumerate(losses)})
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "baseline"], root)
+    set_params(root, **{"train.epochs": 4})
+    # One loss changes, the other numbers only beyond DVC's 5 decimals.
+    write_review_outputs(root, {loss: 0.5 - 0.06 * index + (0.015 if index == 1 else 0.0)
+                                for index, loss in enumerate(losses)}, nudge=-3e-7)
+    recipe = readme_blocks("## Reviewing a change: `dvc metrics diff`")[0]
+    diffs = [line.split("#")[0].strip() for line in recipe if line.startswith("dvc metrics diff")]
+    assert diffs == ["dvc metrics diff", "dvc metrics diff --targets reports/metrics"]
+    exp_show, = [block[0] for block in readme_blocks("## Reviewing a change: `dvc metrics diff`")
+                 if block[0].startswith("dvc exp show")]
+    run(["dvc", "exp", "save", "--force"], root)
+    # Rich fits DVC's tables to the terminal's width, cutting columns to "…": measure them
+    # on a terminal wide enough for any table.
+    tables = {line: shell(f"COLUMNS=2000 {line}", root) for line in ["dvc metrics show", *diffs, exp_show]}
+    for line, table in tables.items():
+        print(f"\n$ {line}   ({width(table)} characters wide)\n{table}")
+        assert 0 < width(table) <= 160, line
+        assert "…" not in table and "train_seconds" not in table, line
+    headline_show = tables["dvc metrics show"].splitlines()
+    assert len(headline_show) == 2 and headline_show[1].startswith("reports/headline.json")
+    assert all(loss in headline_show[0] for loss in losses)
+    # The headline: one row for the loss that changed; the NLL's tiny change is no row at all.
+    headline_diff = tables["dvc metrics diff"].splitlines()
+    assert len(headline_diff) == 2 and headline_diff[1].split() == ["reports/headline.json", losses[1],
+                                                                     "0.44", "0.455", "0.015"]
+    # Per run: rows of the run that changed only (the others' NLL moved by 3e-7), none "-0.0".
+    per_run = [line.split() for line in tables[diffs[1]].splitlines()[1:]]
+    assert {row[0] for row in per_run} == {f"reports/metrics/{losses[1]}-seed0.json"}
+    assert "test_accuracy" in {row[1] for row in per_run} and "-0.0" not in {row[-1] for row in per_run}
+    # The experiment's row holds every loss's mean test accuracy, and no parameter column.
+    shown = tables[exp_show]
+    assert all(loss in shown for loss in losses) and "train.epochs" not in shown and "0.455" in shown
+
+
+def test_dvc_plots_put_comparisons_first_with_axis_titles_in_words():
+    """dvc.yaml lists each loss's mean curves before each run's and the PNG folder last (DVC
+    draws images after the curves, by folder: tests/test_figures.py checks that the
+    comparison PNGs are the top folder's); every curve has axis titles in words with units;
+    the templates give whole-number epochs, a y axis fitted to the data and, across
+    revisions, a line style per revision drawn in the legend."""
+    import yaml
+
+    plots = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["plots"]
+    titles = [next(iter(plot)) if isinstance(plot, dict) else plot for plot in plots]
+    kinds = [title.split("(")[-1].rstrip(")") for title in titles[:-1]]
+    assert titles[-1] == "reports/figures" and set(PLOT_NAMES) == set(titles[:-1])
+    assert kinds == sorted(kinds, key=lambda kind: kind != "mean per loss")
+    for plot in plots[:-1]:
+        (title, definition), = plot.items()
+        assert definition["x_label"].startswith("epoch (") and "(" in definition["y_label"], title
+        assert definition["y_label"].split(" (")[0] == title.split(" per epoch")[0]
+    for name in ("per_loss", "per_run"):
+        template = json.loads((PROJECT / f"workflow/plots/{name}.json").read_text())
+        layers = template.get("layer", [template])
+        assert template.get("encoding", layers[0]["encoding"])["x"]["axis"] == {"tickMinStep": 1, "format": "d"}
+        assert all(layer["encoding"]["y"]["scale"] == {"zero": False} for layer in layers)
+        revision = layers[0]["encoding"]["strokeDash"]
+        assert revision["field"] == "rev" and revision["legend"]["symbolType"] == "stroke"
 
 
 def test_generated_files_are_not_tracked_by_git():
@@ -201,15 +315,18 @@ def test_readme_review_recipe_fits_on_one_screen(clone, reviewed):
     metrics_diff = reviewed["dvc metrics diff"]
     print(f"\n$ dvc metrics diff\n{metrics_diff}")
     lines = metrics_diff.rstrip("\n").splitlines()
-    assert 3 <= len(lines) <= MAX_LINES, metrics_diff
+    assert 2 <= len(lines) <= MAX_LINES, metrics_diff
     assert max(len(line) for line in lines) <= MAX_WIDTH, metrics_diff
-    assert "reports/headline.json" in metrics_diff and "epochs_completed" in metrics_diff
-    for text in ("setup", "command", "per_class", "confusion", "device"):
-        assert text not in metrics_diff
+    assert "reports/headline.json" in metrics_diff
+    per_run = reviewed["dvc metrics diff --targets reports/metrics"]
+    print(f"\n$ dvc metrics diff --targets reports/metrics\n{per_run}")
+    assert "epochs_completed" in per_run and max(len(line) for line in per_run.splitlines()) <= MAX_WIDTH
+    for text in ("setup", "command", "per_class", "confusion", "device", "train_seconds"):
+        assert text not in metrics_diff + per_run
     # The baseline holds params.yaml: only the change is a parameter difference.
     params_diff = json.loads(run(["dvc", "params", "diff", "--json"], clone).stdout)
     assert params_diff == {"params.yaml": {"train.epochs": {"old": 1, "new": 2, "diff": 1}}}
-    metrics = json.loads(run(["dvc", "metrics", "diff", "--json"], clone).stdout)
+    metrics = json.loads(run(["dvc", "metrics", "diff", "--json", "--targets", "reports/metrics"], clone).stdout)
     assert metrics["reports/metrics/hinge-seed0.json"]["epochs_completed"] == {"old": 1, "new": 2, "diff": 1}
     # `dvc repro` left Snakemake's timestamps out of git's view: no deleted files.
     status = run(["git", "status", "--porcelain"], clone).stdout
@@ -241,6 +358,16 @@ def test_every_dvc_plot_has_data(clone, reviewed):
     print("\n$ dvc plots show --json: plots\n" + "\n".join(names))
     assert PLOT_NAMES <= set(names)
     assert {f"reports/figures/{name}.png" for name in FIGURES} == set(names) - PLOT_NAMES
+    # The page's order: the curves of each loss's mean before those of each run (dvc.yaml's
+    # order), then the comparison PNGs before the PNGs of one loss each (DVC's folder order).
+    assert names.index("validation accuracy per epoch (mean per loss)") < names.index(
+        "validation accuracy per epoch (each run)")
+    page = (clone / "dvc_plots/index.html").read_text()
+    images = re.findall(r'<img src="static/workspace_reports_figures_([^"]+)"', page)
+    assert len(images) == len(FIGURES)
+    first_per_loss = min(index for index, name in enumerate(images) if name.startswith("per_loss_"))
+    assert {name.removesuffix(".png") for name in images[:first_per_loss]} == {
+        name for name in FIGURES if "/" not in name}
     check_plots(json.loads(run(["dvc", "plots", "diff", "--json"], clone).stdout), {"HEAD", "workspace"})
     # The HTML page inlines Vega: nothing loads from the network.
     page = (clone / "dvc_plots/index.html").read_text()
@@ -287,9 +414,71 @@ def test_snakemake_report_renders_in_chromium(clone, reviewed, tmp_path):
     # What the browser rendered, without the scripts that hold the report's data.
     rendered = re.sub(r"<(script|style)\b.*?</\1>", "", dom, flags=re.S)
     for name in FIGURES:
-        assert f"{name}.png" in rendered, name
+        assert f"{name.split('/')[-1]}.png" in rendered, name
     for name in ("curves", "comparison", "confusion", "report.md", "epochs.csv", "Workflow"):
         assert name in rendered, name
+    # In a window 3,000 pixels tall the workflow page and a figure start at the top.
+    assert pane_tops(report, tmp_path / "probe.html") == [0, 0]
+
+
+# Run in the report's page: where the content pane's content starts, on the workflow page and
+# on the figure test_accuracy.png opened from it (its link, then the eye beside its name).
+PANE_PROBE = """
+<script>
+(function () {
+  const tops = [];
+  function paneTop() {
+    const pane = document.querySelector('div.h-screen.overflow-auto');
+    const child = pane && pane.firstElementChild;
+    return child ? Math.round(child.getBoundingClientRect().top) : -1;
+  }
+  setTimeout(() => {
+    tops.push(paneTop());
+    const link = Array.from(document.querySelectorAll('a')).find(a => a.textContent.trim() === 'test_accuracy.png');
+    if (link) link.click();
+  }, 4000);
+  setTimeout(() => { const eye = document.querySelector('a[iconname="eye"]'); if (eye) eye.click(); }, 5000);
+  setTimeout(() => {
+    const image = document.querySelector('div.h-screen.overflow-auto img');
+    tops.push(image ? paneTop() : -2);
+    document.body.setAttribute('data-pane-tops', tops.join(','));
+  }, 6000);
+})();
+</script>
+"""
+
+
+def pane_tops(report: Path, probe: Path) -> list[int]:
+    """Pixels above the workflow page's content and above an opened figure, in a 1400 x 3000
+    window (-1: no content pane, -2: the figure did not open)."""
+    page = report.read_text()
+    end = page.rfind("</body>")
+    probe.write_text(page[:end] + PANE_PROBE + page[end:])
+    dom = browse(probe.as_uri(), "--window-size=1400,3000", "--dump-dom").stdout
+    return [int(value) for value in re.search(r'data-pane-tops="([^"]*)"', dom)[1].split(",")]
+
+
+@pytest.mark.slow
+@needs_real_images
+def test_the_report_of_outputs_dvc_made_follows_the_readme(clone, reviewed, tmp_path):
+    """Outputs that DVC made have no Snakemake record: the report warns once per output; the
+    README's recipe records them without changing them, and the warnings are gone."""
+    metadata = clone / ".snakemake" / "metadata"
+    shutil.move(metadata, tmp_path / "metadata")
+    try:
+        plain, recipe = readme_blocks("### Snakemake's HTML report")
+        warned = run(["bash", "-c", plain[0]], clone)
+        assert "Missing metadata" in warned.stdout + warned.stderr
+        before = {path: path.read_bytes() for path in (clone / "reports").rglob("*.json")}
+        assert [line.split("#")[0].strip() for line in recipe] == [
+            "snakemake --touch --forceall --cores 1", "snakemake --report report.html"]
+        outputs = [run(["bash", "-c", line], clone) for line in recipe]
+        assert "Missing metadata" not in outputs[-1].stdout + outputs[-1].stderr
+        assert {path: path.read_bytes() for path in before} == before
+        assert "up to date" in run(["dvc", "status", "dvc.yaml"], clone).stdout.lower()
+    finally:
+        shutil.rmtree(metadata, ignore_errors=True)
+        shutil.move(tmp_path / "metadata", metadata)
 
 
 @pytest.mark.slow

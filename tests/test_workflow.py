@@ -222,9 +222,10 @@ def test_parsing_the_workflow_does_not_import_tensorflow():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_only_small_flat_files_are_dvc_metrics():
-    """`dvc metrics diff` shows only the per-run review metrics and the per-loss headline; the
-    full evaluations, the summary and the image counts are plain outputs that git tracks."""
+def test_the_headline_is_the_one_dvc_metric():
+    """`dvc metrics show/diff` and `dvc exp show` show only the headline (each loss's mean test
+    accuracy); the per-run review files, the full evaluations, the summary and the image
+    counts are plain outputs that git tracks."""
     from dvc.repo import Repo
 
     repo = Repo(str(PROJECT))
@@ -238,8 +239,8 @@ def test_only_small_flat_files_are_dvc_metrics():
             if not out.use_cache:
                 untracked_by_cache.add(out.def_path)
     runs = run_names(load_params(PROJECT / "params.yaml")["train"])
-    assert metrics == {f"reports/metrics/{run}.json" for run in runs} | {"reports/headline.json"}
-    expected_plain = {f"reports/evaluation/{run}.json" for run in runs} | {
+    assert metrics == {"reports/headline.json"}
+    expected_plain = {f"reports/{kind}/{run}.json" for run in runs for kind in ("evaluation", "metrics")} | {
         "reports/summary.json", "reports/data/counts.json", "reports/epochs.csv"}
     assert expected_plain | metrics <= untracked_by_cache
 

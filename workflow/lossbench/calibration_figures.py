@@ -3,23 +3,24 @@
 In:  the per-run evaluation dictionaries (`lossbench.evaluate`), whose `calibration` holds the
      test images' reliability table per confidence bin before and after temperature scaling
      (`lossbench.calibration.reliability`: images, mean confidence and accuracy per bin).
-Out: `reliability_<loss>.png` in the figures directory (so `dvc plots show` shows it with
-     the other PNGs, and Snakemake's report files it under "calibration"): two columns,
-     before and after temperature scaling. Top: accuracy per bin of top-label confidence
-     (bars) against the diagonal of perfect calibration, the gap to each bin's mean confidence
-     shaded (red: over-confident, below the diagonal); bottom: the share of test images per
-     bin. The loss's runs are pooled: a bin's accuracy and confidence are averaged over all
-     its images of all seeds. The title gives the ECE and temperature, mean over seeds.
+Out: `reliability_figure`, saved by the figures stage as `per_loss/reliability_<loss>.png`
+     (so `dvc plots show` shows it with the other per-loss PNGs, and Snakemake's report files
+     it under "calibration"): two columns, before and after temperature scaling. Top:
+     accuracy per bin of top-label confidence (bars) against the diagonal of perfect
+     calibration, the gap to each bin's mean confidence shaded (red: over-confident, below the
+     diagonal); bottom: the share of test images per bin; one legend below all panels. The
+     loss's runs are pooled: a bin's accuracy and confidence are averaged over all its images
+     of all seeds. The title gives the ECE and temperature, mean over seeds.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-DOTS_PER_INCH = 120
+from lossbench.figure_style import new_figure, percent_axis
+
 PANELS = (("reliability", "before temperature scaling", "test_ece"),
           ("reliability_after_temperature", "after temperature scaling", "test_ece_after_temperature"))
 
@@ -71,27 +72,22 @@ def _draw_panel(axes, table: dict | None, title: str) -> None:
                    color="grey")
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
-    top.set_ylabel("accuracy")
+    # Accuracy as a fraction, like the confidence on the x axis: the diagonal is y = x.
+    top.set_ylabel("accuracy in the bin (fraction correct)")
     top.set_title(title)
-    top.legend(loc="upper left", fontsize="small")
     top.grid(alpha=0.3)
     bottom.set_xlim(0, 1)
-    bottom.set_xlabel("top-label confidence")
-    bottom.set_ylabel("share of images")
+    bottom.set_xlabel("top-label confidence (the predicted class's probability)")
+    bottom.set_ylabel("share of images (%)")
+    percent_axis(bottom)
 
 
-def plot_reliability(runs: Sequence[dict], loss: str, path: Path) -> bool:
-    """Write the loss's reliability diagram to `path`; False (nothing written) without data."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as pyplot
-
+def reliability_figure(runs: Sequence[dict], loss: str):
+    """The loss's reliability diagram (module docstring), or None without a reliability table."""
     tables = [pooled_reliability(runs, loss, key) for key, _, _ in PANELS]
     if tables[0] is None:
-        return False
-    figure, axes = pyplot.subplots(2, 2, figsize=(11, 6.5), sharex="col",
-                                   gridspec_kw={"height_ratios": [3, 1]})
+        return None
+    figure, axes = new_figure(11, 6.8, 2, 2, sharex="col", gridspec_kw={"height_ratios": [3, 1]})
     for column, ((_, when, field), table) in enumerate(zip(PANELS, tables)):
         _draw_panel(axes[:, column], table, f"{when}: ECE {_mean_text(runs, loss, field)}")
     source = next((run["calibration"]["probabilities"] for run in runs
@@ -99,18 +95,6 @@ def plot_reliability(runs: Sequence[dict], loss: str, path: Path) -> bool:
     figure.suptitle(
         f"{loss}: reliability on the test set, {tables[0]['runs']} seed(s) pooled; temperature "
         f"{_mean_text(runs, loss, 'temperature')} (mean)\nprobabilities: {source}")
-    figure.tight_layout()
-    # No creation time or software version is stored, so reruns give identical files.
-    figure.savefig(path, dpi=DOTS_PER_INCH, metadata={"Software": None})
-    pyplot.close(figure)
-    return True
-
-
-def plot_reliability_diagrams(runs: Sequence[dict], losses: Sequence[str], output_dir: Path) -> list[Path]:
-    """`reliability_<loss>.png` for every loss with a reliability table; the paths written."""
-    written = []
-    for loss in losses:
-        path = Path(output_dir) / f"reliability_{loss}.png"
-        if plot_reliability(runs, loss, path):
-            written.append(path)
-    return written
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=len(labels))
+    return figure

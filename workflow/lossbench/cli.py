@@ -242,7 +242,7 @@ def _add_pipeline_stages(stages) -> None:
         else:
             stage.add_argument("--output", type=Path, required=True, help="full evaluation JSON to write")
             stage.add_argument("--metrics", type=Path, required=True,
-                               help="the small review-metrics JSON to write (a DVC metric)")
+                               help="the small review-metrics JSON to write (see `dvc metrics diff --targets`)")
             stage.add_argument("--predictions", type=Path, help="the .npz of score rows to write")
         stage.set_defaults(handler=handler)
 

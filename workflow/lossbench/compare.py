@@ -2,12 +2,18 @@
 
 In:  the full evaluation JSON of every (loss, seed) run (`reports/evaluation/`, written by
      `lossbench evaluate`) and `compare.confidence_level` from params.yaml.
-Out: `reports/headline.json`, the study's DVC metric (`cache: false`): one flat entry per
-     loss, numbers only, so that `dvc metrics diff` shows a change in a few rows
-     (`headline`):
+Out: `reports/headline.json`, the study's one DVC metric (`cache: false`): each loss's mean
+     test accuracy over seeds, rounded to 4 decimals (`lossbench.review`), keyed by the
+     loss's name (`headline`):
 
-     {"<loss>": {"test_accuracy_mean": 0.85, "test_accuracy_ci_low": 0.84,
-                 "test_accuracy_ci_high": 0.86, "runs": 3, "collapsed_runs": 0}, ...}
+     {"categorical_crossentropy": 0.53, "hinge": 0.256, "squared_hinge": 0.387}
+
+     One number per loss, under the loss's own name, so that every DVC table fits a screen:
+     `dvc metrics show` prints one row with a column per loss, `dvc metrics diff` a row per
+     loss, and `dvc exp show` a column per loss headed by its name alone (DVC prefixes a
+     column with its file only when another file has a key of that name). Intervals, run
+     counts and collapsed runs are in the summary and the report (and each run's numbers in
+     evaluate's review files, `dvc metrics diff --targets reports/metrics`);
 
      and `reports/summary.json`, every statistic, a plain output (`cache: false`; its
      hundreds of values, strings and lists would swamp `dvc metrics diff`):
@@ -89,6 +95,7 @@ from typing import Any, Iterable, Sequence
 from lossbench.atomic import write_json
 from lossbench.hypotheses import family_of, holm, pair_key, primary_family_verdicts
 from lossbench.params import with_defaults
+from lossbench.review import review_number
 from lossbench.runs import final_layer_dead
 from lossbench.seed_statistics import check_confidence_level, describe, paired_comparison
 
@@ -323,20 +330,11 @@ def summarise(runs: Sequence[dict], compare_params: dict) -> dict[str, Any]:
     }
 
 
-def headline(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The review metric of the study: per loss, its test accuracy's mean and interval,
-    its number of runs and of collapsed runs (null where the summary has no value)."""
-    result = {}
-    for loss, entry in summary["losses"].items():
-        accuracy = entry["test_accuracy"]
-        result[loss] = {
-            "test_accuracy_mean": accuracy["mean"],
-            "test_accuracy_ci_low": accuracy["ci_low"],
-            "test_accuracy_ci_high": accuracy["ci_high"],
-            "runs": entry["runs"],
-            "collapsed_runs": entry["collapsed_runs"],
-        }
-    return result
+def headline(summary: dict[str, Any]) -> dict[str, float | None]:
+    """The study's DVC metric: {loss: its mean test accuracy over seeds, rounded to 4
+    decimals}, in the summary's order of losses (null where the summary has no mean)."""
+    return {loss: review_number(entry["test_accuracy"]["mean"])
+            for loss, entry in summary["losses"].items()}
 
 
 def read_metrics(paths: Sequence[str | os.PathLike]) -> list[dict]:

@@ -10,15 +10,19 @@ Out: two JSON files (both `cache: false`, so git tracks them and reviews need no
      cache: `test_scores`, `test_labels`, `temperature_scores`, `temperature_labels`,
      `temperature_indices`, the score rows every number here is computed from):
 
-     - the review metrics (`reports/metrics/<loss>-seed<seed>.json`, the stage's DVC
-       `metrics:`): a few flat numbers and nothing else, so that `dvc metrics diff` and
-       `dvc exp show` stay readable. Booleans are written as 0/1 because DVC lists only
-       numbers (`review_metrics`):
+     - the review metrics (`reports/metrics/<loss>-seed<seed>.json`, a plain output): a few
+       flat numbers and nothing else, each rounded to 4 decimals (`lossbench.review`), read
+       per run with `dvc metrics diff --targets reports/metrics`. They are not DVC
+       `metrics:`, which would add a row per run to `dvc metrics show` and a column per run
+       and number to `dvc exp show`; the study's one DVC metric is compare's headline.
+       Booleans are written as 0/1 because DVC lists only numbers (`review_metrics`); run
+       times are not here (they are in the full evaluation and `run.json`), so that a diff
+       shows what a change did to the results, not how long it took:
 
        {"test_accuracy": 0.53, "test_loss": 0.947, "train_accuracy": 0.55,
         "best_val_accuracy": 0.54, "best_val_epoch": 97, "epochs_completed": 100,
-        "collapsed": 0, "diverged": 0, "train_seconds": 26800.0, "test_ece": 0.08,
-        "test_nll": 1.41, "test_brier": 0.62, "test_ece_after_temperature": 0.02}
+        "collapsed": 0, "diverged": 0, "test_ece": 0.08, "test_nll": 1.41,
+        "test_brier": 0.62, "test_ece_after_temperature": 0.02}
 
      - the full evaluation (`reports/evaluation/<loss>-seed<seed>.json`, a plain output),
        which `lossbench compare`, `figures` and `report` read:
@@ -128,6 +132,7 @@ from lossbench.calibration import calibration_fields
 from lossbench.metrics import build_metrics, mean_loss
 from lossbench.model import FINAL_CONVOLUTION_NAME
 from lossbench.predictions import predict_run, write_predictions
+from lossbench.review import review_number
 from lossbench.runs import final_layer_dead
 
 logger = logging.getLogger(__name__)
@@ -148,7 +153,6 @@ REVIEW_METRICS = (
     "epochs_completed",
     "collapsed",
     "diverged",
-    "train_seconds",
     "test_ece",
     "test_nll",
     "test_brier",
@@ -161,13 +165,10 @@ def review_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
     Booleans become 0/1: `dvc metrics diff` silently leaves out values that are not numbers,
     so a run that newly collapses or diverges would otherwise not show up in the diff.
-    Missing values stay null (DVC shows them as "-").
+    Floats are rounded to 4 decimals (`lossbench.review`); missing values stay null (DVC
+    shows them as "-").
     """
-    flat = {}
-    for key in REVIEW_METRICS:
-        value = metrics.get(key)
-        flat[key] = int(value) if isinstance(value, bool) else value
-    return flat
+    return {key: review_number(metrics.get(key)) for key in REVIEW_METRICS}
 
 
 # ---------------------------------------------------------------------------------------------

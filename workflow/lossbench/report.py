@@ -166,12 +166,13 @@ def figures_section(summary: dict, figures_dir: Path, output: Path) -> list[str]
     lines = ["## Figures", ""]
     missing = []
     for name in names:
-        path = figures_dir / f"{name}.png"
+        per_loss = name.startswith(("curves_", "confusion_", "reliability_"))
+        # The figures of one loss each are in their own folder (lossbench.figures).
+        path = figures_dir / ("per_loss" if per_loss else "") / f"{name}.png"
         if not path.is_file():
             missing.append(path.name)
             continue
-        kind, _, loss = name.partition("_") if name.startswith(("curves_", "confusion_", "reliability_")) \
-            else (name, "", "")
+        kind, _, loss = name.partition("_") if per_loss else (name, "", "")
         caption = FIGURE_CAPTIONS[kind].format(loss=loss)
         link = Path(os.path.relpath(path, output.parent)).as_posix()
         lines += [f"![{caption}]({link})", "", f"*{caption}*", ""]

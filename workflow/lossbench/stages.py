@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
+from lossbench.dvc_plots import FIGURES_COMMENT, PLOTS_COMMENT, plot_definitions
 from lossbench.params import STAGE_PARAMS
 from lossbench.runs import RUN_PATTERN
 from lossbench.sources import source_paths
@@ -142,9 +143,10 @@ STAGES: tuple[Stage, ...] = (
         },
         outputs={
             # The full evaluation (read by compare, figures and report) and a few flat
-            # numbers for `dvc metrics diff`.
+            # numbers per run for `dvc metrics diff --targets reports/metrics`: not a DVC
+            # metric, so that `dvc metrics show` and `dvc exp show` fit a screen.
             "evaluation": Output("reports/evaluation/{run}.json", cache=False),
-            "metrics": Output("reports/metrics/{run}.json", cache=False, metric=True),
+            "metrics": Output("reports/metrics/{run}.json", cache=False),
             # The score rows the numbers come from (test and temperature images), so that
             # calibration can be recomputed without the model; in DVC's cache, like models.
             "predictions": Output("data/predictions/{run}.npz"),
@@ -273,8 +275,9 @@ DVC_HEADER = """\
 # Each stage calls `lossbench <stage> ...`, the command its Snakemake rule runs, depends on
 # the source files that stage's module imports, and lists exactly the params.yaml keys it
 # reads. Small files that reviewers diff are `cache: false`, so `dvc metrics diff` works across
-# commits without the cache; only small numbers-only files are `metrics:` (per run and the
-# per-loss headline), so that `dvc metrics diff` fits on a screen.
+# commits without the cache; the one `metrics:` file is the headline (each loss's mean test
+# accuracy under its name), so that `dvc metrics show/diff` and `dvc exp show` fit a screen
+# (each run's numbers: `dvc metrics diff --targets reports/metrics`).
 # DVC cannot put a list from params.yaml into a command, so an aggregate stage (compare,
 # figures) is given the directory of the per-run files; `lossbench` reads the runs of
 # params.yaml from it, where Snakemake lists each run's file.
@@ -286,22 +289,6 @@ BENCH_HEADER = """\
 #
 # GENERATED from workflow/lossbench/stages.py by `lossbench dvc-yaml`; do not edit by hand.
 """
-
-# Every curve comes from reports/epochs.csv (DVC does not expand patterns over run directories).
-PLOTS_COMMENT = """
-`dvc plots show` / `dvc plots diff`, all from reports/epochs.csv (one row per loss, seed
-and epoch). The templates (workflow/plots/*.json) draw one line per loss (the mean over
-seeds, with a band of ±1 SD when there are several) or one line per run; across revisions
-the line style tells the revisions apart."""
-FIGURES_COMMENT = "The PNG figures of the figures stage, shown as images."
-
-CURVES = (
-    ("validation accuracy", "val_accuracy", ("per_loss", "per_run")),
-    ("validation loss", "val_loss", ("per_loss",)),
-    ("training accuracy", "train_accuracy", ("per_loss", "per_run")),
-    ("training loss", "train_loss", ("per_loss",)),
-)
-
 
 def _dvc_input(entry: Stage, key: str) -> str:
     pattern = entry.inputs[key]
@@ -376,13 +363,7 @@ def dvc_document(dvc_file: str = "dvc.yaml"):
     document.yaml_set_start_comment((DVC_HEADER if dvc_file == "dvc.yaml" else BENCH_HEADER).rstrip())
     document.yaml_set_comment_before_after_key("stages", before="\n")
     if dvc_file == "dvc.yaml":
-        plots = CommentedSeq([*(
-            {f"{title} per epoch ({'mean per loss' if template == 'per_loss' else 'each run'})": {
-                "template": f"workflow/plots/{template}.json", "x": "epoch",
-                "y": {"reports/epochs.csv": column}}}
-            for template in ("per_loss", "per_run")
-            for title, column, templates in CURVES if template in templates
-        ), "reports/figures"])
+        plots = CommentedSeq(plot_definitions())
         plots.yaml_set_comment_before_after_key(len(plots) - 1, before=FIGURES_COMMENT, indent=2)
         document["plots"] = plots
         document.yaml_set_comment_before_after_key("plots", before=PLOTS_COMMENT)

@@ -3,8 +3,9 @@
 In:  the `tune` stage's result files (`reports/tune/<loss>.json`, see `lossbench.tune`).
 Out: `read_tuning` (the results, in the order given), `tuning_section` (Markdown lines: the
      hold-out accuracy of every rate, the chosen rate per loss, and what the comparison at one
-     shared rate therefore means) and `plot_tuning_curves` (a PNG: hold-out accuracy against
-     the learning rate, one line per loss, the chosen rate marked).
+     shared rate therefore means), and `tuning_figure` with `plot_tuning_curves` (the figure
+     and its PNG: hold-out accuracy against the learning rate, one line per loss, the chosen
+     rate marked).
 """
 
 from __future__ import annotations
@@ -86,18 +87,15 @@ def _shared_rate_sentence(tuned: Sequence[dict], shared_rate: float | str) -> st
     return sentence
 
 
-def plot_tuning_curves(results: Sequence[dict], path: Path) -> Path | None:
+def tuning_figure(results: Sequence[dict]):
     """Hold-out accuracy against the learning rate (log axis), one line per tuned loss, the
-    chosen rate circled; returns the PNG's path, or None when no loss was tuned."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    chosen rate circled, the legend beside the axes; None when no loss was tuned."""
+    from lossbench.figure_style import legend_beside, new_figure
 
     tuned = [result for result in results if result["runs"]]
     if not tuned:
         return None
-    figure, axis = plt.subplots(figsize=(7, 4.5), dpi=120)
+    figure, axis = new_figure(9, 4.8)
     for result in tuned:
         points = sorted((float(rate), value) for rate, value in result["mean_holdout_accuracy"].items())
         line, = axis.plot([rate for rate, _ in points], [100 * value for _, value in points],
@@ -108,13 +106,17 @@ def plot_tuning_curves(results: Sequence[dict], path: Path) -> Path | None:
             axis.scatter([chosen], [100 * best], s=180, facecolors="none", edgecolors=line.get_color())
     axis.set_xscale("log")
     axis.set_xlabel("initial SGD learning rate (per step, log scale)")
-    axis.set_ylabel("hold-out accuracy after tuning (%)")
+    axis.set_ylabel("hold-out accuracy after tuning (% of images)")
     axis.set_title("Learning-rate tuning on a hold-out split of the training set (chosen: circled)")
-    axis.legend(loc="best", fontsize="small")
     axis.grid(True, alpha=0.3)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    legend_beside(axis, title="loss", fontsize="small")
+    return figure
+
+
+def plot_tuning_curves(results: Sequence[dict], path: Path) -> Path | None:
+    """`tuning_figure` written to `path` (`lossbench.figure_style.save`); None when no loss
+    was tuned."""
+    from lossbench.figure_style import save
+
+    figure = tuning_figure(results)
+    return None if figure is None else save(figure, Path(path))

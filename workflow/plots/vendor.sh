@@ -45,6 +45,12 @@ HTML
     <style>
         body { font-family: sans-serif; }
         table { border-spacing: 15px; }
+        /* A PNG figure (DVC's image boxes, the only divs styled nowrap): the revisions of one
+           figure share the window's width side by side, each shrunk to fit, never enlarged. */
+        div[style*="nowrap"] { display: flex; flex-wrap: wrap; justify-content: center; }
+        div[style*="nowrap"] > p { flex-basis: 100%; }
+        div[style*="nowrap"] > div { flex: 0 1 auto; min-width: 0; }
+        div[style*="nowrap"] img { max-width: 100%; height: auto; }
     </style>
 </head>
 <body>

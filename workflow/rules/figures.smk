@@ -11,7 +11,9 @@ rule figures:
         **stage_outputs(
             "figures",
             figures=dict(
-                patterns=["{figure}.png"],
+                # The comparison figures, then those of each loss (lossbench.figures); the
+                # name without its folder picks the caption and the category.
+                patterns=["{figure,[^/]+}.png", "per_loss/{figure,[^/]+}.png"],
                 caption="../report/figures.rst",
                 category=figure_category,
                 labels={"figure": "{figure}"},
