@@ -373,11 +373,10 @@ def train_model(
                 "execution, XLA %s.", loss_name, seed, runtime.description, run_info["backend"],
                 runtime.precision, runtime.steps_per_execution,
                 "on" if run_info["jit_compile"] else "off")
-    first_epoch = len(state["history"])
-    if first_epoch < config.epochs and state["diverged_epoch"] is None:
+    if len(state["history"]) < config.epochs and state["diverged_epoch"] is None:
         _fit_remaining_epochs(
             model, augmentation, config, runtime, seed, (fit_images, fit_labels),
-            (validation_images, validation_labels), first_epoch,
+            (validation_images, validation_labels), len(state["history"]),
             _epoch_recorder(model, state, run_info, checkpoint_path, log_dir), study,
         )
     write_training_logs(log_dir, state["history"], run_info)
