@@ -12,7 +12,7 @@ import pytest
 from archives import CIFAR10_CLASSES, make_cifar10_archive, make_cifar100_archive
 from lossbench import label_noise
 from lossbench.label_noise import PATRINI_PAIRS, add_label_noise
-from lossbench.params import ParamsError, load_params, validate_params
+from lossbench.params import ParamsError, load_params, validate_params, with_defaults
 from lossbench.prepared import CLEAN_LABELS_FILE, load_prepared
 from lossbench.preprocess import prepare
 from lossbench.preprocess import run as preprocess_run
@@ -114,8 +114,9 @@ def test_preprocess_records_the_flips_and_never_touches_test_labels(tmp_path):
     assert counts["test"]["per_class"] == {
         name: int(np.count_nonzero(expected.test_labels == index)) for index, name in enumerate(CIFAR10_CLASSES)}
     # Made once and reproducibly: the same parameters give the same files.
-    preprocess_run({"dataset": "cifar10", "subset_seed": 5, "label_noise": 0.4}, expected.path,
-                   tmp_path / "again", tmp_path / "again.json")
+    preprocess_run(with_defaults("preprocess", {"dataset": "cifar10", "subset_seed": 5, "label_noise": 0.4}),
+                   expected.path, tmp_path / "again", tmp_path / "again.json",
+                   max_archive_bytes=with_defaults("download", {})["max_archive_bytes"])
     np.testing.assert_array_equal(load_prepared(tmp_path / "again").train_labels, data.train_labels)
 
 
