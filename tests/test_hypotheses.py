@@ -123,6 +123,30 @@ def test_the_survival_sentence_follows_the_two_arms():
     assert "does not change the answer" in hypotheses.survival_sentence(same, same)
 
 
+def test_the_survival_sentence_names_what_the_second_arm_changes():
+    reproduced = family("reproduced", "reproduced", "reproduced")
+    noise = "40 % label noise"
+    assert hypotheses.survival_sentence(reproduced, reproduced, "the noise 0", "the noise 0.4",
+                                        condition=noise) == (
+        "Every verdict at the noise 0 is the same at the noise 0.4 (reproduced): the paper's "
+        "ranking survives 40 % label noise.")
+    changed = family("reproduced", "equivalent", "reproduced")
+    assert hypotheses.survival_sentence(reproduced, changed, condition=noise) == (
+        "The paper's ranking does not survive 40 % label noise unchanged: "
+        "`sq` > `hinge`: reproduced → equivalent.")
+    untested = family("not tested", "reproduced", "reproduced")
+    assert hypotheses.survival_sentence(reproduced, untested, condition=noise).startswith(
+        "Whether the paper's ranking survives 40 % label noise cannot be said yet")
+    same = family("inconclusive", "inconclusive", "inconclusive")
+    assert hypotheses.survival_sentence(same, same, condition=noise).endswith(
+        "fares the same under both, so 40 % label noise does not change the answer.")
+    # The Markdown of two arms ends with that sentence; the default stays the learning rate's.
+    arms = {"noise 0": reproduced, "noise 0.4": changed}
+    assert hypotheses.verdicts_markdown(arms, condition=noise).endswith(
+        "`sq` > `hinge`: reproduced → equivalent.\n")
+    assert "survive a fair learning rate unchanged" in hypotheses.verdicts_markdown(arms)
+
+
 def test_the_verdict_table_gives_points_intervals_and_the_detectable_difference():
     rows = hypotheses.verdict_table({"paper lr": family("reproduced", "inconclusive", "equivalent")})
     assert rows[2] == ("| paper lr | `ce` > `sq` | 8 | +5.0 (+3.0 to +7.0) | 2.00 | 0.001 | 0.9 | "

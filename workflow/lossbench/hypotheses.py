@@ -188,16 +188,18 @@ def verdict_table(arms: dict[str, dict]) -> list[str]:
 
 
 def survival_sentence(reference: dict, tuned: dict, reference_name: str = "the paper's learning rate",
-                      tuned_name: str = "a tuned learning rate") -> str:
-    """One sentence: does each primary pair keep its verdict when every loss gets its own
-    learning rate? `reference` and `tuned` are two summaries' "hypotheses" entries."""
+                      tuned_name: str = "a tuned learning rate",
+                      condition: str = "a fair learning rate") -> str:
+    """One sentence: does each primary pair keep its verdict from the reference arm to the
+    other? `reference` and `tuned` are two summaries' "hypotheses" entries; `condition` names
+    what the second arm changes ("a fair learning rate", "40 % label noise")."""
     before = {(pair["loss_a"], pair["loss_b"]): pair["verdict"] for pair in reference["pairs"]}
     after = {(pair["loss_a"], pair["loss_b"]): pair["verdict"] for pair in tuned["pairs"]}
     if set(before) != set(after):
         raise ValueError("The two families test different pairs; compare like with like.")
     untested = [pair for pair in before if "not tested" in (before[pair], after[pair])]
     if untested:
-        return ("Whether the paper's ranking survives a fair learning rate cannot be said yet: "
+        return (f"Whether the paper's ranking survives {condition} cannot be said yet: "
                 + ", ".join(f"`{a}` > `{b}`" for a, b in untested)
                 + (" was" if len(untested) == 1 else " were") + " not tested in both arms.")
     changed = [pair for pair in before if before[pair] != after[pair]]
@@ -205,16 +207,17 @@ def survival_sentence(reference: dict, tuned: dict, reference_name: str = "the p
         kinds = sorted(set(before.values()))
         return (f"Every verdict at {reference_name} is the same at {tuned_name} "
                 f"({', '.join(kinds)}): the paper's ranking "
-                + ("survives a fair learning rate." if kinds == ["reproduced"] else
-                   "fares the same under both, so the learning rate does not change the answer."))
+                + (f"survives {condition}." if kinds == ["reproduced"] else
+                   f"fares the same under both, so {condition} does not change the answer."))
     listing = "; ".join(f"`{a}` > `{b}`: {before[(a, b)]} → {after[(a, b)]}" for a, b in changed)
-    return f"The paper's ranking does not survive a fair learning rate unchanged: {listing}."
+    return f"The paper's ranking does not survive {condition} unchanged: {listing}."
 
 
-def verdicts_markdown(arms: dict[str, dict]) -> str:
+def verdicts_markdown(arms: dict[str, dict], condition: str = "a fair learning rate") -> str:
     """`verdict_table` of the arms ({name: summary["hypotheses"]}) and, for two arms, the
-    sentence on whether the verdicts survive from the first to the second."""
+    sentence on whether the verdicts survive `condition`, from the first arm to the second."""
     lines = verdict_table(arms)
     if len(arms) == 2:
-        lines += ["", survival_sentence(*arms.values(), *(f"the {name}" for name in arms))]
+        lines += ["", survival_sentence(*arms.values(), *(f"the {name}" for name in arms),
+                                        condition=condition)]
     return "\n".join(lines) + "\n"
