@@ -17,13 +17,10 @@ def rendered(tmp_path_factory):
     return root, summary_path, metrics_paths, log_dirs, output_dir
 
 
-
-
 def pytest_collection_modifyitems(config, items):
     """Run tests/test_slurm.py last. When SLURM's client tools are installed and no controller
     answers (as after that module stops the one-node cluster it started), every `snakemake`
     call pays ~10 s importing the SLURM executor plugin, which asks `sacct`/`squeue` for help
     text; the other modules' snakemake calls must not pay that after it. The order within
     each group is kept."""
-    items.sort(key=lambda item: item.nodeid.startswith("test_slurm.py")
-               or "/test_slurm.py::" in item.nodeid)
+    items.sort(key=lambda item: item.path.name == "test_slurm.py")

@@ -172,3 +172,8 @@ def test_lossbench_verdicts_puts_two_arms_side_by_side(tmp_path):
     text = output.read_text()
     assert text.count("| paper lr |") == 3 and text.count("| tuned lr |") == 3
     assert text.rstrip().endswith("`ce` > `sq`: reproduced → reversed.")
+    # --condition names what the second arm changes (the label-noise study's sentence).
+    assert cli.main(["--params", str(project / "params.yaml"), "verdicts", "--arm", paths[0],
+                     "--arm", paths[1], "--condition", "40 % label noise", "--output", str(output)]) in (0, None)
+    assert output.read_text().rstrip().endswith(
+        "The paper's ranking does not survive 40 % label noise unchanged: `ce` > `sq`: reproduced → reversed.")

@@ -16,6 +16,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def holdout_counts(labels: np.ndarray, holdout_fraction: float) -> list[int]:
+    """Images held out of each class (in `np.unique` order): its share, rounded."""
+    _, counts = np.unique(labels, return_counts=True)
+    return [int(round(count * holdout_fraction)) for count in counts]
+
+
 def split_validation(
     labels: np.ndarray, validation: str, holdout_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -30,9 +36,8 @@ def split_validation(
         raise ValueError(f"train.validation is {validation!r}; use `test` or `holdout`.")
     rng = np.random.default_rng([seed, 7919])
     held_out = []
-    for label in np.unique(labels):
+    for label, count in zip(np.unique(labels), holdout_counts(labels, holdout_fraction)):
         members = np.flatnonzero(labels == label)
-        count = int(round(len(members) * holdout_fraction))
         held_out.append(rng.choice(members, size=count, replace=False))
     held_out = np.sort(np.concatenate(held_out))
     if len(held_out) == 0 or len(held_out) == len(labels):

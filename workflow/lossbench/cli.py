@@ -167,7 +167,7 @@ def _verdicts(args: argparse.Namespace, params: dict) -> None:
 
     arms = {name: json.loads(Path(path).read_text())["hypotheses"]
             for name, path in _named("--arm", args.arm, "'paper lr=reports/summary.json'").items()}
-    text = verdicts_markdown(arms)
+    text = verdicts_markdown(arms, condition=args.condition)
     write_text(args.output, text)
     print(text, end="")
 
@@ -303,8 +303,8 @@ def _add_tools(stages) -> None:
     stage.set_defaults(handler=_collapse)
 
     stage = stages.add_parser("verdicts", help="the primary verdicts of several summaries side by side")
-    stage.add_argument("--arm", action="append", required=True,
-                       help="NAME=SUMMARY_JSON (twice: the sentence on whether the verdicts survive)")
+    stage.add_argument("--arm", action="append", required=True, help="NAME=SUMMARY_JSON, once per arm")
+    stage.add_argument("--condition", default="a fair learning rate", help="two arms: what the second changes")
     stage.add_argument("--output", type=Path, required=True, help="the Markdown table to write")
     stage.set_defaults(handler=_verdicts)
 

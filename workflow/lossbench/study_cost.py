@@ -51,10 +51,11 @@ class RunGroup:
 
 
 def holdout_count(labels: np.ndarray, fraction: float) -> int:
-    """Images a stratified hold-out of `fraction` takes (`lossbench.batches.split_validation`
-    rounds each class's share)."""
-    _, counts = np.unique(labels, return_counts=True)
-    return int(sum(round(count * fraction) for count in counts))
+    """Images a stratified hold-out of `fraction` takes: `lossbench.batches.split_validation`'s
+    count, without drawing them."""
+    from lossbench.batches import holdout_counts
+
+    return sum(holdout_counts(labels, fraction))
 
 
 def _counted(number: int, noun: str) -> str:

@@ -90,7 +90,7 @@ def _shared_rate_sentence(tuned: Sequence[dict], shared_rate: float | str) -> st
 def tuning_figure(results: Sequence[dict]):
     """Hold-out accuracy against the learning rate (log axis), one line per tuned loss, the
     chosen rate circled, the legend beside the axes; None when no loss was tuned."""
-    from lossbench.figure_style import legend_beside, new_figure
+    from lossbench.figure_style import ACCURACY_UNIT, legend_beside, new_figure
 
     tuned = [result for result in results if result["runs"]]
     if not tuned:
@@ -106,7 +106,7 @@ def tuning_figure(results: Sequence[dict]):
             axis.scatter([chosen], [100 * best], s=180, facecolors="none", edgecolors=line.get_color())
     axis.set_xscale("log")
     axis.set_xlabel("initial SGD learning rate (per step, log scale)")
-    axis.set_ylabel("hold-out accuracy after tuning (% of images)")
+    axis.set_ylabel(f"hold-out accuracy after tuning ({ACCURACY_UNIT})")
     axis.set_title("Learning-rate tuning on a hold-out split of the training set (chosen: circled)")
     axis.grid(True, alpha=0.3)
     legend_beside(axis, title="loss", fontsize="small")
