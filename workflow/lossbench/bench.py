@@ -260,9 +260,7 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None,
         ceiling = matmul["float32" if precision == "float32" else precision.removeprefix("mixed_")]
         for batch_size in [32, 512 if on_gpu else 128]:
             if quick and precision != "float32" and batch_size != 32:
-                continue  # the quick run keeps one row per reduced precision
-            if dry_run and (precision, batch_size) != ("float32", 32):
-                continue  # one row runs every measurement; the dry run checks only that
+                continue  # the quick and dry runs keep one row per reduced precision
             # A whole epoch costs minutes on a CPU, so there only the paper's setting (batch
             # 32, float32) runs one, and only if it is projected to end in reasonable time.
             whole_epoch = on_gpu or (batch_size == 32 and precision == "float32")
@@ -287,9 +285,9 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None,
     }
 
 
-def orchestration_seconds(project_dir: Path) -> dict:
-    """Parsing the DAG: `snakemake -n`, `dvc status`, `dvc dag` (best of three); all work on a
-    fresh clone, unlike `dvc repro --dry` (it hashes the absent data/raw/archive: exit 255)."""
+def orchestration_seconds(project_dir: Path, repeats: int = 3) -> dict:
+    """Parsing the DAG: `snakemake -n`, `dvc status`, `dvc dag` (best of `repeats`); all work
+    on a fresh clone, unlike `dvc repro --dry` (it hashes the absent data/raw/archive: exit 255)."""
     binaries = Path(sys.executable).parent
     environment = dict(os.environ, PATH=f"{binaries}:{os.environ.get('PATH', '')}")
     timings = {}
@@ -302,7 +300,7 @@ def orchestration_seconds(project_dir: Path) -> dict:
             subprocess.run(command, cwd=project_dir, env=environment, capture_output=True, check=True)
 
         try:
-            timings[name] = round(_seconds(call, repeats=3), 3)
+            timings[name] = round(_seconds(call, repeats), 3)
         except (OSError, subprocess.CalledProcessError) as error:
             # A machine that only trains (a lent GPU) may have neither tool installed.
             logger.warning("Could not time `%s`: %s", " ".join(command), error)
@@ -341,8 +339,8 @@ def run(params: dict, output_dir: Path, quick: bool = False, data_dir: Path | No
         dry_run: bool = False) -> dict:
     """Measure every backend in its own process, then the orchestrators; write the JSON.
 
-    `dry_run` only shows that every measurement works (benchmarks/gpu_check.sh --dry-run):
-    the width of `params` at tiny sizes, and no orchestrators (CI's quick run times them).
+    `dry_run` only shows that every measurement works (benchmarks/gpu_check.sh --dry-run,
+    tests/test_bench.py): the width of `params` at tiny sizes, each orchestrator timed once.
     """
     from lossbench import device as device_module
     from lossbench.bench_table import format_table
@@ -356,7 +354,8 @@ def run(params: dict, output_dir: Path, quick: bool = False, data_dir: Path | No
         "cpu": {"model": device_module.cpu_model_name(), "cores": os.cpu_count(),
                 "bf16_units": device_module.cpu_bf16_units()},
         "backends": [_child(backend, params_path, quick, data_dir, dry_run) for backend in backends],
-        "orchestration": {} if dry_run else orchestration_seconds(PROJECT_ROOT),
+        # One timing each in a dry run: it only shows that the commands work on this checkout.
+        "orchestration": orchestration_seconds(PROJECT_ROOT, repeats=1 if dry_run else 3),
     }
     if archive is not None:
         results["preprocess_archive"] = str(archive)

@@ -313,7 +313,7 @@ def _add_tools(stages) -> None:
     stage.add_argument("--data", type=Path, default=None, help="prepared data (optional, real images)")
     stage.add_argument("--archive", type=Path, default=None, help="time preprocessing this archive")
     stage.add_argument("--backends", default="tensorflow,jax", help="comma-separated Keras backends")
-    stage.add_argument("--quick", action="store_true", help="a reduced, fast run (for CI)")
+    stage.add_argument("--quick", action="store_true", help="a reduced run of the full-width model")
     stage.add_argument("--dry-run", action="store_true",
                        help="only show that every measurement works: the params' width, tiny sizes")
     stage.add_argument("--name", default=None, help="JSON file name (default: the device's name)")
