@@ -22,6 +22,11 @@ PROJECT = Path(__file__).resolve().parent.parent
 SHARED_ARCHIVE = PROJECT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 SHARED_SHA256 = "ff26949c34c4e67da3fa472a1f142e33365dea058f94f1fa369b14ef3d986968"
 BIN = Path(sys.executable).parent
+# The one-node SLURM cluster of tests/test_slurm.py: its stop script, and the key (in pytest's
+# cache, which xdist's workers share) that says this test session started it, so that
+# conftest.py stops it when the session ends.
+STOP_SLURM = PROJECT / "tests" / "slurm" / "stop-slurm.sh"
+SLURM_STARTED = "lossbench/slurm-cluster-started"
 
 needs_real_images = pytest.mark.skipif(
     not SHARED_ARCHIVE.is_file(),

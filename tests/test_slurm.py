@@ -31,10 +31,11 @@ from pathlib import Path
 
 import pytest
 
-from projects import PROJECT, copy_project, environment, init_repository, needs_real_images, run
+from projects import (
+    PROJECT, SLURM_STARTED, copy_project, environment, init_repository, needs_real_images, run,
+)
 
 START_SLURM = PROJECT / "tests" / "slurm" / "start-slurm.sh"
-STOP_SLURM = PROJECT / "tests" / "slurm" / "stop-slurm.sh"
 LOSSES = ["categorical_crossentropy", "hinge"]
 RUNS = [f"{loss}-seed0" for loss in LOSSES]
 # Outer limits (seconds): the tiny study takes about 2 minutes through SLURM on 2 cores.
@@ -78,9 +79,11 @@ def slurmctld_running() -> bool:
 
 
 @pytest.fixture(scope="module")
-def slurm_cluster():
+def slurm_cluster(request):
     """Start (and, where allowed, install) the one-node test cluster; skip where impossible.
-    A cluster this fixture started is stopped afterwards; one already running is left alone."""
+    A cluster this fixture started is stopped when the whole session ends (conftest.py's
+    pytest_sessionfinish, so that the other tests' Snakemake calls never wait on a SLURM
+    controller that is gone); one already running is left alone."""
     allowed = bool(os.environ.get("CI")) or os.environ.get("LOSSBENCH_SLURM_TEST") == "1"
     if not slurm_installed() and not allowed:
         pytest.skip("SLURM is not installed here; set LOSSBENCH_SLURM_TEST=1 (CI sets CI) to let "
@@ -96,9 +99,9 @@ def slurm_cluster():
     if result.returncode == 2:  # cannot install, or a configuration that is not ours
         pytest.skip(f"no test SLURM cluster: {output.strip()[-600:]}")
     assert result.returncode == 0, f"{START_SLURM} failed:\n{output[-4000:]}"
-    yield output
     if not was_running:
-        subprocess.run(["bash", str(STOP_SLURM)], capture_output=True, timeout=120)
+        request.config.cache.set(SLURM_STARTED, True)
+    return output
 
 
 def run_with_timeout(command, cwd, timeout):
