@@ -130,7 +130,8 @@ def prepare_again(source: Path, params: dict) -> Path:
     output = source / "data" / "prepared-again"
     if not (output / "manifest.json").is_file():
         preprocess.run(params["preprocess"], archive=source / "data" / "raw" / "archive",
-                       output_dir=output, counts_path=HERE / "counts.json")
+                       output_dir=output, counts_path=HERE / "counts.json",
+                       max_archive_bytes=params["download"]["max_archive_bytes"])
     for name in ("train_images", "train_labels", "test_images", "test_labels"):
         if not np.array_equal(np.load(output / f"{name}.npy"),
                               np.load(source / "data" / "prepared" / f"{name}.npy")):
