@@ -104,7 +104,7 @@ def test_snakemake_runs_the_whole_dag(project):
     assert any((project / "reports/figures").glob("*.png"))
     # Issue 19: no TensorFlow start-up noise in any job's log, and the first training of each
     # job (a tuning run here) states the whole study's projected cost.
-    from lossbench.native_logs import is_noise
+    from lossbench.pipeline.native_logs import is_noise
 
     for log in (project / "reports/logs").rglob("*.log"):
         noise = [line for line in log.read_bytes().splitlines() if is_noise(line)]

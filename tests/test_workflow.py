@@ -1,6 +1,6 @@
 """The two orchestrators describe one DAG: same stages, inputs, outputs, params and commands.
 
-Both are made from one stage table (lossbench.stages): the rules read it, dvc.yaml is
+Both are made from one stage table (lossbench.pipeline.stages): the rules read it, dvc.yaml is
 generated from it. These tests check the result as each tool sees it. Snakemake's view comes
 from a forced dry run (`snakemake -n --forceall -p`: every job with its inputs, outputs and
 shell command); DVC's from its own index of dvc.yaml. Neither needs the data to exist, so this
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lossbench.params import STAGE_PARAMS, load_params
-from lossbench.runs import run_names
-from lossbench.stages import DVC_FILES, render_dvc_yaml, snakemake_outputs, snakemake_shell
+from lossbench.pipeline.params import STAGE_PARAMS, load_params
+from lossbench.pipeline.runs import run_names
+from lossbench.pipeline.stages import DVC_FILES, render_dvc_yaml, snakemake_outputs, snakemake_shell
 
 PROJECT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -151,7 +151,7 @@ def test_bench_is_the_same_command_under_both_tools():
 
 
 def test_the_committed_dvc_yaml_files_are_generated_from_the_stage_table(tmp_path):
-    """dvc.yaml is written by `lossbench dvc-yaml` from lossbench.stages, never by hand."""
+    """dvc.yaml is written by `lossbench dvc-yaml` from lossbench.pipeline.stages, never by hand."""
     from lossbench.cli import main
 
     assert main(["dvc-yaml", "--root", str(PROJECT), "--check"]) == 0
@@ -176,7 +176,7 @@ def test_dvc_yaml_is_a_yaml_document_that_round_trips():
     import yaml
     from ruamel.yaml import YAML
 
-    from lossbench.stages import STAGES, dvc_command, dvc_document
+    from lossbench.pipeline.stages import STAGES, dvc_command, dvc_document
 
     writer = YAML()
     writer.indent(mapping=2, sequence=4, offset=2)
@@ -211,7 +211,7 @@ def test_snakefmt_is_clean():
 
 
 def test_parsing_the_workflow_does_not_import_tensorflow():
-    """`snakemake -n` must stay fast: the Snakefile imports only lossbench.params."""
+    """`snakemake -n` must stay fast: the Snakefile imports only lossbench.pipeline.params."""
     code = (
         "import sys, runpy; sys.argv = ['snakemake', '-n', '--quiet', 'all'];\n"
         "from snakemake.cli import main\n"
@@ -310,8 +310,9 @@ def test_a_yaml_syntax_error_names_its_line_and_column(tmp_path):
 
 def test_code_dependencies_are_the_stages_imports(both_dags):
     """Each stage depends on exactly the code it runs: its module and every lossbench module it
-    imports (lossbench.sources reads them from the imports), in dvc.yaml and in the rules."""
-    from lossbench.sources import source_paths
+    imports (lossbench.pipeline.sources reads them from the imports), in dvc.yaml and in the
+    rules."""
+    from lossbench.pipeline.sources import source_paths
 
     snakemake, dvc = both_dags
     for name, job in dvc.items():
@@ -324,10 +325,11 @@ def test_code_dependencies_are_the_stages_imports(both_dags):
 
 
 def test_the_training_fingerprint_covers_what_training_imports():
-    from lossbench.sources import module_closure
+    from lossbench.pipeline.sources import module_closure
 
     closure = module_closure("train")
-    assert {"train", "model", "losses", "augment", "callbacks", "device", "prepared"} <= set(closure)
+    assert {"train", "core.model", "core.losses", "core.augment", "train.callbacks", "train.device",
+            "io.prepared"} <= set(closure)
     assert "report" not in closure and "cli" not in closure
 
 

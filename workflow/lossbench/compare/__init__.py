@@ -3,7 +3,7 @@
 In:  the full evaluation JSON of every (loss, seed) run (`reports/evaluation/`, written by
      `lossbench evaluate`) and `compare.confidence_level` from params.yaml.
 Out: `reports/headline.json`, the study's one DVC metric (`cache: false`): each loss's mean
-     test accuracy over seeds, rounded to 4 decimals (`lossbench.review`), keyed by the
+     test accuracy over seeds, rounded to 4 decimals (`lossbench.io.review`), keyed by the
      loss's name (`headline`):
 
      {"categorical_crossentropy": 0.53, "hinge": 0.256, "squared_hinge": 0.387}
@@ -66,8 +66,8 @@ Statistics:
   (`p_value_holm`); `significant` is `p_value_holm < alpha`, alpha = 1 - confidence_level.
 - A run's final layer is dead when at least `evaluate.dead_layer_share` of its last
   convolution's activations (`conv_9`, the class-score layer) were 0 on the test set (its
-  metrics' `final_layer_dead`; `lossbench.runs.final_layer_dead`): such a model predicts
-  (nearly) one class for every image, so its accuracy says nothing about the loss.
+  metrics' `final_layer_dead`; `lossbench.io.evaluation.final_layer_dead`): such a model
+  predicts (nearly) one class for every image, so its accuracy says nothing about the loss.
   `dead_final_layer_zero_fraction` summarises the zero share over the dead runs.
 - `train_accuracy` is measured by evaluate on un-augmented training images (a sample of
   `train_accuracy_images`); `running_accuracy` is Keras's running accuracy on augmented batches
@@ -92,12 +92,12 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from lossbench.atomic import write_json
-from lossbench.hypotheses import family_of, holm, pair_key, primary_family_verdicts
-from lossbench.params import with_defaults
-from lossbench.review import review_number
-from lossbench.runs import final_layer_dead
-from lossbench.seed_statistics import check_confidence_level, describe, paired_comparison
+from lossbench.compare.hypotheses import family_of, holm, pair_key, primary_family_verdicts
+from lossbench.compare.seed_statistics import check_confidence_level, describe, paired_comparison
+from lossbench.io.atomic import write_json
+from lossbench.io.evaluation import final_layer_dead
+from lossbench.io.review import review_number
+from lossbench.pipeline.params import with_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,8 @@ SUMMARISED_METRICS = (
     "train_seconds",
     "final_conv_active_fraction",
     "initial_output_gradient_scale",
-    # Calibration on the test set (`lossbench.calibration`), before and after temperature scaling.
+    # Calibration on the test set (`lossbench.evaluate.calibration`), before and after
+    # temperature scaling.
     "test_ece",
     "test_nll",
     "test_brier",

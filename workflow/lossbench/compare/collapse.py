@@ -19,8 +19,8 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from lossbench.atomic import write_json, write_text
-from lossbench.runs import parse_run_name
+from lossbench.io.atomic import write_json, write_text
+from lossbench.pipeline.runs import parse_run_name
 
 
 def clopper_pearson(successes: int, trials: int, confidence_level: float) -> tuple[float, float]:

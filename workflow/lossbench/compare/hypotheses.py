@@ -39,7 +39,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lossbench.seed_statistics import MINIMUM_PAIRED_SEEDS, paired_comparison
+from lossbench.compare.seed_statistics import MINIMUM_PAIRED_SEEDS, paired_comparison
 
 VERDICTS = ("reproduced", "reversed", "equivalent", "inconclusive", "not tested")
 

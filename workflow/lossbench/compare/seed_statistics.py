@@ -4,7 +4,7 @@ In:  per-seed values (None, NaN and infinities are left out) and a confidence le
 Out: `describe` ({"n", "mean", "std", "ci_low", "ci_high"}: sample standard deviation and
      Student-t interval of the mean), `paired_comparison` (a paired t-test of two losses over
      the seeds both have, scipy.stats.ttest_rel, with the interval of the mean difference).
-     Holm's adjustment is statsmodels' (lossbench.hypotheses.holm). The compare stage
+     Holm's adjustment is statsmodels' (lossbench.compare.hypotheses.holm). The compare stage
      builds its summary from these; the layout and the reasons are in its docstring.
 """
 

@@ -60,7 +60,7 @@ class LossSpec:
     Attributes:
         name: the registry key, as written in params.yaml under `train.losses`.
         function: `function(y_true, y_pred) -> per-sample loss (batch,)`.
-        output_activation: the activation `lossbench.model.build_model` must end in,
+        output_activation: the activation `lossbench.core.model.build_model` must end in,
             "softmax" or "linear".
         formula: the loss in one line of plain text, for reports and figure captions.
     """

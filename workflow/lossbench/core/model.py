@@ -146,7 +146,7 @@ def _check_choices(output_activation: str, init: str, stride2_padding: str) -> N
         raise ValueError(
             f"output_activation must be one of {', '.join(OUTPUT_ACTIVATIONS)}, got "
             f"{output_activation!r}. Use the `output_activation` of the loss's LossSpec "
-            "(lossbench.losses.get_loss(name).output_activation)."
+            "(lossbench.core.losses.get_loss(name).output_activation)."
         )
     if stride2_padding not in STRIDE2_PADDINGS:
         raise ValueError(

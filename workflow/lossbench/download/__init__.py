@@ -18,9 +18,9 @@ complete and verified, so ``output`` is either absent or good. An interrupted ne
 transfer keeps its ``<output>.part`` (and ``<output>.part.source``, the URL it came from),
 and the next run of the same URL resumes from it.
 
-The member checks (``read_archive``, ``check_members``) live in ``lossbench.archive``, which
+The member checks (``read_archive``, ``check_members``) live in ``lossbench.io.archive``, which
 the preprocess stage also uses to read the archive in place; the transfer itself, with its
-retries and Range requests, lives in ``lossbench.network``.
+retries and Range requests, lives in ``lossbench.download.network``.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from lossbench.archive import DEFAULT_MAX_ARCHIVE_BYTES, check_members, too_large
-from lossbench.network import CHUNK_BYTES, LOCAL_COPY_SETTINGS, NETWORK_SCHEMES, download_url
+from lossbench.download.network import (CHUNK_BYTES, LOCAL_COPY_SETTINGS, NETWORK_SCHEMES,
+                                        download_url)
+from lossbench.io.archive import DEFAULT_MAX_ARCHIVE_BYTES, check_members, too_large
 
 logger = logging.getLogger(__name__)
 

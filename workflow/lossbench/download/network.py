@@ -27,7 +27,7 @@ from typing import BinaryIO
 from tqdm import tqdm
 
 from lossbench import __version__
-from lossbench.archive import too_large
+from lossbench.io.archive import too_large
 
 logger = logging.getLogger(__name__)
 

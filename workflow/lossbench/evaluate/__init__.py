@@ -1,7 +1,7 @@
 """The `evaluate` stage: measure one trained model, for one (loss, seed), on the test set.
 
 In:  the trained model (`data/models/<loss>-seed<seed>.keras`, taking uint8 images and
-     returning one score row per image), the prepared data (`lossbench.prepared.
+     returning one score row per image), the prepared data (`lossbench.io.prepared.
      load_prepared`), the run's training log directory (`history.json`, `run.json`) and
      params.yaml's `evaluate:` section (batch size, convergence thresholds, collapse share,
      dead-layer share, training sample size, temperature fraction).
@@ -11,7 +11,7 @@ Out: two JSON files (both `cache: false`, so git tracks them and reviews need no
      `temperature_indices`, the score rows every number here is computed from):
 
      - the review metrics (`reports/metrics/<loss>-seed<seed>.json`, a plain output): a few
-       flat numbers and nothing else, each rounded to 4 decimals (`lossbench.review`), read
+       flat numbers and nothing else, each rounded to 4 decimals (`lossbench.io.review`), read
        per run with `dvc metrics diff --targets reports/metrics`. They are not DVC
        `metrics:`, which would add a row per run to `dvc metrics show` and a column per run
        and number to `dvc exp show`; the study's one DVC metric is compare's headline.
@@ -103,15 +103,15 @@ Definitions:
 - Calibration (`test_ece` ... `calibration`): expected calibration error (15 equal-width
   bins of top-label confidence), NLL and Brier score on the test set, and the same after
   temperature scaling fitted on training images, never test images; definitions, and which
-  training images, in `lossbench.calibration`. Linear-output losses are measured on the
+  training images, in `lossbench.evaluate.calibration`. Linear-output losses are measured on the
   softmax of their scores (`calibration.probabilities` says so).
 - `setup.label_noise` is the fraction of the prepared training labels that differ from the
   clean ones (`preprocess.label_noise`); test labels are always clean. Training accuracy
   and the temperature are measured against the labels training read.
 - Every value that is not finite is written as null, so the file is strict JSON.
 
-The numbers are computed by `lossbench.metrics` from arrays (conv_9's activity by
-`lossbench.activations`); this module loads the model, runs it on the test images and the
+The numbers are computed by `lossbench.evaluate.metrics` from arrays (conv_9's activity by
+`lossbench.evaluate.activations`); this module loads the model, runs it on the test images and the
 training sample, reads the training logs and writes the two files.
 """
 
@@ -126,14 +126,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lossbench.activations import final_conv_activity
-from lossbench.atomic import write_json
-from lossbench.calibration import calibration_fields
-from lossbench.metrics import build_metrics, mean_loss
-from lossbench.model import FINAL_CONVOLUTION_NAME
-from lossbench.predictions import predict_run, write_predictions
-from lossbench.review import review_number
-from lossbench.runs import final_layer_dead
+from lossbench.core.model import FINAL_CONVOLUTION_NAME
+from lossbench.evaluate.activations import final_conv_activity
+from lossbench.evaluate.calibration import calibration_fields
+from lossbench.evaluate.metrics import build_metrics, mean_loss
+from lossbench.evaluate.predictions import predict_run, write_predictions
+from lossbench.io.atomic import write_json
+from lossbench.io.evaluation import final_layer_dead
+from lossbench.io.review import review_number
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def review_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
     Booleans become 0/1: `dvc metrics diff` silently leaves out values that are not numbers,
     so a run that newly collapses or diverges would otherwise not show up in the diff.
-    Floats are rounded to 4 decimals (`lossbench.review`); missing values stay null (DVC
+    Floats are rounded to 4 decimals (`lossbench.io.review`); missing values stay null (DVC
     shows them as "-").
     """
     return {key: review_number(metrics.get(key)) for key in REVIEW_METRICS}
@@ -210,7 +210,7 @@ def load_model(model_path: str | os.PathLike):
         )
     # The training model holds lossbench's augmentation layers; importing their module
     # registers them with Keras so that the saved model can be rebuilt.
-    for module in ("lossbench.augment", "lossbench.losses"):
+    for module in ("lossbench.core.augment", "lossbench.core.losses"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as error:
@@ -236,7 +236,7 @@ def evaluate_model(
     this. The predictions are `predict_run`'s arrays, with the test and temperature labels."""
     import keras
 
-    from lossbench.losses import get_loss
+    from lossbench.core.losses import get_loss
 
     spec = get_loss(loss_name)
     predictions = predict_run(evaluate_params, seed, model, test_images, run_info, train_images, train_labels)
@@ -324,8 +324,8 @@ def run(
     (`review_metrics`) to `metrics_output` and the score rows (`write_predictions`) to
     `predictions_output`. Returns the full evaluation's dictionary.
     """
-    from lossbench.losses import get_loss
-    from lossbench.prepared import load_prepared
+    from lossbench.core.losses import get_loss
+    from lossbench.io.prepared import load_prepared
 
     get_loss(loss_name)  # fail on an unknown loss name before loading anything large
     history, run_info = read_training_logs(log_dir)

@@ -2,7 +2,7 @@
 
 In:  a Keras model (the training model, which nests the classifier behind `Rescaling` and the
      augmentation, or a plain one), uint8 images and a batch size.
-Out: `final_conv_activity`, `lossbench.metrics.activation_summary`'s dictionary for the
+Out: `final_conv_activity`, `lossbench.evaluate.metrics.activation_summary`'s dictionary for the
      layer `conv_9` (the 1x1 class-score convolution with a ReLU): its active fraction, dead
      channels and channel count, or all-null values where the model has no such layer.
 
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from lossbench.metrics import NO_FINAL_CONV, activation_summary
-from lossbench.model import FINAL_CONVOLUTION_NAME
+from lossbench.core.model import FINAL_CONVOLUTION_NAME
+from lossbench.evaluate.metrics import NO_FINAL_CONV, activation_summary
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
 """Calibration of one run: are its probabilities trustworthy? From arrays: no model, no files.
 
 In:  the model's score rows on the test images and on the images that fit the temperature
-     (a held-out split of the *training* set, never the test set: `lossbench.training_sample.
-     temperature_split`), their labels, and the loss's output activation.
+     (a held-out split of the *training* set, never the test set:
+     `lossbench.evaluate.training_sample.temperature_split`), their labels, and the loss's
+     output activation.
 Out: `calibration_fields`, the evaluation's calibration numbers (`lossbench.evaluate`):
 
      "test_ece", "test_nll", "test_brier", "temperature", "test_ece_after_temperature",

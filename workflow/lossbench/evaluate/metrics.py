@@ -10,9 +10,9 @@ Out: accuracy, error, per-class accuracy, the confusion matrix and the share of 
      validation accuracy (`convergence`); the final running and best validation accuracies
      (`history_summary`); the mean loss (`mean_loss`); how much of a ReLU layer is active
      (`activation_summary`) and whether it counts as dead (`final_layer_dead`); and all of
-     them, with the calibration numbers of `lossbench.calibration`, as the full evaluation's
-     dictionary (`build_metrics`), whose layout and definitions `lossbench.evaluate`'s
-     docstring gives.
+     them, with the calibration numbers of `lossbench.evaluate.calibration`, as the full
+     evaluation's dictionary (`build_metrics`), whose layout and definitions
+     `lossbench.evaluate`'s docstring gives.
 
 Every value that is not finite comes out as None, so the evaluate stage's JSON stays strict.
 The tests check these functions against hand computations.
@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from lossbench.calibration import no_calibration
+from lossbench.evaluate.calibration import no_calibration
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -349,7 +349,7 @@ def build_metrics(
     measured training accuracy and the gap are null. `final_conv` is `activation_summary`'s
     dictionary (or `final_conv_activity`'s); without it the `final_conv_*` values and
     `final_layer_dead` are null. The layer is dead at `dead_layer_share` zeros or more.
-    `calibration`: `lossbench.calibration.calibration_fields`'s dictionary (None: nulls).
+    `calibration`: `lossbench.evaluate.calibration.calibration_fields`'s dictionary (None: nulls).
     """
     classification = classification_metrics(labels, scores, class_names)
     from_history = history_summary(history)

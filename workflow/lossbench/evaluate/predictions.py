@@ -2,12 +2,12 @@
 
 In:  a loaded model, uint8 images, the run's run.json and seed, params.yaml's `evaluate:`.
 Out: `predict_scores`, one float64 score row per image; `predict_run`, the rows of the test
-     images, of the training sample (`lossbench.training_sample.training_sample`) and of the
-     temperature images (`temperature_split`); `write_predictions` / `read_predictions`,
-     the `.npz` file the evaluate stage keeps of them (`data/predictions/<run>.npz`, in DVC's
-     cache): `test_scores`, `test_labels`, `temperature_scores`, `temperature_labels` and
-     `temperature_indices` (into the prepared training images), so that every calibration
-     number can be recomputed without the model.
+     images, of the training sample (`lossbench.evaluate.training_sample.training_sample`)
+     and of the temperature images (`temperature_split`); `write_predictions` /
+     `read_predictions`, the `.npz` file the evaluate stage keeps of them
+     (`data/predictions/<run>.npz`, in DVC's cache): `test_scores`, `test_labels`,
+     `temperature_scores`, `temperature_labels` and `temperature_indices` (into the prepared
+     training images), so that every calibration number can be recomputed without the model.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from lossbench.atomic import staged_file
-from lossbench.training_sample import temperature_split, training_sample
+from lossbench.evaluate.training_sample import temperature_split, training_sample
+from lossbench.io.atomic import staged_file
 
 
 def predict_scores(model, images: np.ndarray, batch_size: int) -> np.ndarray:

@@ -6,8 +6,8 @@ In:  the prepared training labels, the run's run.json (`validation`, `train_size
 Out: `training_sample`, sorted indices into the prepared training images: a fixed sample of
      the images the run actually trained on (the hold-out, if any, left out), or None when
      those cannot be told; and `temperature_split`, the training images that fit the run's
-     temperature (`lossbench.calibration`): the hold-out training left out where it held one
-     out, else a stratified `evaluate.temperature_fraction` of the training images, which
+     temperature (`lossbench.evaluate.calibration`): the hold-out training left out where it
+     held one out, else a stratified `evaluate.temperature_fraction` of the training images, which
      the run has seen (so the fitted temperature is optimistic). Never a test image.
 
 Why a sample of the training images: Keras's logged "accuracy" is a running mean over an
@@ -21,7 +21,7 @@ import logging
 
 import numpy as np
 
-from lossbench.batches import split_validation
+from lossbench.core.batches import split_validation
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def trained_indices(train_labels: np.ndarray, run_info: dict, seed: int) -> np.n
     """Indices of the prepared training images the run was trained on, or None if unknown.
 
     With `train.validation: test` (the paper's), every prepared training image. With a
-    hold-out, the images `lossbench.batches.split_validation` kept for the run's seed; the
+    hold-out, the images `lossbench.core.batches.split_validation` kept for the run's seed; the
     hold-out fraction is run.json's `holdout_fraction` where recorded, else the recorded
     validation size over all images, accepted only if it reproduces that size.
     """

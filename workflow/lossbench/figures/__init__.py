@@ -7,24 +7,25 @@ Out: a directory of PNG files (`reports/figures/`), the figures that set the los
 
 - `test_accuracy.png`: each loss's final test accuracy: the mean with its confidence
   interval (from the summary) and one dot per seed; the dashed line is chance
-  (`lossbench.comparison_figures`, like the next two).
+  (`lossbench.figures.comparison_figures`, like the next two).
 - `validation_accuracy.png`: every loss's validation accuracy per epoch (mean, ±1 SD band).
 - `loss_shapes.png`: the losses as functions of one quantity, as in the paper's Fig. 1,
   computed by calling the registry's loss functions.
 - `tuning_learning_rates.png`: hold-out accuracy per learning rate, when any loss was tuned
-  (`lossbench.tuning_report`).
+  (`lossbench.presentation.tuning_report`).
 - `per_loss/curves_<loss>.png`: per loss, training (red) and validation (blue) loss and
   accuracy per epoch, as in the paper's Figs. 4-6: the mean over seeds, with a band of one
-  standard deviation when there are several seeds (`lossbench.loss_figures`).
-- `per_loss/reliability_<loss>.png`: the reliability diagram (`lossbench.calibration_figures`).
+  standard deviation when there are several seeds (`lossbench.figures.loss_figures`).
+- `per_loss/reliability_<loss>.png`: the reliability diagram
+  (`lossbench.figures.calibration_figures`).
 - `per_loss/confusion_<loss>.png`: the confusion matrix summed over seeds, each row divided
   by its total, so that the diagonal reads as per-class accuracy.
 
 Why the folder: `dvc plots show` and `dvc plots diff` order images by folder, then by name,
 whatever dvc.yaml lists, so the comparison figures come first only from the top folder.
-Every figure follows `lossbench.figure_style`: at most 1,400 pixels wide and 2,000 on any
-side, axis titles in words with units, whole-number epochs, plain tick numbers, legends
-beside the data, never over it.
+Every figure follows `lossbench.presentation.figure_style`: at most 1,400 pixels wide and
+2,000 on any side, axis titles in words with units, whole-number epochs, plain tick numbers,
+legends beside the data, never over it.
 
 The stage also writes the study's per-epoch table (`reports/epochs.csv`), one row per
 (loss, seed, epoch), columns `loss, seed, run, epoch, train_loss, train_accuracy, val_loss,
@@ -43,13 +44,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lossbench.atomic import staged_directory, write_text
-from lossbench.calibration_figures import reliability_figure
-from lossbench.comparison_figures import final_accuracy_figure, loss_shapes_figure, validation_accuracy_figure
-from lossbench.figure_style import pyplot, save
-from lossbench.loss_figures import confusion_figure, curves_figure, summed_confusion
-from lossbench.runs import parse_run_name, run_name
-from lossbench.tuning_report import FIGURE_NAME, read_tuning, tuning_figure
+from lossbench.figures.calibration_figures import reliability_figure
+from lossbench.figures.comparison_figures import (final_accuracy_figure, loss_shapes_figure,
+                                                  validation_accuracy_figure)
+from lossbench.figures.loss_figures import confusion_figure, curves_figure, summed_confusion
+from lossbench.io.atomic import staged_directory, write_text
+from lossbench.pipeline.runs import parse_run_name, run_name
+from lossbench.presentation.figure_style import pyplot, save
+from lossbench.presentation.tuning_report import FIGURE_NAME, read_tuning, tuning_figure
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +192,8 @@ def run(
     tuning_paths: Sequence[str | os.PathLike] = (),
 ) -> list[Path]:
     """The CLI's entry point: render all figures (with the tuning curve of `tuning_paths`,
-    `lossbench.tuning_report`) into `output_dir`, and when given write the per-epoch table to
-    `epochs_path`; return the figures' paths."""
+    `lossbench.presentation.tuning_report`) into `output_dir`, and when given write the
+    per-epoch table to `epochs_path`; return the figures' paths."""
     summary = _read_json(Path(summary_path), "compare")
     if not isinstance(summary, dict) or "losses" not in summary:
         raise ValueError(f"{summary_path} is not a summary from `lossbench compare`; rerun that stage.")

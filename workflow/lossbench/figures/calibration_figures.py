@@ -2,7 +2,7 @@
 
 In:  the per-run evaluation dictionaries (`lossbench.evaluate`), whose `calibration` holds the
      test images' reliability table per confidence bin before and after temperature scaling
-     (`lossbench.calibration.reliability`: images, mean confidence and accuracy per bin).
+     (`lossbench.evaluate.calibration.reliability`: images, mean confidence and accuracy per bin).
 Out: `reliability_figure`, saved by the figures stage as `per_loss/reliability_<loss>.png`
      (so `dvc plots show` shows it with the other per-loss PNGs, and Snakemake's report files
      it under "calibration"): two columns, before and after temperature scaling. Top:
@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lossbench.figure_style import new_figure, percent_axis
+from lossbench.presentation.figure_style import new_figure, percent_axis
 
 PANELS = (("reliability", "before temperature scaling", "test_ece"),
           ("reliability_after_temperature", "after temperature scaling", "test_ece_after_temperature"))

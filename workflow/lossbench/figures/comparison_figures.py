@@ -1,7 +1,7 @@
 """The figures that set the losses side by side: their shapes, validation accuracy per epoch
 and final test accuracy.
 
-In:  the loss registry (`lossbench.losses`), the training histories as one long table
+In:  the loss registry (`lossbench.core.losses`), the training histories as one long table
      (`lossbench.figures.read_histories`), the summary of `lossbench compare` and the per-run
      evaluation dictionaries (`lossbench.evaluate`).
 Out: matplotlib figures that the figures stage saves: `loss_shapes_figure`
@@ -24,8 +24,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lossbench.figure_style import (ACCURACY_UNIT, draw_mean_band, epoch_axis, fit_range,
-                                    legend_beside, new_figure, percent_axis, plain_numbers)
+from lossbench.presentation.figure_style import (ACCURACY_UNIT, draw_mean_band, epoch_axis,
+                                                 fit_range, legend_beside, new_figure,
+                                                 percent_axis, plain_numbers)
 
 
 def loss_shape_curves(num_classes: int = 10, points: int = 301) -> dict[str, dict[str, Any]]:
@@ -36,7 +37,7 @@ def loss_shape_curves(num_classes: int = 10, points: int = 301) -> dict[str, dic
     """
     from keras import ops
 
-    from lossbench.losses import LOSSES
+    from lossbench.core.losses import LOSSES
 
     if num_classes < 2:
         raise ValueError(f"Loss shapes need at least 2 classes, got {num_classes}.")
@@ -83,6 +84,8 @@ def loss_shapes_figure(num_classes: int = 10):
         plain_numbers(axis)
         if panel["curves"]:
             axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, fontsize="small")
+    # The title keeps the module's old flat name, so that the committed figures stay
+    # byte-identical (the losses now live in lossbench.core.losses).
     figure.suptitle(f"Loss functions from lossbench.losses, {num_classes} classes")
     return figure
 

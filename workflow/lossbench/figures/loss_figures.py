@@ -13,8 +13,9 @@ from typing import Sequence
 
 import numpy as np
 
-from lossbench.figure_style import (ACCURACY_UNIT, LOSS_UNIT, draw_mean_band, epoch_axis, new_figure,
-                                    percent_axis, plain_numbers)
+from lossbench.presentation.figure_style import (ACCURACY_UNIT, LOSS_UNIT, draw_mean_band,
+                                                 epoch_axis, new_figure, percent_axis,
+                                                 plain_numbers)
 
 # The paper's colours: training in red, validation in blue.
 SPLIT_COLOURS = {"training": "tab:red", "validation": "tab:blue"}
@@ -64,7 +65,7 @@ def summed_confusion(runs: Sequence[dict], loss: str) -> tuple[np.ndarray, list[
 def confusion_figure(runs: Sequence[dict], loss: str):
     """The loss's test confusion matrix summed over seeds, each row divided by its total.
 
-    Sized by the number of classes up to the figure budget (`lossbench.figure_style`);
+    Sized by the number of classes up to the figure budget (`lossbench.presentation.figure_style`);
     cells are annotated up to 20 classes, past which the numbers would not be legible.
     """
     import seaborn

@@ -3,10 +3,10 @@
 `write_prepared` takes each split's `Split` (uint8 images (N, 32, 32, 3), int32 labels (N,))
 and the class names, and writes them as ``<split>_images.npy``, ``<split>_labels.npy`` and
 ``classes.json`` into a directory swapped in whole, with ``manifest.json``: each file's size,
-SHA-256 and MD5 (the name DVC's cache gives it). With label noise (`lossbench.label_noise`)
-``train_labels.npy`` holds the noisy labels that training reads, and ``train_clean_labels.npy``
-the clean ones: the labels that differ are the ones flipped. Without noise that file is not
-written, so the paper's prepared data stays as it was.
+SHA-256 and MD5 (the name DVC's cache gives it). With label noise
+(`lossbench.preprocess.label_noise`) ``train_labels.npy`` holds the noisy labels that training
+reads, and ``train_clean_labels.npy`` the clean ones: the labels that differ are the ones
+flipped. Without noise that file is not written, so the paper's prepared data stays as it was.
 
 `load_prepared` takes such a directory (from `lossbench preprocess`) and gives back
 `PreparedData`: the training and test arrays and the class names; or a ValueError naming
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lossbench.atomic import staged_directory
+from lossbench.io.atomic import staged_directory
 
 IMAGE_SIZE = 32
 SPLITS = ("train", "test")

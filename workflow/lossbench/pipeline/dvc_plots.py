@@ -3,7 +3,7 @@
 In:  nothing (the curves are fixed: every one comes from one table, `reports/epochs.csv`,
      written by the figures stage, because DVC does not expand patterns over run directories).
 Out: `plot_definitions` (the section's entries, as DVC reads them) and the comments that
-     `lossbench.stages.dvc_document` puts before the section and before its PNG entry.
+     `lossbench.pipeline.stages.dvc_document` puts before the section and before its PNG entry.
 
 The order on DVC's page: DVC draws the Vega curves first, in the order listed here (each
 loss's mean, then each run), and the PNG figures after them, sorted by folder and then by
@@ -17,7 +17,7 @@ their legend "revision" draws beside each revision's name.
 
 from __future__ import annotations
 
-from lossbench.figure_style import EPOCH_LABEL, LOSS_UNIT
+from lossbench.presentation.figure_style import EPOCH_LABEL, LOSS_UNIT
 
 PLOTS_COMMENT = """
 `dvc plots show` / `dvc plots diff`, all from reports/epochs.csv (one row per loss, seed

@@ -7,9 +7,9 @@ This module must stay light: Snakemake imports it while parsing the workflow, an
 ``snakemake -n`` must not pay for importing TensorFlow.
 
 ``STAGE_PARAMS`` names, for every pipeline stage, exactly the keys it reads: the stage
-table (lossbench.stages) writes them into dvc.yaml's ``params:``, and the Snakemake rules pass
-their values through their ``params:``, so editing a key reruns the same stages under both
-tools. They live here rather than in the table because train imports this module, and the
+table (lossbench.pipeline.stages) writes them into dvc.yaml's ``params:``, and the Snakemake
+rules pass their values through their ``params:``, so editing a key reruns the same stages
+under both tools. They live here rather than in the table because train imports this module, and the
 code a training checkpoint was made with is every module train imports: the table's DVC
 rendering must not be part of that.
 """
@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "params.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "params.schema.yaml"
 
 # Set by the Snakefile to `params_digest` of the values its DAG was built from; every
 # `lossbench` stage under that Snakemake run checks that params.yaml still holds them.

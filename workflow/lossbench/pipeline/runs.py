@@ -1,9 +1,10 @@
-"""Training runs: their names, and what a run's metrics say about it.
+"""Training runs: their names.
 
-In:  a loss name and a seed, a run name, params.yaml's `train` section, or one run's metrics.
+In:  a loss name and a seed, a run name, or params.yaml's `train` section.
 Out: the run's name `<loss>-seed<seed>` (the stem of its model, log directory and metrics
-     files), the (loss, seed) parsed back from a name, every run of a study in params order,
-     and `final_layer_dead`.
+     files), the (loss, seed) parsed back from a name, and every run of a study in params
+     order. (What a run's metrics say about it, `final_layer_dead`, decides results, so it
+     lives in lossbench.io.evaluation rather than in the pipeline's description.)
 
 The one place where runs are named and parsed: the Snakemake rules, the CLI and the stages
 all call these functions, and dvc.yaml's `matrix` templates are generated from RUN_PATTERN.
@@ -15,7 +16,7 @@ import re
 
 # The name as a pattern: filled with a loss and a seed it names a run; filled with
 # placeholders it is the run part of a path template (Snakemake's wildcards, DVC's matrix
-# items; see lossbench.stages).
+# items; see lossbench.pipeline.stages).
 RUN_PATTERN = "{loss}-seed{seed}"
 RUN_NAME = re.compile(r"^(?P<loss>[A-Za-z0-9_]+)-seed(?P<seed>\d+)$")
 
@@ -36,21 +37,6 @@ def run_names(train_params: dict) -> list[str]:
     return [run_name(loss, seed) for loss in train_params["losses"] for seed in train_params["seeds"]]
 
 
-def final_layer_dead(metrics: dict) -> bool:
-    """Whether a run's metrics say that its final conv layer (conv_9) is dead.
-
-    `lossbench evaluate` writes `final_layer_dead`: at least `evaluate.dead_layer_share` of
-    conv_9's activations on the test set are zero. Metrics written before that key existed
-    (or holding null there) fall back to the older, stricter rule: every channel was zero on
-    every test image. A run whose layer was not measured counts as alive.
-    """
-    if metrics.get("final_layer_dead") is not None:
-        return bool(metrics["final_layer_dead"])
-    channels = metrics.get("final_conv_channels")
-    dead = metrics.get("final_conv_dead_channels")
-    return channels is not None and dead is not None and channels > 0 and dead == channels
-
-
 def tuning_run_name(learning_rate: float, seed: int) -> str:
-    """The name of one tuning run of a loss (lossbench.tune): "lr0.01-seed100"."""
+    """The name of one tuning run of a loss (lossbench.train.tune): "lr0.01-seed100"."""
     return RUN_PATTERN.format(loss=f"lr{float(learning_rate):g}", seed=int(seed))

@@ -1,7 +1,8 @@
 """The DAG, described once: each stage's command, inputs, outputs and the params it reads.
 
-In:  nothing but this table (and, for the params keys, `lossbench.params.STAGE_PARAMS`; for the
-     code a stage runs, its imports, read by `lossbench.sources`).
+In:  nothing but this table (and, for the params keys,
+     `lossbench.pipeline.params.STAGE_PARAMS`; for the code a stage runs, its imports, read
+     by `lossbench.pipeline.sources`).
 Out: the two front ends' views of it:
      - `snakemake_inputs`, `snakemake_outputs` and `snakemake_shell`, which the rules in
        workflow/rules/*.smk call, so that a rule adds only what is Snakemake's own (its log,
@@ -15,9 +16,9 @@ leaves nothing to keep in step by hand; the Snakemake rules stay readable files 
 newcomer opens by the stage's name.
 
 Paths are written once, as patterns: ``{run}`` stands for one training run (see
-`lossbench.runs`), and a command refers to its files as ``{input.NAME}`` and
+`lossbench.pipeline.runs`), and a command refers to its files as ``{input.NAME}`` and
 ``{output.NAME}`` and to the run as ``{loss}`` and ``{seed}``. Snakemake turns ``{run}`` into
-the wildcards of `lossbench.runs.RUN_PATTERN`, DVC into its ``matrix`` items. An aggregate
+the wildcards of `lossbench.pipeline.runs.RUN_PATTERN`, DVC into its ``matrix`` items. An aggregate
 stage (compare, figures) reads one input per run: Snakemake lists every run's file in the
 command; DVC cannot put a list from params.yaml into a command, so it passes the directory,
 and the `lossbench` command reads the runs of params.yaml from it.
@@ -32,10 +33,10 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
-from lossbench.dvc_plots import FIGURES_COMMENT, PLOTS_COMMENT, plot_definitions
-from lossbench.params import STAGE_PARAMS
-from lossbench.runs import RUN_PATTERN
-from lossbench.sources import source_paths
+from lossbench.pipeline.dvc_plots import FIGURES_COMMENT, PLOTS_COMMENT, plot_definitions
+from lossbench.pipeline.params import STAGE_PARAMS
+from lossbench.pipeline.runs import RUN_PATTERN
+from lossbench.pipeline.sources import source_paths
 
 RUN = "{run}"
 LOSS = "{loss}"
@@ -80,7 +81,7 @@ class Stage:
 
     @property
     def params(self) -> tuple[str, ...]:
-        """The params.yaml keys the stage reads (`lossbench.params.STAGE_PARAMS`)."""
+        """The params.yaml keys the stage reads (`lossbench.pipeline.params.STAGE_PARAMS`)."""
         return STAGE_PARAMS.get(self.name, ())
 
     @property
@@ -270,8 +271,9 @@ DVC_FILES = ("dvc.yaml", "benchmarks/dvc.yaml")
 DVC_HEADER = """\
 # lossbench: the same DAG as the Snakefile, run by `dvc repro`.
 #
-# GENERATED from workflow/lossbench/stages.py by `lossbench dvc-yaml`; do not edit by hand:
-# change the table there and run `lossbench dvc-yaml` (a test fails while this file is stale).
+# GENERATED from workflow/lossbench/pipeline/stages.py by `lossbench dvc-yaml`; do not edit
+# by hand: change the table there and run `lossbench dvc-yaml` (a test fails while this file
+# is stale).
 # Each stage calls `lossbench <stage> ...`, the command its Snakemake rule runs, depends on
 # the source files that stage's module imports, and lists exactly the params.yaml keys it
 # reads. Small files that reviewers diff are `cache: false`, so `dvc metrics diff` works across
@@ -287,7 +289,7 @@ BENCH_HEADER = """\
 # The benchmark as a DVC stage, apart from the study's dvc.yaml so that `dvc repro` does not
 # run it: `dvc repro benchmarks/dvc.yaml`. Same command as the Snakemake rule `bench`.
 #
-# GENERATED from workflow/lossbench/stages.py by `lossbench dvc-yaml`; do not edit by hand.
+# GENERATED from workflow/lossbench/pipeline/stages.py by `lossbench dvc-yaml`; do not edit by hand.
 """
 
 def _dvc_input(entry: Stage, key: str) -> str:

@@ -22,9 +22,9 @@ Out: a directory holding
 * ``classes.json``: the class names in label order;
 * with ``preprocess.label_noise`` > 0, ``train_clean_labels.npy``: the training labels before
   the noise (``train_labels.npy`` then holds the noisy ones that training reads; the labels
-  that differ are the ones flipped; ``lossbench.label_noise`` defines the noise);
+  that differ are the ones flipped; ``lossbench.preprocess.label_noise`` defines the noise);
 * ``manifest.json``: each of those files' size, SHA-256 and MD5, which the stages that read
-  them check first (``lossbench.prepared``);
+  them check first (``lossbench.io.prepared``);
 
 and a small JSON of images per class (a plain output that git tracks), with the label noise
 asked for and realised (``label_noise.noise_record``; per-class training counts are of the
@@ -52,12 +52,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lossbench.archive import DEFAULT_MAX_ARCHIVE_BYTES, TarContents, read_archive, regular_files
-from lossbench.atomic import write_json
-from lossbench.cifar_release import CIFAR10_FOLDER, CIFAR100_FOLDER, RELEASES, read_cifar
-from lossbench.image_folder import decode_images, image_folder_parts, list_image_folder
-from lossbench.label_noise import add_label_noise, check_rate, noise_record
-from lossbench.prepared import SPLITS, Split, write_prepared
+from lossbench.io.archive import DEFAULT_MAX_ARCHIVE_BYTES, TarContents, read_archive, regular_files
+from lossbench.io.atomic import write_json
+from lossbench.io.prepared import SPLITS, Split, write_prepared
+from lossbench.preprocess.cifar_release import CIFAR10_FOLDER, CIFAR100_FOLDER, RELEASES, read_cifar
+from lossbench.preprocess.image_folder import decode_images, image_folder_parts, list_image_folder
+from lossbench.preprocess.label_noise import add_label_noise, check_rate, noise_record
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,8 @@ def prepare(
     ``numpy.random.default_rng(subset_seed)``, one generator per split so that changing
     one size leaves the other split's subset as it was. ``workers`` is the number of
     processes decoding image-folder images (None = the CPUs this process may use).
-    ``label_noise`` and ``label_noise_mode`` replace training labels (`lossbench.label_noise`).
+    ``label_noise`` and ``label_noise_mode`` replace training labels
+    (`lossbench.preprocess.label_noise`).
     """
     archive, output_dir, counts_path = Path(archive), Path(output_dir), Path(counts_path)
     if dataset not in DATASETS:

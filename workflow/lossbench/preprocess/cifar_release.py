@@ -1,6 +1,6 @@
 """The official CIFAR-10 and CIFAR-100 python releases, read from an archive in memory.
 
-In:  the archive's `TarContents` and regular files by path (from lossbench.archive), and
+In:  the archive's `TarContents` and regular files by path (from lossbench.io.archive), and
      which release: ``cifar10`` (``cifar-10-batches-py/data_batch_1`` .. ``_5``,
      ``test_batch``, ``batches.meta``) or ``cifar100`` (``cifar-100-python/train``, ``test``,
      ``meta``; the 100 fine labels are used).
@@ -24,8 +24,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from lossbench.archive import ArchiveError, TarContents, path_parts
-from lossbench.prepared import IMAGE_SIZE, Split
+from lossbench.io.archive import ArchiveError, TarContents, path_parts
+from lossbench.io.prepared import IMAGE_SIZE, Split
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR100_FOLDER = "cifar-100-python"

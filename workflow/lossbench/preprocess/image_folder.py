@@ -1,6 +1,6 @@
 """Image-folder archives: their images listed by split and class, then decoded in parallel.
 
-In:  an archive's regular files by path (from lossbench.archive), laid out as
+In:  an archive's regular files by path (from lossbench.io.archive), laid out as
      ``[<folder>/]train/<class>/<image>`` and ``[<folder>/]test/<class>/<image>`` with 32x32
      JPEG or PNG images; later, the encoded bytes of the images chosen from the listing.
 Out: `list_image_folder`: the class names in alphabetical order (their labels) and, per
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lossbench.archive import path_parts
-from lossbench.prepared import IMAGE_SIZE, SPLITS
+from lossbench.io.archive import path_parts
+from lossbench.io.prepared import IMAGE_SIZE, SPLITS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 

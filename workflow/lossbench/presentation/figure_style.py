@@ -1,7 +1,7 @@
 """How every figure of lossbench looks and is written: one size budget, plain numbers, legends
 beside the data, integer epochs.
 
-In:  matplotlib figures and axes built by `lossbench.comparison_figures`, `loss_figures`,
+In:  matplotlib figures and axes built by `lossbench.figures.comparison_figures`, `loss_figures`,
      `calibration_figures` and `tuning_report`.
 Out: `new_figure` (a figure laid out by matplotlib's constrained layout, which keeps legends
      and titles placed outside the axes inside the picture), `save` (a PNG of at most

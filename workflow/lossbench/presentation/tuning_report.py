@@ -1,6 +1,6 @@
 """The tuning results in the report and in a figure: which learning rate each loss got, and why.
 
-In:  the `tune` stage's result files (`reports/tune/<loss>.json`, see `lossbench.tune`).
+In:  the `tune` stage's result files (`reports/tune/<loss>.json`, see `lossbench.train.tune`).
 Out: `read_tuning` (the results, in the order given), `tuning_section` (Markdown lines: the
      hold-out accuracy of every rate, the chosen rate per loss, and what the comparison at one
      shared rate therefore means), and `tuning_figure` with `plot_tuning_curves` (the figure
@@ -90,7 +90,7 @@ def _shared_rate_sentence(tuned: Sequence[dict], shared_rate: float | str) -> st
 def tuning_figure(results: Sequence[dict]):
     """Hold-out accuracy against the learning rate (log axis), one line per tuned loss, the
     chosen rate circled, the legend beside the axes; None when no loss was tuned."""
-    from lossbench.figure_style import ACCURACY_UNIT, legend_beside, new_figure
+    from lossbench.presentation.figure_style import ACCURACY_UNIT, legend_beside, new_figure
 
     tuned = [result for result in results if result["runs"]]
     if not tuned:
@@ -114,9 +114,9 @@ def tuning_figure(results: Sequence[dict]):
 
 
 def plot_tuning_curves(results: Sequence[dict], path: Path) -> Path | None:
-    """`tuning_figure` written to `path` (`lossbench.figure_style.save`); None when no loss
-    was tuned."""
-    from lossbench.figure_style import save
+    """`tuning_figure` written to `path` (`lossbench.presentation.figure_style.save`); None
+    when no loss was tuned."""
+    from lossbench.presentation.figure_style import save
 
     figure = tuning_figure(results)
     return None if figure is None else save(figure, Path(path))

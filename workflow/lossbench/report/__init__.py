@@ -2,31 +2,32 @@
 
 In:  `reports/summary.json` (from `lossbench compare`), the figure directory (from
      `lossbench figures`), `report.paper` (the paper's reported accuracies) and the validated
-     params, of which the report reads the keys in `lossbench.params.STAGE_PARAMS["report"]`.
+     params, of which the report reads the keys in
+     `lossbench.pipeline.params.STAGE_PARAMS["report"]`.
 Out: one Markdown file with
      - the setup: the dataset and which copy of it, data source, image counts, epochs,
        batch size, model width and parameter count, device, backend, precision, library
        versions, losses and seeds;
-     - three results tables of at most seven columns (`lossbench.report_tables`): test
+     - three results tables of at most seven columns (`lossbench.report.tables`): test
        accuracy beside the paper's with runs above chance and the gradient scale at
        initialisation; training accuracy measured without augmentation, the gap to test
        accuracy and Keras's running accuracy beside the paper's; convergence and failed runs;
-       and the calibration table (`lossbench.report_calibration`): ECE, NLL, Brier score,
+       and the calibration table (`lossbench.report.calibration`): ECE, NLL, Brier score,
        temperature and ECE after temperature scaling;
      - the pre-registered hypotheses, where the summary has them
-       (`lossbench.report_hypotheses`): a table and one sentence per verdict;
-     - conclusions generated from those numbers (`lossbench.findings`, one function per
+       (`lossbench.report.hypotheses`): a table and one sentence per verdict;
+     - conclusions generated from those numbers (`lossbench.report.findings`, one function per
        finding: ranking and ties, gradient scales, runs above chance, collapsed runs, runs
        whose final ReLU layer died, significance of the paired tests per family, convergence,
        overfitting, divergence, agreement with the paper) and every way this setup differs
-       from the paper's (`lossbench.paper_setup`: fewer epochs, a narrower model, another
+       from the paper's (`lossbench.report.paper_setup`: fewer epochs, a narrower model, another
        copy of the data, data subsets...);
      - the figures, linked relative to the report;
      - the command and environment that produced it.
 
 Nothing in the text is fixed in advance: every number and every conclusion is computed from
 the summary, so a rerun with other results rewrites the conclusions. Numbers are spelled by
-`lossbench.report_text`, the same in the tables and in the sentences.
+`lossbench.report.text`, the same in the tables and in the sentences.
 """
 
 from __future__ import annotations
@@ -39,14 +40,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from lossbench.atomic import write_text
-from lossbench.findings import conclusions
-from lossbench.paper_setup import PAPER_EPOCHS, PAPER_PARAMETERS, PAPER_TITLE
-from lossbench.tuning_report import read_tuning, tuning_section
-from lossbench.report_calibration import calibration_section
-from lossbench.report_hypotheses import hypotheses_section
-from lossbench.report_tables import results_tables, table_order
-from lossbench.report_text import MISSING, count, joined, percent
+from lossbench.io.atomic import write_text
+from lossbench.presentation.tuning_report import read_tuning, tuning_section
+from lossbench.report.calibration import calibration_section
+from lossbench.report.findings import conclusions
+from lossbench.report.hypotheses import hypotheses_section
+from lossbench.report.paper_setup import PAPER_EPOCHS, PAPER_PARAMETERS, PAPER_TITLE
+from lossbench.report.tables import results_tables, table_order
+from lossbench.report.text import MISSING, count, joined, percent
 
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 # Local copies this project knows, by the SHA-256 of their archive (`download.sha256`): the

@@ -14,7 +14,7 @@ Out: `calibration_section`, the Markdown lines of "### Calibration": one row per
 
 from __future__ import annotations
 
-from lossbench.report_text import MISSING, half_width, percent
+from lossbench.report.text import MISSING, half_width, percent
 
 COLUMNS = ("test_ece", "test_nll", "test_brier", "temperature", "test_ece_after_temperature")
 

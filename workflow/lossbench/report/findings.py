@@ -12,7 +12,7 @@ Out: `conclusions`, the report's bullets in order: ranking and ties, gradient sc
      paper's ranking and figures, the paper's hinge as a scaled MAE
      (`report_calibration.hinge_as_mae_note`), then the caveats (`paper_setup.caveats`). A finding that
      does not apply (no collapsed run, a single loss...) writes no bullet. The findings
-     about single runs live in `lossbench.findings_runs`.
+     about single runs live in `lossbench.report.findings_runs`.
 
 Nothing is fixed in advance: a rerun with other results rewrites every sentence, and no
 sentence claims more than its numbers carry (a ranking on one run per loss is not bold and
@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import itertools
 
-from lossbench.findings_runs import (
+from lossbench.report.calibration import hinge_as_mae_note
+from lossbench.report.findings_runs import (
     alpha,
     chance_finding,
     collapsed_finding,
@@ -33,9 +34,8 @@ from lossbench.findings_runs import (
     not_above_chance,
     overfitting_finding,
 )
-from lossbench.paper_setup import caveats, not_comparable_reason, paper_scale_gaps
-from lossbench.report_calibration import hinge_as_mae_note
-from lossbench.report_text import backticked, full_sentence, p_value_text, percent, points, scale
+from lossbench.report.paper_setup import caveats, not_comparable_reason, paper_scale_gaps
+from lossbench.report.text import backticked, full_sentence, p_value_text, percent, points, scale
 
 # Mean accuracies closer than this are a tie (accuracies are multiples of 1 / test images).
 TIE_TOLERANCE = 1e-9

@@ -6,7 +6,7 @@ In:  a summary from `lossbench compare` (per loss: `above_chance_runs`,
      validated params (`evaluate.collapse_share`, `evaluate.dead_layer_share`).
 Out: one sentence (a Markdown bullet's text) per finding, or None where it does not apply,
      and the helpers the other findings share (`class_count`, `not_above_chance`, ...).
-     `lossbench.findings` puts them in the report's order.
+     `lossbench.report.findings` puts them in the report's order.
 
 Every claim follows a test or a count in the summary: a loss is "not above chance" only when
 none of its runs is (each run by an exact binomial test), a layer is "dead" by the measured
@@ -15,7 +15,7 @@ share of zeros, and a gap is the clean training accuracy minus the test accuracy
 
 from __future__ import annotations
 
-from lossbench.report_text import (
+from lossbench.report.text import (
     accuracy_with_count,
     accuracy_with_interval,
     backticked,

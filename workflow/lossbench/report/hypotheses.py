@@ -15,9 +15,9 @@ Out: `hypotheses_section`, the section's Markdown lines: a table (pair, n, diffe
 
 from __future__ import annotations
 
-from lossbench.report_text import MISSING, full_sentence, p_value_text, percent, points
+from lossbench.report.text import MISSING, full_sentence, p_value_text, percent, points
 
-# Pairs sharing fewer seeds than this are not tested (`lossbench.seed_statistics`).
+# Pairs sharing fewer seeds than this are not tested (`lossbench.compare.seed_statistics`).
 MINIMUM_SEEDS = 3
 
 

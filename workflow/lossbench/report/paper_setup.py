@@ -11,7 +11,7 @@ Out: the paper's reference figures (title, epochs, model size, image counts); th
 
 from __future__ import annotations
 
-from lossbench.report_text import MISSING, count, joined
+from lossbench.report.text import MISSING, count, joined
 
 PAPER_TITLE = (
     "Dierauf, Stutz and Marti, *Comparing Cross-Entropy, Hinge, and Squared Hinge Loss "

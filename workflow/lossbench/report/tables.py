@@ -20,10 +20,10 @@ The differences to the paper are given only for a study at the paper's scale
 
 from __future__ import annotations
 
-from lossbench.findings import ranked_losses
-from lossbench.findings_runs import collapse_share, convergence_key
-from lossbench.paper_setup import PAPER_EPOCHS, not_comparable_reason, paper_scale_gaps
-from lossbench.report_text import (
+from lossbench.report.findings import ranked_losses
+from lossbench.report.findings_runs import collapse_share, convergence_key
+from lossbench.report.paper_setup import PAPER_EPOCHS, not_comparable_reason, paper_scale_gaps
+from lossbench.report.text import (
     MISSING,
     accuracy_with_count,
     accuracy_with_interval,

@@ -1,10 +1,10 @@
 """The `train` stage: train the paper's model with one loss and one seed.
 
-In:  prepared data (`lossbench.prepared.load_prepared`), the validated params (`model.*`,
+In:  prepared data (`lossbench.io.prepared.load_prepared`), the validated params (`model.*`,
      `train.*`), a loss name, a seed, and the loss's tuning result (`reports/tune/<loss>.json`,
      written by `lossbench tune`), read only when `train.learning_rate` is `tuned`.
 Out: the trained model (`<model_path>`, a `.keras` file taking uint8 images) and its log
-     directory (`history.json`, `run.json`, per-epoch files); see `lossbench.training`, which
+     directory (`history.json`, `run.json`, per-epoch files); see `lossbench.train.training`, which
      does the work and explains how the paper's Keras 1 training is reproduced.
 
 `train.learning_rate` is a number (the paper's 0.01 by default: the reproduction, one rate for
@@ -19,7 +19,7 @@ import json
 import logging
 from pathlib import Path
 
-from lossbench.training import TrainConfig, resolve_runtime, train_model
+from lossbench.train.training import TrainConfig, resolve_runtime, train_model
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +56,11 @@ def run(
     tuning_path: Path | None = None,
 ) -> dict:
     """The CLI's entry point: read the prepared data and train one (loss, seed) job."""
-    from lossbench import device
-    from lossbench.batches import split_validation
-    from lossbench.losses import get_loss
-    from lossbench.prepared import load_prepared
-    from lossbench.study_cost import StudyCost, study_runs
+    from lossbench.core.batches import split_validation
+    from lossbench.core.losses import get_loss
+    from lossbench.io.prepared import load_prepared
+    from lossbench.train import device
+    from lossbench.train.study_cost import StudyCost, study_runs
 
     get_loss(loss_name)  # fail before loading data if the loss name is unknown
     if seed < 0:

@@ -17,7 +17,7 @@ from typing import Callable
 
 import keras
 
-from lossbench.augment import set_epoch_seed
+from lossbench.core.augment import set_epoch_seed
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ GPU_ADVICE = (
 class ProjectedTime(keras.callbacks.Callback):
     """Measure the seconds per step early in the first epoch, then write one line: the
     projected training time of the whole study on this machine (`study`, a
-    `lossbench.study_cost.StudyCost`), its runs times the time of one run.
+    `lossbench.train.study_cost.StudyCost`), its runs times the time of one run.
 
     The projection is measured, not guessed: the seconds per step between the first ends of
     a call at or after step `first_step` and at or after `last_step` of the first epoch run

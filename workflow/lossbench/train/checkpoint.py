@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lossbench.atomic import staged_file
+from lossbench.io.atomic import staged_file
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +42,15 @@ UNREADABLE_CHECKPOINT_ERRORS = (
 
 def config_fingerprint(config, loss_name: str, seed: int, data_signature: str) -> str:
     """What a checkpoint must match to be resumed from: settings, loss, seed, data, backend
-    and the code training runs (`lossbench.sources.source_digest("train")`: train.py and
+    and the code training runs (`lossbench.pipeline.sources.source_digest("train")`: train.py and
     every lossbench module it imports, read from the imports), so that a code change never
     resumes a run that older code began, while editing, say, report.py does not restart one.
 
-    `config` is the job's `lossbench.training.TrainConfig` (a dataclass).
+    `config` is the job's `lossbench.train.training.TrainConfig` (a dataclass).
     """
     import keras
 
-    from lossbench.sources import source_digest
+    from lossbench.pipeline.sources import source_digest
 
     text = json.dumps(
         {"config": dataclasses.asdict(config), "loss": loss_name, "seed": seed,

@@ -8,7 +8,7 @@ Out: `Runtime`, the settings a job actually uses (device kind, precision, steps 
      seconds and before any data is loaded, when `train.device: gpu` finds no GPU.
 
 Why `auto` resolves as it does (measured, see README "Performance"):
-- precision: on a CPU it stays `auto` here and training measures it (`lossbench.precision`
+- precision: on a CPU it stays `auto` here and training measures it (`lossbench.train.precision`
   times a few steps in float32 and in mixed_bfloat16 and takes the faster): the CPU's flags
   do not predict the winner (bfloat16 was 1.7x faster with AVX512_BF16 on one EPYC, 0.6x on
   a Xeon with the same flag). On a GPU, mixed_bfloat16 for compute capability 8.0 or newer
@@ -195,7 +195,8 @@ def select_device(device: str, deterministic: bool = False) -> tuple[str, str]:
 def resolve_precision(precision: str, kind: str) -> str:
     """`train.precision` as far as it is known before training: an explicit value as it is;
     `auto` on a GPU mixed_bfloat16 where it computes bfloat16 natively, else float32; `auto`
-    on a CPU stays `auto`, to be measured by `lossbench.training` (`lossbench.precision`)."""
+    on a CPU stays `auto`, to be measured by `lossbench.train.training`
+    (`lossbench.train.precision`)."""
     if precision != "auto":
         return precision
     if kind == "gpu":

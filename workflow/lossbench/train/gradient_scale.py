@@ -1,6 +1,6 @@
 """How strongly a loss pushes on the model's outputs: the mean |dL/d output|.
 
-In:  a loss name (`lossbench.losses`), a batch of model outputs (batch, classes) and their
+In:  a loss name (`lossbench.core.losses`), a batch of model outputs (batch, classes) and their
      integer labels.
 Out: the mean over the batch and the classes of |d loss_i / d output_ik|, where loss_i is the
      per-sample loss (not divided by the batch size).
@@ -21,7 +21,7 @@ def output_gradient_scale(loss_name: str, outputs: np.ndarray, labels: np.ndarra
     automatic differentiation (TensorFlow or JAX)."""
     import keras
 
-    from lossbench.losses import get_loss
+    from lossbench.core.losses import get_loss
 
     function = get_loss(loss_name).function
     outputs = np.asarray(outputs, dtype=np.float32)

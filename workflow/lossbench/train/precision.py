@@ -2,7 +2,7 @@
 
 In:  a function that builds the job's compiled training model in a given precision (the
      job's own width, batch size, backend and settings), one batch of its training images
-     and labels, and the CPU's flags (/proc/cpuinfo, via `lossbench.device`).
+     and labels, and the CPU's flags (/proc/cpuinfo, via `lossbench.train.device`).
 Out: the chosen precision and each candidate's measured training images/s, logged in one
      line ("train.precision auto: float32 71.2 images/s, mixed_bfloat16 10.8 images/s ...;
      chose float32"); the training stage records both in run.json and in its checkpoint.

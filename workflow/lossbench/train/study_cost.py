@@ -15,7 +15,7 @@ training step (a forward pass against a forward and a backward pass). Evaluation
 preparation and the figures are left out: beside the training they are minutes.
 
 The size keys are read for this line only and are not among the train and tune stages'
-params (`lossbench.params.STAGE_PARAMS`): they change no output, and declaring them would
+params (`lossbench.pipeline.params.STAGE_PARAMS`): they change no output, and declaring them would
 retrain every run when a loss or a seed is added.
 """
 
@@ -51,9 +51,9 @@ class RunGroup:
 
 
 def holdout_count(labels: np.ndarray, fraction: float) -> int:
-    """Images a stratified hold-out of `fraction` takes: `lossbench.batches.split_validation`'s
+    """Images a stratified hold-out of `fraction` takes: `lossbench.core.batches.split_validation`'s
     count, without drawing them."""
-    from lossbench.batches import holdout_counts
+    from lossbench.core.batches import holdout_counts
 
     return sum(holdout_counts(labels, fraction))
 

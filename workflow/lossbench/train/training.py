@@ -10,7 +10,7 @@ Out: the trained model (`<model_path>`, a `.keras` file taking uint8 images), an
 
 What the paper's Keras 1 code did, and how it is reproduced here (README, "What the paper's
 code did", cites the authors' script line by line):
-- The model of `lossbench.model` with Keras 1.0.3's initialisation and Theano's symmetric
+- The model of `lossbench.core.model` with Keras 1.0.3's initialisation and Theano's symmetric
   stride-2 padding (`model.init`, `model.stride2_padding`).
 - No shuffling (`train.shuffle: false`): Keras 1.0.3's `flow` kept the stored order, so every
   epoch sees the same batches.
@@ -18,15 +18,15 @@ code did", cites the authors' script line by line):
   learning_rate / (1 + decay * t), t counted from 0. `keras.optimizers.schedules.
   InverseTimeDecay(learning_rate, decay_steps=1, decay_rate=decay)` is exactly that formula.
 - Inputs scaled to [0, 1]; random shifts of up to 10 % with nearest fill and horizontal flips,
-  run as Keras preprocessing layers inside the training graph (`lossbench.augment`).
+  run as Keras preprocessing layers inside the training graph (`lossbench.core.augment`).
 - The test set as validation data each epoch (`train.validation: test`), or a seeded hold-out.
 
 One job is one Keras `fit` over all remaining epochs (its log reads "Epoch k/N"); the
-callbacks of `lossbench.callbacks` reseed the augmentation before each epoch, record each
-finished epoch (checkpoint and logs) and stop on a non-finite loss. `lossbench.device` says
+callbacks of `lossbench.train.callbacks` reseed the augmentation before each epoch, record each
+finished epoch (checkpoint and logs) and stop on a non-finite loss. `lossbench.train.device` says
 where it runs and resolves the `auto` settings, but for `train.precision: auto` on a CPU,
 which is measured here before the job's model is built (`measured_precision`,
-`lossbench.precision`).
+`lossbench.train.precision`).
 
 Reproducibility and interruptions: everything random is a function of (seed, epoch) — the
 weights' initialisation of the seed, each epoch's shuffling and augmentation of (seed, epoch) —
@@ -37,9 +37,9 @@ with other settings, other data or other code (any source file of this package) 
 one that records a finished run (every epoch done, or diverged) is deleted so that a rerun
 trains afresh, and an unreadable one is set aside as `checkpoint.npz.unreadable`.
 
-The pieces live in modules of their own: `lossbench.batches` (validation split, epoch orders,
-batches), `lossbench.checkpoint` (the checkpoint and its fingerprint) and
-`lossbench.training_logs` (history.json and run.json).
+The pieces live in modules of their own: `lossbench.core.batches` (validation split, epoch orders,
+batches), `lossbench.train.checkpoint` (the checkpoint and its fingerprint) and
+`lossbench.train.training_logs` (history.json and run.json).
 """
 
 from __future__ import annotations
@@ -52,14 +52,15 @@ from pathlib import Path
 
 import numpy as np
 
-from lossbench.atomic import staged_file
-from lossbench.batches import (
+from lossbench.core.batches import (
     epoch_permutation,
     make_batches,
     training_and_validation,
     training_batches,
 )
-from lossbench.checkpoint import (
+from lossbench.io.atomic import staged_file
+from lossbench.pipeline.params import TRAIN_KEYS, get_key
+from lossbench.train.checkpoint import (
     CHECKPOINT_NAME,
     config_fingerprint,
     data_signature,
@@ -67,8 +68,7 @@ from lossbench.checkpoint import (
     save_checkpoint,
     unfinished_fingerprint,
 )
-from lossbench.params import TRAIN_KEYS, get_key
-from lossbench.training_logs import progress, run_information, write_training_logs
+from lossbench.train.training_logs import progress, run_information, write_training_logs
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ def _config_from_params(cls, params: dict):
 
 
 # The training settings of one job (`model.*`, `train.*`), a frozen dataclass with one field
-# per key of lossbench.params.TRAIN_KEYS, named by the key's last part (`train.batch_size` is
-# `config.batch_size`): the keys are listed there once, with their types and meanings in the
-# params schema. `learning_rate` is "tuned" until lossbench.train resolves it.
+# per key of lossbench.pipeline.params.TRAIN_KEYS, named by the key's last part
+# (`train.batch_size` is `config.batch_size`): the keys are listed there once, with their
+# types and meanings in the params schema. `learning_rate` is "tuned" until lossbench.train resolves it.
 TrainConfig = dataclasses.make_dataclass(
     "TrainConfig", [key.split(".")[-1] for key in TRAIN_KEYS], frozen=True,
     namespace={
@@ -97,15 +97,15 @@ def build_training_model(
 ):
     """The paper's net behind scaling and augmentation, compiled with the paper's SGD.
 
-    `runtime` (`lossbench.device.Runtime`) gives the precision, steps per execution and XLA
+    `runtime` (`lossbench.train.device.Runtime`) gives the precision, steps per execution and XLA
     setting with every `auto` resolved; without one they are resolved for a CPU.
     """
     import keras
     from keras import layers
 
-    from lossbench.augment import build_augmentation
-    from lossbench.losses import get_loss
-    from lossbench.model import build_model
+    from lossbench.core.augment import build_augmentation
+    from lossbench.core.losses import get_loss
+    from lossbench.core.model import build_model
 
     loss = get_loss(loss_name)
     precision, steps_per_execution, jit_compile = _compile_settings(config, runtime)
@@ -148,7 +148,7 @@ def build_training_model(
 
 def _compile_settings(config: TrainConfig, runtime) -> tuple[str, int, bool]:
     """(precision, steps per execution, XLA) from `runtime`, or resolved for a CPU without one."""
-    from lossbench import device
+    from lossbench.train import device
 
     if runtime is None:
         precision = device.resolve_precision(config.precision, "cpu")
@@ -167,10 +167,10 @@ def _compile_settings(config: TrainConfig, runtime) -> tuple[str, int, bool]:
 
 
 def resolve_runtime(config: TrainConfig, fit_count: int, selected: tuple[str, str] | None = None):
-    """`lossbench.device.Runtime` for training on `fit_count` images: `train.device` applied
+    """`lossbench.train.device.Runtime` for training on `fit_count` images: `train.device` applied
     (unless `selected`, `device.select_device`'s answer, says it already was) and every
     `auto` resolved for this machine and this epoch length."""
-    from lossbench import device
+    from lossbench.train import device
 
     if selected is None:
         selected = device.select_device(config.device, config.deterministic)
@@ -187,11 +187,11 @@ def measured_precision(config: TrainConfig, runtime, loss_name: str, seed: int, 
     began in (the one whose fingerprint the checkpoint holds), unmeasured, so that it reaches
     the weights of an uninterrupted run. Otherwise each candidate precision trains a few
     steps on the job's first batch, in the job's own model, and the faster is taken
-    (`lossbench.precision`). A runtime without `auto` is returned as it is.
+    (`lossbench.train.precision`). A runtime without `auto` is returned as it is.
     """
     import keras
 
-    from lossbench import device, precision
+    from lossbench.train import device, precision
 
     if runtime.precision != "auto":
         return runtime, None
@@ -249,8 +249,8 @@ def _fit_remaining_epochs(model, augmentation, config: TrainConfig, runtime, see
                           on_epoch_done, study=None) -> None:
     """Train epochs `first_epoch + 1` to `config.epochs` in one `fit` call; early in it, the
     projected cost of `study` (of this run alone, and only as a warning, without one)."""
-    from lossbench.callbacks import EpochRecorder, EpochSeed, ProjectedTime
-    from lossbench.study_cost import RunGroup, StudyCost
+    from lossbench.train.callbacks import EpochRecorder, EpochSeed, ProjectedTime
+    from lossbench.train.study_cost import RunGroup, StudyCost
 
     (fit_images, fit_labels), (validation_images, validation_labels) = fit_data, validation_data
     steps_per_epoch = math.ceil(len(fit_labels) / config.batch_size)
@@ -316,8 +316,8 @@ GRADIENT_SCALE_IMAGES = 256
 
 def initial_gradient_scale(model, loss_name: str, images: np.ndarray, labels: np.ndarray) -> float:
     """Mean |dL/d output| of `model` on its first GRADIENT_SCALE_IMAGES training images,
-    un-augmented (inference mode), with the per-sample loss (`lossbench.gradient_scale`)."""
-    from lossbench.gradient_scale import output_gradient_scale
+    un-augmented (inference mode), with the per-sample loss (`lossbench.train.gradient_scale`)."""
+    from lossbench.train.gradient_scale import output_gradient_scale
 
     count = min(GRADIENT_SCALE_IMAGES, len(labels))
     outputs = np.asarray(model.predict_on_batch(images[:count]), dtype=np.float32)
@@ -341,8 +341,8 @@ def train_model(
 ) -> dict:
     """Train one (loss, seed) job, resuming from `checkpoint_dir` if it holds this job's state.
 
-    `runtime` (`lossbench.device.Runtime`) says where and how; without it `train.device`
-    and every `auto` are resolved here. `study` (`lossbench.study_cost.StudyCost`) gets its
+    `runtime` (`lossbench.train.device.Runtime`) says where and how; without it `train.device`
+    and every `auto` are resolved here. `study` (`lossbench.train.study_cost.StudyCost`) gets its
     projected cost logged early. Returns the run information also in `<log_dir>/run.json`.
     """
     model_path, log_dir, checkpoint_dir = Path(model_path), Path(log_dir), Path(checkpoint_dir)

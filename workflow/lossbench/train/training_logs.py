@@ -1,6 +1,6 @@
 """The train stage's log directory: what one run did, epoch by epoch, and where it ran.
 
-In:  the run's history (one record per finished epoch, from `lossbench.callbacks.
+In:  the run's history (one record per finished epoch, from `lossbench.train.callbacks.
      EpochRecorder`: epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds)
      and its run information (`run_information`).
 Out: in the log directory, rewritten whole after every epoch:
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lossbench.atomic import write_json
+from lossbench.io.atomic import write_json
 
 
 def library_versions() -> dict[str, str]:
@@ -55,7 +55,7 @@ def progress(state: dict) -> dict:
 def run_information(config, loss_name: str, seed: int, runtime, state: dict,
                     train_size: int, validation_size: int) -> dict:
     """run.json's content: `config` is the job's `TrainConfig`, `runtime` its resolved
-    `lossbench.device.Runtime`, `state` the checkpoint state it starts from."""
+    `lossbench.train.device.Runtime`, `state` the checkpoint state it starts from."""
     import keras
 
     return {

@@ -29,9 +29,9 @@ import json
 import logging
 from pathlib import Path
 
-from lossbench.atomic import write_json
-from lossbench.runs import tuning_run_name
-from lossbench.training import TrainConfig, resolve_runtime, train_model
+from lossbench.io.atomic import write_json
+from lossbench.pipeline.runs import tuning_run_name
+from lossbench.train.training import TrainConfig, resolve_runtime, train_model
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def _run_result(config: TrainConfig, loss_name: str, seed: int, run_info: dict, 
 def tune_one(config: TrainConfig, loss_name: str, seed: int, data, work_dir: Path,
              study=None) -> dict:
     """Train (or reuse) one tuning run and return its result; `study`
-    (`lossbench.study_cost.StudyCost`) gets its projected cost logged by the first run that
+    (`lossbench.train.study_cost.StudyCost`) gets its projected cost logged by the first run that
     trains."""
     name = tuning_run_name(config.learning_rate, seed)
     result_path = work_dir / f"{name}.json"
@@ -101,7 +101,7 @@ def tune_one(config: TrainConfig, loss_name: str, seed: int, data, work_dir: Pat
         previous = json.loads(result_path.read_text())
         if previous.get("settings") == json.loads(json.dumps(dataclasses.asdict(config))):
             return previous
-    from lossbench.batches import split_validation
+    from lossbench.core.batches import split_validation
 
     held_out = split_validation(data.train_labels, "holdout", config.holdout_fraction, seed)[1]
     fit_count = len(data.train_labels) - len(held_out)
@@ -118,7 +118,7 @@ def tune_one(config: TrainConfig, loss_name: str, seed: int, data, work_dir: Pat
 
 def run(params: dict, loss_name: str, data_dir: Path, output: Path, work_dir: Path) -> dict:
     """The CLI's entry point: every tuning run of one loss, then the choice, in `output`."""
-    from lossbench.prepared import load_prepared
+    from lossbench.io.prepared import load_prepared
 
     if loss_name not in params["train"]["losses"]:
         raise ValueError(f"--loss {loss_name!r} is not one of train.losses in params.yaml "
@@ -128,7 +128,7 @@ def run(params: dict, loss_name: str, data_dir: Path, output: Path, work_dir: Pa
     runs = []
     # Without rates to try the stage only records that (in a second: no TensorFlow import).
     if tune_params["learning_rates"]:
-        from lossbench.study_cost import StudyCost, study_runs
+        from lossbench.train.study_cost import StudyCost, study_runs
 
         data = load_prepared(data_dir)
         study = StudyCost(study_runs(params, data.train_labels, len(data.test_labels)),
