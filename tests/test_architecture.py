@@ -5,7 +5,7 @@ from pathlib import Path
 
 from lossbench.pipeline import sources
 from lossbench.pipeline.runs import parse_run_name, run_name, run_names
-from lossbench.pipeline.sources import direct_imports
+from lossbench.pipeline.sources import direct_imports, folder_modules, imported_names
 
 PACKAGE = Path(__file__).resolve().parent.parent / "workflow" / "lossbench"
 # The stages of the DAG, one folder each (dvc.yaml's stages, Snakemake's rules); the tune stage
@@ -15,16 +15,11 @@ STAGE_FOLDERS = ("download", "preprocess", "train", "evaluate", "compare", "figu
 SHARED_FOLDERS = ("core", "io", "pipeline", "presentation")
 
 
-def folder_modules(folder: str) -> list[str]:
-    """Every module of a folder of the package, as `direct_imports` names them."""
-    names = (".".join(path.relative_to(PACKAGE).with_suffix("").parts)
-             for path in (PACKAGE / folder).rglob("*.py"))
-    return sorted(name.removesuffix(".__init__") for name in names)
-
-
 def test_the_package_holds_the_stage_and_shared_folders_and_the_front_ends_on_top():
     folders = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
     assert folders == set(STAGE_FOLDERS) | set(SHARED_FOLDERS)
+    assert set(sources.stage_folders()) == set(STAGE_FOLDERS)
+    assert set(SHARED_FOLDERS) == {*sources.SHARED_FOLDERS, sources.NOT_CODE_FOLDER}
     on_top = {path.name for path in PACKAGE.glob("*.py")}
     assert on_top == {"__init__.py", "cli.py", "bench.py", "bench_table.py"}
 
@@ -40,6 +35,41 @@ def test_no_stage_folder_imports_another_and_shared_code_imports_no_stage():
             if found:
                 offenders[module] = found
     assert offenders == {}
+
+
+# What stage and shared code takes from the modules that are no stage's code dependency
+# (pipeline/, __init__.py, cli.py; lossbench.pipeline.sources says why): names that say which
+# keys, files or runs, or record the version, never how a result is computed. A new entry
+# needs that judgement; code that decides a result belongs in a stage or shared folder, where
+# it is a dependency.
+DESCRIPTIVE_IMPORTS = {
+    ("__init__", "__version__"),  # recorded in run.json, the report and the User-Agent
+    ("pipeline.params", "TRAIN_KEYS"),  # which keys make TrainConfig (their values are params)
+    ("pipeline.params", "get_key"),
+    ("pipeline.params", "with_defaults"),  # compare's section with the schema's defaults
+    ("pipeline.runs", "parse_run_name"),  # the file names of runs
+    ("pipeline.runs", "run_name"),
+    ("pipeline.runs", "tuning_run_name"),
+    ("pipeline.sources", "source_digest"),  # the checkpoint's fingerprint of this very code
+}
+
+
+def test_stages_take_only_descriptions_from_what_is_no_code_dependency():
+    import ast
+
+    taken = set()
+    for folder in STAGE_FOLDERS + sources.SHARED_FOLDERS:
+        for module in folder_modules(folder):
+            for source, name in imported_names(module):
+                if sources.decides_no_result(source):
+                    taken.add((source, name))
+            # `import lossbench`, then `lossbench.NAME`: the names it uses.
+            tree = ast.parse(sources.module_file(module).read_text())
+            taken |= {("__init__", node.attr) for node in ast.walk(tree)
+                      if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                      and node.value.id == "lossbench"}
+    taken.discard(("__init__", ""))
+    assert taken == DESCRIPTIVE_IMPORTS
 
 
 def test_direct_imports_sees_every_way_of_importing_a_module(tmp_path, monkeypatch):

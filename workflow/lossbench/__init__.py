@@ -41,6 +41,10 @@ Shared, below the stages (a helper two stages use lives here, never in one of th
 On top: cli.py (the `lossbench` command), bench.py and bench_table.py (`lossbench bench`,
 which measures the training loop and so may import train/ and preprocess/).
 
+A stage's code dependencies (dvc.yaml, the Snakemake rules, a checkpoint's fingerprint) are
+its folder and the shared files it imports; nothing in pipeline/, this file or cli.py, which
+only describe and dispatch (lossbench.pipeline.sources says why).
+
 Where the cross-stage helpers went, and why: calibration, training_sample (evaluate only)
 into evaluate/; hypotheses and seed_statistics (compare; the CLI's `verdicts` is a front
 end) into compare/; study_cost and device (train and tune, both in train/; bench and the CLI

@@ -9,9 +9,8 @@ This module must stay light: Snakemake imports it while parsing the workflow, an
 ``STAGE_PARAMS`` names, for every pipeline stage, exactly the keys it reads: the stage
 table (lossbench.pipeline.stages) writes them into dvc.yaml's ``params:``, and the Snakemake
 rules pass their values through their ``params:``, so editing a key reruns the same stages
-under both tools. They live here rather than in the table because train imports this module, and the
-code a training checkpoint was made with is every module train imports: the table's DVC
-rendering must not be part of that.
+under both tools. (This module is no stage's code dependency, lossbench.pipeline.sources
+says why: rewording it retrains nothing.)
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The DAG, described once: each stage's command, inputs, outputs and the params it reads.
 
 In:  nothing but this table (and, for the params keys,
-     `lossbench.pipeline.params.STAGE_PARAMS`; for the code a stage runs, its imports, read
-     by `lossbench.pipeline.sources`).
+     `lossbench.pipeline.params.STAGE_PARAMS`; for the code that decides a stage's results,
+     its folder and the shared code it imports, `lossbench.pipeline.sources`).
 Out: the two front ends' views of it:
      - `snakemake_inputs`, `snakemake_outputs` and `snakemake_shell`, which the rules in
        workflow/rules/*.smk call, so that a rule adds only what is Snakemake's own (its log,
@@ -36,7 +36,7 @@ from pathlib import PurePosixPath
 from lossbench.pipeline.dvc_plots import FIGURES_COMMENT, PLOTS_COMMENT, plot_definitions
 from lossbench.pipeline.params import STAGE_PARAMS
 from lossbench.pipeline.runs import RUN_PATTERN
-from lossbench.pipeline.sources import source_paths
+from lossbench.pipeline.sources import code_dependencies, code_files
 
 RUN = "{run}"
 LOSS = "{loss}"
@@ -86,8 +86,9 @@ class Stage:
 
     @property
     def code(self) -> list[str]:
-        """The source files the stage runs: its module and everything that module imports."""
-        return source_paths(self.name)
+        """The code that decides the stage's results, as DVC depends on it: the stage's folder
+        and the shared files it uses (`lossbench.pipeline.sources.code_dependencies`)."""
+        return code_dependencies(self.name)
 
 
 STAGES: tuple[Stage, ...] = (
@@ -227,13 +228,15 @@ def _fill_dvc(pattern: str) -> str:
 
 
 def snakemake_inputs(name: str, runs: list[str], losses: list[str]) -> dict[str, str | list[str]]:
-    """A rule's named inputs: `code` (the stage's source files), then the table's inputs.
+    """A rule's named inputs: `code` (the files of the stage's code dependencies: Snakemake
+    judges a folder by its own modification time, which editing a file inside leaves as it
+    was), then the table's inputs.
 
     A per-run path keeps Snakemake's wildcards {loss} and {seed}; an `each_run` (`each_loss`)
     input lists the path of every run in `runs` (loss in `losses`).
     """
     entry = stage(name)
-    inputs: dict[str, str | list[str]] = {"code": entry.code}
+    inputs: dict[str, str | list[str]] = {"code": code_files(name)}
     for key, pattern in entry.inputs.items():
         if key in entry.each_run:
             inputs[key] = [_fill(pattern, run) for run in runs]
@@ -275,11 +278,13 @@ DVC_HEADER = """\
 # by hand: change the table there and run `lossbench dvc-yaml` (a test fails while this file
 # is stale).
 # Each stage calls `lossbench <stage> ...`, the command its Snakemake rule runs, depends on
-# the source files that stage's module imports, and lists exactly the params.yaml keys it
-# reads. Small files that reviewers diff are `cache: false`, so `dvc metrics diff` works across
-# commits without the cache; the one `metrics:` file is the headline (each loss's mean test
-# accuracy under its name), so that `dvc metrics show/diff` and `dvc exp show` fit a screen
-# (each run's numbers: `dvc metrics diff --targets reports/metrics`).
+# the code that decides its results (its folder of workflow/lossbench and the shared files it
+# imports; never pipeline/, __init__.py or cli.py, which only describe and dispatch), and
+# lists exactly the params.yaml keys it reads. Small files that reviewers diff are
+# `cache: false`, so `dvc metrics diff` works across commits without the cache; the one
+# `metrics:` file is the headline (each loss's mean test accuracy under its name), so that
+# `dvc metrics show/diff` and `dvc exp show` fit a screen (each run's numbers:
+# `dvc metrics diff --targets reports/metrics`).
 # DVC cannot put a list from params.yaml into a command, so an aggregate stage (compare,
 # figures) is given the directory of the per-run files; `lossbench` reads the runs of
 # params.yaml from it, where Snakemake lists each run's file.

@@ -42,9 +42,10 @@ UNREADABLE_CHECKPOINT_ERRORS = (
 
 def config_fingerprint(config, loss_name: str, seed: int, data_signature: str) -> str:
     """What a checkpoint must match to be resumed from: settings, loss, seed, data, backend
-    and the code training runs (`lossbench.pipeline.sources.source_digest("train")`: train.py and
-    every lossbench module it imports, read from the imports), so that a code change never
-    resumes a run that older code began, while editing, say, report.py does not restart one.
+    and the code that decides training's results (`lossbench.pipeline.sources.source_digest`:
+    the files of the train stage's code dependencies, its folder and the shared code it
+    imports), so that a code change never resumes a run that older code began, while editing,
+    say, the report or params.py does not restart one.
 
     `config` is the job's `lossbench.train.training.TrainConfig` (a dataclass).
     """
