@@ -1,8 +1,8 @@
 # lossbench: a reproducible study of loss functions for image classification.
 #
 # The DAG, one stage per rules file (workflow/rules/<stage>.smk), each rule calling
-# `lossbench <stage> ...` from the one stage table, workflow/lossbench/stages.py, from which
-# dvc.yaml is generated:
+# `lossbench <stage> ...` from the one stage table, workflow/lossbench/pipeline/stages.py, from
+# which dvc.yaml is generated:
 #
 #   download -> preprocess -> tune (one job per loss) -> train (one job per loss x seed)
 #            -> evaluate (per job)
@@ -20,7 +20,7 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
-from lossbench.params import (
+from lossbench.pipeline.params import (
     DAG_DIGEST_VARIABLE,
     ParamsError,
     load_params,
@@ -56,9 +56,9 @@ if workflow.is_main_process or DAG_DIGEST_VARIABLE not in os.environ:
 # Snakemake and DVC must not run at once in one project: each deletes the outputs it reruns.
 # Just before the first job (never on a dry run) this run registers itself in DVC's lock file,
 # which stops any DVC command at once while it runs, or stops here, naming DVC, if DVC is at
-# work (workflow/lossbench/orchestration.py).
+# work (workflow/lossbench/pipeline/orchestration.py).
 onstart:
-    from lossbench.orchestration import ConcurrentRunError, hold_project
+    from lossbench.pipeline.orchestration import ConcurrentRunError, hold_project
 
     # The benchmark alone (`snakemake --cores 1 bench`) writes no output of the study and
     # times `dvc status` itself, which the hold would refuse, so it runs without one.
@@ -70,13 +70,13 @@ onstart:
 
 
 onsuccess:
-    from lossbench.orchestration import release_project
+    from lossbench.pipeline.orchestration import release_project
 
     release_project()
 
 
 onerror:
-    from lossbench.orchestration import release_project
+    from lossbench.pipeline.orchestration import release_project
 
     release_project()
 

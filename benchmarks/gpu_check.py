@@ -47,7 +47,7 @@ def sha256(path: Path) -> str:
 def write_params(archive: Path, output: Path, dry_run: bool) -> dict:
     """The check's params (see the module docstring), validated as every stage validates them."""
     sys.path.insert(0, str(PROJECT / "workflow"))
-    from lossbench.params import validate_params
+    from lossbench.pipeline.params import validate_params
 
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
     params["download"].update(source=str(archive), md5=None, sha256=sha256(archive))

@@ -10,7 +10,7 @@
 #    at batch 32 and 512 in float32/bfloat16/float16, a short epoch each), stopped after
 #    GPU_CHECK_BENCH_SECONDS (default 240). Quick, because the full bench runs a whole epoch
 #    per row and writes its JSON only at the end: with JAX running op by op (Keras refuses
-#    XLA for this model, see lossbench.training) it would outlast the check's budget and
+#    XLA for this model, see lossbench.train.training) it would outlast the check's budget and
 #    leave nothing; the trainings below measure whole epochs;
 # 3. trains the paper's three losses on the carried real images (full size: all 60,000,
 #    width 1, params.yaml's epochs) one after the other, each for its share of what is left

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from lossbench import compare, evaluate, report
-from lossbench.calibration import calibration_fields
-from lossbench.params import load_params, with_defaults
+from lossbench.evaluate.calibration import calibration_fields
+from lossbench.pipeline.params import load_params, with_defaults
 
 
 PROJECT = Path(__file__).resolve().parent.parent

@@ -24,9 +24,9 @@ import yaml
 
 from archives import make_image_folder_archive, write_image_folder
 from lossbench import cli, download, preprocess
-from lossbench.archive import ArchiveTooLargeError, read_archive
 from lossbench.download import fetch_archive
-from lossbench.params import with_defaults
+from lossbench.io.archive import ArchiveTooLargeError, read_archive
+from lossbench.pipeline.params import with_defaults
 
 PROJECT = Path(__file__).resolve().parent.parent
 LIMIT = 4_000_000

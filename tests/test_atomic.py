@@ -1,11 +1,11 @@
-"""lossbench.atomic: files and directories appear whole or not at all."""
+"""lossbench.io.atomic: files and directories appear whole or not at all."""
 
 import errno
 import os
 
 import pytest
 
-from lossbench import atomic
+from lossbench.io import atomic
 
 
 def leftovers(directory):

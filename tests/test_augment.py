@@ -1,4 +1,5 @@
-"""Tests of lossbench.augment: the paper's shifts and flips, seeded per epoch, both backends."""
+"""Tests of lossbench.core.augment: the paper's shifts and flips, seeded per epoch, both
+backends."""
 
 import os
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 import keras
 from keras import layers
 
-from lossbench.augment import build_augmentation, set_epoch_seed
+from lossbench.core.augment import build_augmentation, set_epoch_seed
 
 
 def _images(batch=8, size=12, seed=0):
@@ -192,7 +193,7 @@ JAX_CHECK = """
 import numpy as np
 import keras
 assert keras.backend.backend() == "jax", keras.backend.backend()
-from lossbench.augment import build_augmentation, set_epoch_seed
+from lossbench.core.augment import build_augmentation, set_epoch_seed
 images = np.random.default_rng(0).random((8, 12, 12, 3)).astype("float32")
 augmentation = build_augmentation(0.1, True, seed=0)
 assert str(augmentation.layers[0].generator.state.dtype) == "uint32"

@@ -9,9 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from lossbench import calibration, evaluate
-from lossbench.predictions import read_predictions
-from lossbench.training_sample import temperature_split
+from lossbench import evaluate
+from lossbench.evaluate import calibration
+from lossbench.evaluate.predictions import read_predictions
+from lossbench.evaluate.training_sample import temperature_split
 from test_evaluate import channel_images, evaluate_params, expected_probabilities, save_channel_model, write_logs, write_prepared
 
 # Four images, three classes, by hand: confidences 0.9 (right), 0.9 (wrong), 0.5 (right),
@@ -21,7 +22,7 @@ HAND_LABELS = np.array([0, 1, 0, 1])
 
 
 def independent_ece(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """ECE written out image by image, without lossbench.calibration."""
+    """ECE written out image by image, without lossbench.evaluate.calibration."""
     total = 0.0
     for index in range(bins):
         lower, upper = index / bins, (index + 1) / bins
@@ -95,7 +96,7 @@ def test_temperature_split_prefers_the_runs_hold_out():
     held_run = {"validation": "holdout", "holdout_fraction": 0.2, "validation_size": 40, "train_size": 160}
     indices, split = temperature_split(labels, held_run, seed=3, fraction=0.1)
     assert split == "holdout" and len(indices) == 40
-    from lossbench.batches import split_validation
+    from lossbench.core.batches import split_validation
     np.testing.assert_array_equal(indices, split_validation(labels, "holdout", 0.2, 3)[1])
     indices, split = temperature_split(labels, {"validation": "test"}, seed=3, fraction=0.1)
     assert split == "training" and len(indices) == 20
@@ -119,7 +120,7 @@ def test_saved_models_ece_recomputed_from_its_predictions(tmp_path):
     np.testing.assert_array_equal(saved["test_labels"], labels)
     recomputed = independent_ece(saved["test_scores"], saved["test_labels"])
     assert metrics["test_ece"] == pytest.approx(recomputed, abs=1e-9)
-    # The review file carries it rounded to 4 decimals (lossbench.review), as DVC shows it.
+    # The review file carries it rounded to 4 decimals (lossbench.io.review), as DVC shows it.
     assert json.loads(review.read_text())["test_ece"] == round(metrics["test_ece"], 4)
     assert metrics["test_ece"] == pytest.approx(independent_ece(expected_probabilities(images), labels), abs=1e-6)
     # The temperature was fitted on training images (2 of each class's 4), never test ones.

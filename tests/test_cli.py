@@ -93,7 +93,7 @@ TENSORFLOW_NOISE = [
     b"drivers on your machine, GPU will not be used.",
 ]
 KEPT = [
-    b"2026-11-29 12:39:39,560 lossbench.training INFO: Training hinge, seed 0, on CPU",
+    b"2026-11-29 12:39:39,560 lossbench.train.training INFO: Training hinge, seed 0, on CPU",
     b"E0000 00:00:1795955979.124279   19402 bfc_allocator.cc:485] Allocator ran out of memory",
     b"Traceback (most recent call last):",
     b"32/32 - 4s - 128ms/step - accuracy: 0.2266 - loss: 0.9376",
@@ -102,7 +102,7 @@ KEPT = [
 
 
 def test_tensorflow_start_up_noise_is_left_out_and_everything_else_passes():
-    from lossbench import native_logs
+    from lossbench.pipeline import native_logs
 
     text = b"".join(line + b"\n" for pair in zip(TENSORFLOW_NOISE, KEPT) for line in pair)
     for size in (1, 7, len(text)):  # written byte by byte, in pieces, at once
@@ -124,7 +124,7 @@ def test_tensorflow_start_up_noise_is_left_out_and_everything_else_passes():
 
 
 def test_native_logs_are_kept_with_verbose_or_lossbench_native_logs(monkeypatch):
-    from lossbench import native_logs
+    from lossbench.pipeline import native_logs
 
     calls = []
     monkeypatch.setattr(native_logs, "filter_stderr", lambda: calls.append(True))
@@ -202,7 +202,7 @@ def test_verbose_keeps_the_traceback(monkeypatch, capsys, error):
 
 def test_a_job_refuses_params_edited_since_snakemake_built_its_dag(monkeypatch, capsys):
     """The Snakefile exports the digest of the values it built its DAG from; jobs compare."""
-    from lossbench.params import DAG_DIGEST_VARIABLE, load_params, params_digest
+    from lossbench.pipeline.params import DAG_DIGEST_VARIABLE, load_params, params_digest
 
     monkeypatch.setenv(DAG_DIGEST_VARIABLE, params_digest(load_params(PROJECT / "params.yaml")))
     assert run_download(monkeypatch, capsys, None)[0] == 0

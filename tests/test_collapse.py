@@ -5,7 +5,8 @@ import json
 import pytest
 from scipy import stats
 
-from lossbench import cli, collapse
+from lossbench import cli
+from lossbench.compare import collapse
 
 
 def run_metrics(loss, seed, collapsed, accuracy):

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from lossbench import compare
-from lossbench import hypotheses, seed_statistics
+from lossbench.compare import hypotheses, seed_statistics
 
 
 def test_describe_matches_scipy():

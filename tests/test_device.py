@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lossbench import callbacks, device
+from lossbench.train import callbacks, device
 
 from test_train import LOSSBENCH, PROJECT, train_command, write_params, write_prepared
 
@@ -67,8 +67,8 @@ def test_one_fit_logs_each_epoch_on_one_line(tmp_path):
 
 def full_study(params_changes=None):
     """StudyCost of the shipped params.yaml on CIFAR-10's 50,000 / 10,000 images."""
-    from lossbench.params import load_params
-    from lossbench.study_cost import StudyCost, study_runs
+    from lossbench.pipeline.params import load_params
+    from lossbench.train.study_cost import StudyCost, study_runs
 
     params = load_params(PROJECT / "params.yaml")
     for section, values in (params_changes or {}).items():
@@ -114,7 +114,7 @@ def test_the_whole_study_s_projected_cost_is_one_line_early_in_the_first_epoch(m
 
 
 def test_the_study_s_runs_follow_its_settings():
-    from lossbench.study_cost import RunGroup
+    from lossbench.train.study_cost import RunGroup
 
     default = full_study().groups
     assert default == [

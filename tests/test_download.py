@@ -30,16 +30,16 @@ from archives import (
     write_image_folder,
 )
 from lossbench import download, preprocess
-from lossbench.archive import (
+from lossbench.download import ChecksumError, fetch_archive
+from lossbench.io.archive import (
     ArchiveError,
     UnsafeArchiveError,
     check_members,
     read_archive,
     regular_files,
 )
-from lossbench.download import ChecksumError, fetch_archive
-from lossbench.params import with_defaults
-from lossbench.prepared import load_prepared
+from lossbench.io.prepared import load_prepared
+from lossbench.pipeline.params import with_defaults
 
 FAST = {"retries": 3, "backoff_seconds": 0.001, "timeout_seconds": 5.0}
 

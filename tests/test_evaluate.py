@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from lossbench import evaluate
-from lossbench import metrics as run_metrics
-from lossbench.params import with_defaults
+from lossbench.evaluate import metrics as run_metrics
+from lossbench.pipeline.params import with_defaults
 
 CLASS_NAMES = ["red", "green", "blue"]
 
@@ -137,7 +137,7 @@ def test_history_summary_takes_last_running_and_earliest_best_validation():
 
 
 def test_mean_loss_uses_the_registry_function():
-    from lossbench.losses import get_loss
+    from lossbench.core.losses import get_loss
 
     probabilities = np.array([[0.7, 0.2, 0.1], [0.25, 0.5, 0.25]])
     labels = np.array([0, 2])
@@ -203,7 +203,7 @@ def write_prepared(directory: Path, images: np.ndarray, labels: np.ndarray,
 
     Both splits hold `images`; the training split has `train_labels` where given.
     """
-    from lossbench.prepared import Split, write_prepared as write_arrays
+    from lossbench.io.prepared import Split, write_prepared as write_arrays
 
     train = labels if train_labels is None else train_labels
     write_arrays(directory, {"train": Split(images, train), "test": Split(images, labels)},
@@ -359,7 +359,7 @@ def save_conv9_model(path: Path, bias: float = -THRESHOLD, nested: bool = True) 
     """
     import keras
 
-    from lossbench.augment import build_augmentation
+    from lossbench.core.augment import build_augmentation
 
     def classifier_layers(features):
         features = keras.layers.Conv2D(3, 1, activation="relu", name="conv_9")(features)
@@ -470,8 +470,8 @@ def test_above_chance_p_value_uses_the_runs_own_test_size():
 
 
 def test_the_training_sample_is_fixed_and_leaves_out_the_hold_out():
-    from lossbench.batches import split_validation
-    from lossbench.training_sample import training_sample
+    from lossbench.core.batches import split_validation
+    from lossbench.evaluate.training_sample import training_sample
 
     labels = np.arange(100) % 10
     test_run = {"validation": "test", "train_size": 100, "validation_size": 20}

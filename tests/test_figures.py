@@ -13,8 +13,9 @@ import json
 import numpy as np
 import pytest
 
-from lossbench import comparison_figures, figures, loss_figures
-from lossbench.figure_style import EPOCH_LABEL, MAX_SIDE_PIXELS, MAX_WIDTH_PIXELS
+from lossbench import figures
+from lossbench.figures import comparison_figures, loss_figures
+from lossbench.presentation.figure_style import EPOCH_LABEL, MAX_SIDE_PIXELS, MAX_WIDTH_PIXELS
 from studies import CLASS_NAMES, EPOCHS, PNG_SIGNATURE, STUDY, write_study
 
 PER_LOSS = {f"per_loss/{kind}_{loss}.png" for kind in ("curves", "confusion", "reliability") for loss in STUDY}
@@ -190,7 +191,7 @@ def test_histories_table_has_both_splits(rendered):
 
 
 def test_reliability_pools_the_seeds_bins(rendered):
-    from lossbench.calibration_figures import pooled_reliability
+    from lossbench.figures.calibration_figures import pooled_reliability
 
     _, _, metrics_paths, _, _ = rendered
     import json

@@ -5,8 +5,8 @@ it is to write: runs above chance, comparison families, hypotheses, gradient sca
 each test sets exactly the numbers its rule reads.
 """
 
-from lossbench import findings, findings_runs
-from lossbench.params import with_defaults
+from lossbench.pipeline.params import with_defaults
+from lossbench.report import findings, findings_runs
 
 
 def statistic(mean, n=3, half_width=None):
@@ -293,7 +293,7 @@ def test_every_finding_is_a_sentence():
 
 
 def test_the_accuracy_table_says_whether_the_losses_shared_a_learning_rate():
-    from lossbench.report_tables import accuracy_table
+    from lossbench.report.tables import accuracy_table
 
     data = summary({"a": loss_entry(0.6, initial_output_gradient_scale=statistic(0.05))})
     assert accuracy_table(data, {}, [], 0.01)[-1].endswith(

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lossbench.gradient_scale import output_gradient_scale
+from lossbench.train.gradient_scale import output_gradient_scale
 
 RANDOM = np.random.default_rng(0)
 LOGITS = RANDOM.normal(size=(64, 10))

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lossbench import compare, hypotheses
+from lossbench import compare
+from lossbench.compare import hypotheses
 
 PARAMS = {
     "confidence_level": 0.95,
@@ -92,7 +93,7 @@ def test_compare_keeps_the_families_apart_and_leaves_out_collapsed_losses():
 
 
 def test_primary_pairs_must_name_two_losses():
-    from lossbench.params import ParamsError, validate_params, load_params
+    from lossbench.pipeline.params import ParamsError, validate_params, load_params
 
     params = load_params("params.yaml")
     params["compare"]["primary_pairs"] = [["categorical_crossentropy"]]

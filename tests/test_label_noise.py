@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from archives import CIFAR10_CLASSES, make_cifar10_archive, make_cifar100_archive
-from lossbench import label_noise
-from lossbench.label_noise import PATRINI_PAIRS, add_label_noise
-from lossbench.params import ParamsError, load_params, validate_params, with_defaults
-from lossbench.prepared import CLEAN_LABELS_FILE, load_prepared
+from lossbench.io.prepared import CLEAN_LABELS_FILE, load_prepared
+from lossbench.pipeline.params import ParamsError, load_params, validate_params, with_defaults
+from lossbench.preprocess import label_noise
 from lossbench.preprocess import prepare
 from lossbench.preprocess import run as preprocess_run
+from lossbench.preprocess.label_noise import PATRINI_PAIRS, add_label_noise
 
 CLASSES = list(CIFAR10_CLASSES)
 PROJECT = Path(__file__).resolve().parent.parent
@@ -148,7 +148,7 @@ def test_training_resumes_only_on_the_same_noisy_labels(tmp_path):
     """Training reads the labels preprocess made once; its checkpoints are keyed by the data,
     labels included, so a checkpoint of clean labels is never resumed on noisy ones (and a
     rerun of preprocess with the same parameters makes the very same labels: same key)."""
-    from lossbench.checkpoint import data_signature
+    from lossbench.train.checkpoint import data_signature
 
     expected = make_cifar10_archive(tmp_path)
     signatures = []

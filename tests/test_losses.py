@@ -1,4 +1,4 @@
-"""Tests of lossbench.losses against hand computations in numpy, on both Keras backends."""
+"""Tests of lossbench.core.losses against hand computations in numpy, on both Keras backends."""
 
 import os
 import subprocess
@@ -12,8 +12,8 @@ import yaml
 import keras
 from keras import ops
 
-from lossbench import losses
-from lossbench.losses import LOSS_NAMES, LOSSES, LossSpec, get_loss
+from lossbench.core import losses
+from lossbench.core.losses import LOSS_NAMES, LOSSES, LossSpec, get_loss
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
 EPSILON = 1e-7
@@ -282,7 +282,7 @@ JAX_CHECK = """
 import numpy as np
 import keras
 assert keras.backend.backend() == "jax", keras.backend.backend()
-from lossbench.losses import LOSSES
+from lossbench.core.losses import LOSSES
 rng = np.random.default_rng(0)
 labels = rng.integers(0, 10, size=(4, 1)).astype("float32")
 scores = rng.normal(size=(4, 10)).astype("float32")

@@ -1,4 +1,4 @@
-"""Tests of lossbench.model: the paper's All-CNN variant and its analytic FLOPs."""
+"""Tests of lossbench.core.model: the paper's All-CNN variant and its analytic FLOPs."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import pytest
 import keras
 from keras import layers
 
-from lossbench.model import (
+from lossbench.core.model import (
     build_model,
     forward_flops_per_image,
     scaled_channels,

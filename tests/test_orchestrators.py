@@ -4,8 +4,8 @@ In a throwaway git + DVC copy of the project on real images (200/100 images, wid
 loss, one seed, one epoch), one orchestrator runs the study while the other is started: the
 second must stop before it deletes or writes anything (Snakemake with a message naming DVC;
 DVC with its own "Unable to acquire lock", which cannot name Snakemake), and the first must
-finish cleanly (workflow/lossbench/orchestration.py). The same copy checks that an edit to
-params.yaml during a Snakemake run stops the remaining jobs. The last two tests check the
+finish cleanly (workflow/lossbench/pipeline/orchestration.py). The same copy checks that an
+edit to params.yaml during a Snakemake run stops the remaining jobs. The last two tests check the
 mechanism alone in seconds, on a DVC repository of one stage: `dvc repro`, `dvc checkout`
 and `dvc pull` are all refused while the hold lasts.
 """
@@ -125,7 +125,7 @@ def test_editing_params_while_snakemake_runs_stops_the_remaining_jobs(project):
 
 def test_the_hold_and_dvc_exclude_each_other(tmp_path):
     """The mechanism alone, in seconds: a DVC repository whose one stage sleeps."""
-    from lossbench.orchestration import ConcurrentRunError, hold_project, release_project
+    from lossbench.pipeline.orchestration import ConcurrentRunError, hold_project, release_project
 
     for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         run(command, tmp_path)
@@ -154,7 +154,7 @@ def test_checkout_and_pull_cannot_restore_what_snakemake_deleted(tmp_path):
     """Issue 20, D3: `dvc checkout` during a Snakemake run restored the model Snakemake had
     deleted to retrain it. `dvc checkout` and `dvc pull` do not look at DVC's rwlock, only at
     its repo lock, which the hold now keeps for the whole run."""
-    from lossbench.orchestration import hold_project, release_project
+    from lossbench.pipeline.orchestration import hold_project, release_project
 
     for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         run(command, tmp_path)
@@ -239,7 +239,7 @@ def test_kill_on_snakemake_waits_for_its_jobs_and_a_group_kill_stops_them(tmp_pa
     import os
     import signal
 
-    from lossbench.stages import snakemake_shell
+    from lossbench.pipeline.stages import snakemake_shell
 
     rule_shell = snakemake_shell("download")
     suffix = rule_shell[rule_shell.index(" 2>&1 "):]  # the rules' own: output to tee and log

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lossbench.params import (
+from lossbench.pipeline.params import (
     STAGE_PARAMS,
     ParamsError,
     load_params,
@@ -99,7 +99,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 def test_snakemake_validator_refuses_the_same_errors(params):
     """The schema is a plain JSON Schema that Snakemake's own validate() reads too (the
-    Snakefile validates through lossbench.params, which adds the cross-key checks)."""
+    Snakefile validates through lossbench.pipeline.params, which adds the cross-key checks)."""
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
@@ -152,7 +152,7 @@ def _float_keys(value, path=()):
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_every_float_key_refuses_nan_and_infinity(bad):
-    from lossbench.params import ParamsError, load_params, validate_params
+    from lossbench.pipeline.params import ParamsError, load_params, validate_params
 
     params = load_params(PROJECT / "params.yaml")
     keys = list(_float_keys(params))
@@ -168,7 +168,7 @@ def test_every_float_key_refuses_nan_and_infinity(bad):
 
 
 def test_a_misspelt_loss_or_key_gets_a_did_you_mean():
-    from lossbench.params import ParamsError, load_params, validate_params
+    from lossbench.pipeline.params import ParamsError, load_params, validate_params
 
     params = load_params(PROJECT / "params.yaml")
     params["train"]["losses"] = ["squared_hinje"]
@@ -188,7 +188,7 @@ def test_exp_run_needs_no_plus_and_refuses_a_misspelt_key_before_changing_anythi
     import subprocess
     import sys
 
-    from lossbench.params import load_schema
+    from lossbench.pipeline.params import load_schema
 
     shipped = yaml.safe_load((PROJECT / "params.yaml").read_text())
     schema = load_schema()["properties"]

@@ -5,15 +5,18 @@ In a temporary git repository holding a copy of the project, with `download.sour
 
 1. `snakemake --cores 1 --resources gpu=1` runs the whole DAG to the report;
 2. `dvc commit` records those outputs, after which `dvc status` finds nothing to do;
-3. editing a parameter makes both tools want the same stages (a Snakemake dry run's reasons
+3. code that decides no result (a version bump, a comment in params.py) leaves both tools
+   with nothing to do, and an edit to the losses makes both want the training again;
+4. editing a parameter makes both tools want the same stages (a Snakemake dry run's reasons
    and `dvc status`), for a data parameter and for a training parameter;
-4. the README's offline command (`dvc exp run` with the local copy's settings and the
+5. the README's offline command (`dvc exp run` with the local copy's settings and the
    CPU-sized sizes), verbatim, with this study's smaller sizes and one more epoch appended,
    reruns the DAG from the copy beside the checkout, and the review commands (`dvc metrics
    diff`, `dvc params diff`, `dvc plots diff`) show what the change did.
 """
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -27,16 +30,24 @@ from test_readme import readme_offline_command
 pytestmark = [pytest.mark.slow, needs_real_images]
 
 
-def snakemake_changed_stages(root: Path) -> set[str]:
-    """Stages a dry run would rerun because their params changed, named as DVC names them.
+PARAMS_CHANGED = "Params have changed since last execution"
+
+
+def snakemake_changed_stages(root: Path, reason: str = PARAMS_CHANGED,
+                             output: str | None = None) -> set[str]:
+    """Stages a dry run would rerun for `reason` (a regular expression; by default: their params
+    changed), named as DVC names them; `output`: a dry run's output to read instead of running
+    one.
 
     (`snakemake --list-changes params` lists every output in Snakemake 9.27, changed or not,
     so the dry run's per-job reasons are read instead.)
     """
-    result = run(["snakemake", "--dry-run", "--cores", "1"], root)
+    if output is None:
+        result = run(["snakemake", "--dry-run", "--cores", "1"], root)
+        output = result.stdout + result.stderr
     stages = set()
-    for block in re.split(r"^rule ", result.stdout + result.stderr, flags=re.M)[1:]:
-        if "Params have changed since last execution" not in block:
+    for block in re.split(r"^rule ", output, flags=re.M)[1:]:
+        if not re.search(reason, block):
             continue
         rule = block.split(":", 1)[0]
         wildcards = re.search(r"^    wildcards: loss=(\S+), seed=(\d+)$", block, re.M)
@@ -44,11 +55,12 @@ def snakemake_changed_stages(root: Path) -> set[str]:
     return stages
 
 
-def dvc_changed_stages(root: Path) -> set[str]:
+def dvc_changed_stages(root: Path, dependency: str = "params.yaml") -> set[str]:
+    """Stages `dvc status` finds changed in a dependency whose path ends with `dependency`."""
     status = json.loads(run(["dvc", "status", "--json"], root).stdout)
     return {
         stage for stage, changes in status.items()
-        if any("changed deps" in change and any(key.endswith("params.yaml") for key in change["changed deps"])
+        if any("changed deps" in change and any(key.endswith(dependency) for key in change["changed deps"])
                for change in changes if isinstance(change, dict))
     }
 
@@ -104,7 +116,7 @@ def test_snakemake_runs_the_whole_dag(project):
     assert any((project / "reports/figures").glob("*.png"))
     # Issue 19: no TensorFlow start-up noise in any job's log, and the first training of each
     # job (a tuning run here) states the whole study's projected cost.
-    from lossbench.native_logs import is_noise
+    from lossbench.pipeline.native_logs import is_noise
 
     for log in (project / "reports/logs").rglob("*.log"):
         noise = [line for line in log.read_bytes().splitlines() if is_noise(line)]
@@ -125,6 +137,41 @@ def test_dvc_commit_records_the_snakemake_run(project):
     assert "Nothing to be done" in dry_run.stdout + dry_run.stderr, dry_run.stdout[-3000:]
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "tiny study"], project)
+
+
+def test_only_code_that_decides_a_result_reruns_a_stage(project):
+    """Issue 21: a version bump and a comment in params.py leave both tools with nothing to
+    do; an edit to the losses reruns the training under both. The files are then restored,
+    with their modification times, for the tests after this one."""
+    package = project / "workflow" / "lossbench"
+    edited = [package / "__init__.py", package / "pipeline" / "params.py", package / "core" / "losses.py"]
+    times = {path: path.stat().st_mtime_ns for path in edited}
+    try:
+        with edited[0].open("a") as init:
+            init.write('__version__ = "0.1.1"\n')
+        with edited[1].open("a") as params:
+            params.write("# A comment decides no result.\n")
+        assert "up to date" in run(["dvc", "status"], project).stdout.lower()
+        dry_run = run(["snakemake", "--dry-run", "--cores", "1"], project)
+        assert "Nothing to be done" in dry_run.stdout + dry_run.stderr, dry_run.stdout[-3000:]
+
+        with edited[2].open("a") as losses:
+            losses.write("# An edit to the losses.\n")
+        trainings = {f"train@{loss}-{seed}" for loss in ("categorical_crossentropy", "hinge")
+                     for seed in (0, 1)}
+        # Snakemake names one reason a job: the tuning jobs give the edited file, the trainings
+        # the tuning result they wait for.
+        dry_run = run(["snakemake", "--dry-run", "--cores", "1"], project)
+        output = dry_run.stdout + dry_run.stderr
+        edited_losses = r"Updated input files: .*core/losses\.py"
+        assert "tune" in snakemake_changed_stages(project, edited_losses, output)
+        assert trainings <= snakemake_changed_stages(project, r"\n    reason: ", output)
+        assert trainings <= dvc_changed_stages(project, "workflow/lossbench/core/losses.py")
+    finally:
+        run(["git", "checkout", "--", *(str(path.relative_to(project)) for path in edited)], project)
+        for path, mtime in times.items():
+            os.utime(path, ns=(mtime, mtime))
+    assert "up to date" in run(["dvc", "status"], project).stdout.lower()
 
 
 def test_a_parameter_edit_reruns_the_same_stages_under_both_tools(project):

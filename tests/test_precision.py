@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import yaml
 
-from lossbench import device, precision, training
-from lossbench.params import validate_params
-from lossbench.training_logs import run_information
+from lossbench.pipeline.params import validate_params
+from lossbench.train import device, precision, training
+from lossbench.train.training_logs import run_information
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -77,7 +77,7 @@ def test_measure_times_each_candidate_and_logs_one_line(caplog, no_earlier_measu
         built.append(name)
         return name  # the fake timer reads the precision from its "model"
 
-    with caplog.at_level(logging.INFO, logger="lossbench.precision"):
+    with caplog.at_level(logging.INFO, logger="lossbench.train.precision"):
         choice, rates = precision.measure(build, "images", "labels", ["float32", "mixed_bfloat16"],
                                           key="job", timer=lambda model, images, labels: timings[model])
     assert (choice, rates) == ("float32", {"float32": 71.5, "mixed_bfloat16": 10.8})
@@ -88,7 +88,7 @@ def test_measure_times_each_candidate_and_logs_one_line(caplog, no_earlier_measu
     assert "chose float32" in line
     # The same job's settings measured again in this process (the tune stage's runs): reused.
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="lossbench.precision"):
+    with caplog.at_level(logging.INFO, logger="lossbench.train.precision"):
         again = precision.measure(build, "images", "labels", ["float32", "mixed_bfloat16"],
                                   key="job", timer=lambda *args: pytest.fail("measured twice"))
     assert again == (choice, rates) and len(built) == 2

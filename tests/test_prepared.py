@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lossbench.prepared import MANIFEST_NAME, Split, load_prepared, write_prepared
+from lossbench.io.prepared import MANIFEST_NAME, Split, load_prepared, write_prepared
 
 CLASSES = ["a", "b", "c"]
 REMEDY = ("--forcerun preprocess", "dvc repro --force preprocess")
@@ -98,8 +98,9 @@ def test_data_without_a_manifest_or_with_a_broken_one_is_refused(tmp_path):
 
 
 def test_the_train_stage_refuses_a_damaged_array_before_training(tmp_path, monkeypatch):
-    from lossbench import device, train
-    from lossbench.params import load_params
+    from lossbench import train
+    from lossbench.pipeline.params import load_params
+    from lossbench.train import device
 
     directory = write(tmp_path / "prepared")
     with (directory / "test_labels.npy").open("r+b") as handle:

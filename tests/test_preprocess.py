@@ -26,10 +26,11 @@ from archives import (
     png_bytes,
     random_images,
 )
-from lossbench import cli, image_folder, preprocess
-from lossbench.archive import ArchiveError, UnsafeArchiveError
-from lossbench.params import with_defaults
-from lossbench.prepared import PREPARED_FILES, load_prepared
+from lossbench import cli, preprocess
+from lossbench.io.archive import ArchiveError, UnsafeArchiveError
+from lossbench.io.prepared import PREPARED_FILES, load_prepared
+from lossbench.pipeline.params import with_defaults
+from lossbench.preprocess import image_folder
 from lossbench.preprocess import image_folder_order, prepare, stratified_subset
 
 PROJECT_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"

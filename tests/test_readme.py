@@ -150,7 +150,7 @@ def test_the_offline_command_is_the_cpu_sized_one_with_every_local_copy_setting(
     """Issue 19: one line runs the CPU-sized study from the local JPEG copy. Its settings are
     the four a local copy needs (download.error names the same four), with the copy's SHA-256,
     followed by exactly the CPU-sized command's; all are params.yaml's keys and valid values."""
-    from lossbench.params import load_params, validate_params
+    from lossbench.pipeline.params import load_params, validate_params
 
     from projects import SHARED_SHA256
 

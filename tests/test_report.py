@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lossbench import compare, figures, findings, paper_setup, report, report_tables, report_text
-from lossbench.report_hypotheses import hypotheses_section
+from lossbench import compare, figures, report
+from lossbench.report import findings, paper_setup, tables as report_tables, text as report_text
+from lossbench.report.hypotheses import hypotheses_section
 from studies import PNG_SIGNATURE, STUDY, study_params, write_study
 
 JPEG_COPY_SHA256 = "ff26949c34c4e67da3fa472a1f142e33365dea058f94f1fa369b14ef3d986968"
@@ -422,7 +423,7 @@ def test_the_report_shows_calibration_label_noise_and_the_hinge_as_mae(rendered,
 
 def test_no_calibration_table_for_evaluations_without_it():
     summary = {"losses": {"hinge": {"test_accuracy": {"mean": 0.5}}}}
-    from lossbench.report_calibration import calibration_section, hinge_as_mae_note
+    from lossbench.report.calibration import calibration_section, hinge_as_mae_note
 
     assert calibration_section(summary, ["hinge"]) == []
     summary["setup"] = {"num_classes": [3]}

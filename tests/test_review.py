@@ -197,7 +197,7 @@ def test_dvc_tables_fit_a_screen_for_the_cpu_sized_study(tmp_path):
     README's `dvc exp show` line on the six losses of params.yaml, one seed, with an
     experiment: each table at most 160 characters wide (measured on an unlimited terminal),
     the headline first, no run times, no change of "-0.0" or "0.0"."""
-    from lossbench.params import load_params
+    from lossbench.pipeline.params import load_params
 
     losses = load_params(PROJECT / "params.yaml")["train"]["losses"]
     assert len(losses) == 6

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from lossbench import compare, figures
-from lossbench.hypotheses import verdicts_markdown
+from lossbench.compare.hypotheses import verdicts_markdown
 
 STUDY = Path(__file__).resolve().parent.parent / "reports" / "studies" / "cpu-fair-lr"
 ARMS = [arm for arm in ("paper-lr", "tuned-lr") if (STUDY / arm / "summary.json").is_file()]

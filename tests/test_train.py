@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from lossbench.params import validate_params
+from lossbench.pipeline.params import validate_params
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED_ARCHIVE = PROJECT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -21,7 +21,7 @@ LOSSBENCH = [sys.executable, "-m", "lossbench.cli"]
 
 def write_prepared(directory: Path, train_count=256, test_count=64, seed=0) -> Path:
     """A small prepared-data directory of learnable synthetic images (class = bright quadrant)."""
-    from lossbench.prepared import Split, write_prepared as write_arrays
+    from lossbench.io.prepared import Split, write_prepared as write_arrays
 
     rng = np.random.default_rng(seed)
     splits = {}
@@ -59,7 +59,7 @@ def model_weights(path: Path) -> list[np.ndarray]:
 
 def test_learning_rate_follows_keras1_decay():
     """Keras 1: lr_t = lr / (1 + decay * t), t the number of steps already taken."""
-    from lossbench.training import TrainConfig, build_training_model
+    from lossbench.train.training import TrainConfig, build_training_model
 
     params = validate_params(yaml.safe_load((PROJECT / "params.yaml").read_text()))
     params["model"]["width"] = 0.05
@@ -74,14 +74,14 @@ def test_learning_rate_follows_keras1_decay():
 def test_xla_that_keras_refuses_is_reported(caplog):
     """Keras compiles a model without XLA when a layer does not support it (RandomTranslation,
     the augmentation's shift): training must say so, not log "XLA on"."""
-    from lossbench.device import Runtime
-    from lossbench.training import TrainConfig, build_training_model
+    from lossbench.train.device import Runtime
+    from lossbench.train.training import TrainConfig, build_training_model
 
     params = validate_params(yaml.safe_load((PROJECT / "params.yaml").read_text()))
     params["model"]["width"] = 0.05
     runtime = Runtime(device="gpu", description="GPU: test", precision="float32",
                       steps_per_execution=1, jit_compile=True, deterministic=False)
-    with caplog.at_level("WARNING", logger="lossbench.training"):
+    with caplog.at_level("WARNING", logger="lossbench.train.training"):
         model, _ = build_training_model(TrainConfig.from_params(params), "hinge", 0, 10, runtime)
     assert model.jit_compile is False
     assert "Keras compiles this model without it" in caplog.text
@@ -89,8 +89,8 @@ def test_xla_that_keras_refuses_is_reported(caplog):
 
 def test_without_shuffling_every_epoch_sees_the_same_order():
     """The paper's Keras 1.0.3 `flow` did not shuffle: each epoch, the stored order."""
-    from lossbench.batches import epoch_permutation
-    from lossbench.training import TrainConfig
+    from lossbench.core.batches import epoch_permutation
+    from lossbench.train.training import TrainConfig
 
     params = validate_params(yaml.safe_load((PROJECT / "params.yaml").read_text()))
     assert TrainConfig.from_params(params).shuffle is False  # the paper's setting is the default
@@ -110,7 +110,7 @@ def test_each_epochs_order_is_drawn_when_the_epoch_starts():
     reaches that epoch, and gives exactly the batches of a per-epoch pass."""
     import tensorflow as tf
 
-    from lossbench.batches import epoch_permutation, training_batches
+    from lossbench.core.batches import epoch_permutation, training_batches
 
     images = np.arange(10 * 32 * 32 * 3, dtype=np.uint8).reshape(10, 32, 32, 3)
     labels = np.arange(10, dtype=np.int32)
@@ -134,7 +134,7 @@ def test_each_epochs_order_is_drawn_when_the_epoch_starts():
 
 
 def test_holdout_split_is_stratified_and_seeded():
-    from lossbench.batches import split_validation
+    from lossbench.core.batches import split_validation
 
     labels = np.repeat(np.arange(10), 100)
     keep, held_out = split_validation(labels, "holdout", 0.1, seed=5)
@@ -221,9 +221,9 @@ def test_jax_backend_trains_too(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_ARCHIVE.is_file(), reason=f"{SHARED_ARCHIVE} (real CIFAR-10 images) is absent")
 def test_two_epochs_on_real_images_beat_chance(tmp_path):
-    from lossbench.prepared import load_prepared
+    from lossbench.io.prepared import load_prepared
     from lossbench.preprocess import prepare
-    from lossbench.training import TrainConfig, train_model
+    from lossbench.train.training import TrainConfig, train_model
 
     prepare(SHARED_ARCHIVE, dataset="image_folder", output_dir=tmp_path / "prepared",
             counts_path=tmp_path / "counts.json", train_size=6000, test_size=1000, subset_seed=0)
@@ -287,7 +287,7 @@ def test_editing_the_code_retrains_instead_of_resuming(tmp_path):
 
     # ...but after an edit to a loss, training starts again and the edited loss shows.
     mark_unfinished(checkpoint, 1)
-    losses = tmp_path / "code" / "workflow" / "lossbench" / "losses.py"
+    losses = tmp_path / "code" / "workflow" / "lossbench" / "core" / "losses.py"
     original = "return -ops.sum(one_hot * ops.log(probabilities), axis=-1)"
     assert original in losses.read_text()
     losses.write_text(losses.read_text().replace(original, "return -50.0 * " + original[8:]))
@@ -325,7 +325,7 @@ def test_a_finished_run_is_trained_again(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from lossbench.training import TrainConfig, build_training_model
+    from lossbench.train.training import TrainConfig, build_training_model
 
     params = validate_params(yaml.safe_load((PROJECT / "params.yaml").read_text()))
     params["model"]["width"] = 0.05
@@ -335,7 +335,7 @@ def tiny_model():
 
 
 def damage(path: Path, kind: str, model) -> None:
-    from lossbench.checkpoint import save_checkpoint
+    from lossbench.train.checkpoint import save_checkpoint
 
     state = {"fingerprint": "f", "history": [{"epoch": 1}], "diverged_epoch": None}
     if kind == "truncated":
@@ -356,7 +356,7 @@ def damage(path: Path, kind: str, model) -> None:
 
 @pytest.mark.parametrize("kind", ["truncated", "empty", "not_a_zip", "wrong_keys", "wrong_shapes"])
 def test_an_unreadable_checkpoint_is_set_aside(tmp_path, tiny_model, kind, caplog):
-    from lossbench.checkpoint import load_checkpoint
+    from lossbench.train.checkpoint import load_checkpoint
 
     path = tmp_path / "checkpoint.npz"
     damage(path, kind, tiny_model)
@@ -391,7 +391,7 @@ def test_training_starts_afresh_over_a_truncated_checkpoint(tmp_path, tiny_model
 def test_a_failed_checkpoint_write_leaves_no_temporary_file(tmp_path, tiny_model, monkeypatch):
     import errno
 
-    from lossbench import checkpoint
+    from lossbench.train import checkpoint
 
     def disk_full(path, **arrays):
         Path(path).write_bytes(b"PK\x03\x04 partial")
@@ -408,7 +408,7 @@ def test_a_failed_checkpoint_write_leaves_no_temporary_file(tmp_path, tiny_model
 def test_a_directory_where_a_file_goes_is_refused_before_training(tmp_path, monkeypatch, blocked):
     """Issue 20, D2: a directory at checkpoint.npz trained an epoch, then failed with "Is a
     directory" naming a temporary file."""
-    from lossbench import training
+    from lossbench.train import training
 
     def no_training(*args, **kwargs):
         raise AssertionError("training began before the paths were checked")
@@ -471,7 +471,7 @@ def test_an_interrupt_during_a_write_waits_for_the_rename(tmp_path):
     left, and the interrupt still arrives once the write is done."""
     import signal as signals
 
-    from lossbench import atomic
+    from lossbench.io import atomic
 
     target = tmp_path / "run.json"
     # Python's own Ctrl-C handler, whatever an earlier test or library left installed.

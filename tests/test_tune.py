@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from lossbench import train, tune
-from lossbench.params import ParamsError, load_params, validate_params
+from lossbench import train
+from lossbench.pipeline.params import ParamsError, load_params, validate_params
+from lossbench.train import tune
 from test_train import PROJECT, write_params, write_prepared
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lossbench.tuning_report import plot_tuning_curves, read_tuning, tuning_section
+from lossbench.presentation.tuning_report import plot_tuning_curves, read_tuning, tuning_section
 
 
 def tuning(loss, means, chosen, epochs=6):

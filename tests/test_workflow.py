@@ -1,6 +1,6 @@
 """The two orchestrators describe one DAG: same stages, inputs, outputs, params and commands.
 
-Both are made from one stage table (lossbench.stages): the rules read it, dvc.yaml is
+Both are made from one stage table (lossbench.pipeline.stages): the rules read it, dvc.yaml is
 generated from it. These tests check the result as each tool sees it. Snakemake's view comes
 from a forced dry run (`snakemake -n --forceall -p`: every job with its inputs, outputs and
 shell command); DVC's from its own index of dvc.yaml. Neither needs the data to exist, so this
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lossbench.params import STAGE_PARAMS, load_params
-from lossbench.runs import run_names
-from lossbench.stages import DVC_FILES, render_dvc_yaml, snakemake_outputs, snakemake_shell
+from lossbench.pipeline.params import STAGE_PARAMS, load_params
+from lossbench.pipeline.runs import run_names
+from lossbench.pipeline.stages import DVC_FILES, render_dvc_yaml, snakemake_outputs, snakemake_shell
 
 PROJECT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -67,10 +67,14 @@ def dvc_jobs() -> dict[str, dict]:
 
 
 def expand_directories(inputs: set[str], all_outputs: set[str]) -> set[str]:
-    """DVC may depend on a directory holding other stages' outputs; Snakemake lists the files."""
+    """DVC may depend on a directory holding other stages' outputs, or on a folder of the
+    package's code; Snakemake lists the files."""
     expanded = set()
     for path in inputs:
         inside = {output for output in all_outputs if output.startswith(path + "/")}
+        if path.startswith("workflow/lossbench/") and (PROJECT / path).is_dir():
+            inside = {code.relative_to(PROJECT).as_posix()
+                      for code in (PROJECT / path).rglob("*.py")}
         expanded |= inside or {path}
     return expanded
 
@@ -151,7 +155,7 @@ def test_bench_is_the_same_command_under_both_tools():
 
 
 def test_the_committed_dvc_yaml_files_are_generated_from_the_stage_table(tmp_path):
-    """dvc.yaml is written by `lossbench dvc-yaml` from lossbench.stages, never by hand."""
+    """dvc.yaml is written by `lossbench dvc-yaml` from lossbench.pipeline.stages, never by hand."""
     from lossbench.cli import main
 
     assert main(["dvc-yaml", "--root", str(PROJECT), "--check"]) == 0
@@ -176,7 +180,7 @@ def test_dvc_yaml_is_a_yaml_document_that_round_trips():
     import yaml
     from ruamel.yaml import YAML
 
-    from lossbench.stages import STAGES, dvc_command, dvc_document
+    from lossbench.pipeline.stages import STAGES, dvc_command, dvc_document
 
     writer = YAML()
     writer.indent(mapping=2, sequence=4, offset=2)
@@ -211,7 +215,7 @@ def test_snakefmt_is_clean():
 
 
 def test_parsing_the_workflow_does_not_import_tensorflow():
-    """`snakemake -n` must stay fast: the Snakefile imports only lossbench.params."""
+    """`snakemake -n` must stay fast: the Snakefile imports only lossbench.pipeline.params."""
     code = (
         "import sys, runpy; sys.argv = ['snakemake', '-n', '--quiet', 'all'];\n"
         "from snakemake.cli import main\n"
@@ -308,27 +312,62 @@ def test_a_yaml_syntax_error_names_its_line_and_column(tmp_path):
     assert f"at line {index + 1}, column 11" in output
 
 
-def test_code_dependencies_are_the_stages_imports(both_dags):
-    """Each stage depends on exactly the code it runs: its module and every lossbench module it
-    imports (lossbench.sources reads them from the imports), in dvc.yaml and in the rules."""
-    from lossbench.sources import source_paths
+def test_code_dependencies_are_the_stage_folder_and_the_shared_code_it_imports(both_dags):
+    """Each stage depends on the code that decides its results: its folder (one DVC
+    dependency; Snakemake lists the folder's files) and the shared files its folder imports
+    (lossbench.pipeline.sources), in dvc.yaml and in the rules."""
+    from lossbench.pipeline.sources import code_dependencies, code_files
 
     snakemake, dvc = both_dags
     for name, job in dvc.items():
         stage = name.split("@")[0]  # a matrix stage: train@categorical_crossentropy-0
         code = {path for path in job["inputs"] if path.startswith("workflow/lossbench/")}
-        assert code == set(source_paths(stage)), name
+        assert code == set(code_dependencies(stage)), name
         rule_inputs = snakemake[name]["inputs"] if name in snakemake else next(
             job["inputs"] for other, job in snakemake.items() if other.split("@")[0] == stage)
-        assert {path for path in rule_inputs if path.startswith("workflow/lossbench/")} == code, name
+        rule_code = {path for path in rule_inputs if path.startswith("workflow/lossbench/")}
+        assert rule_code == set(code_files(stage)) == expand_directories(code, set()), name
+    # The train stage: its folder, the model, the losses, the augmentation and the batch order,
+    # and the files it reads and writes its arrays with; nothing that only describes the
+    # pipeline, no front end, no other stage.
+    assert code_dependencies("train") == [
+        "workflow/lossbench/train", "workflow/lossbench/core/augment.py",
+        "workflow/lossbench/core/batches.py", "workflow/lossbench/core/losses.py",
+        "workflow/lossbench/core/model.py", "workflow/lossbench/io/atomic.py",
+        "workflow/lossbench/io/prepared.py"]
+    assert code_dependencies("tune") == code_dependencies("train")
 
 
-def test_the_training_fingerprint_covers_what_training_imports():
-    from lossbench.sources import module_closure
+def test_the_training_fingerprint_covers_the_code_that_decides_training(tmp_path, monkeypatch):
+    """The checkpoint's code digest hashes the train stage's code files: a version bump or a
+    comment in params.py leaves it as it was, an edit to a loss changes it."""
+    import shutil
 
-    closure = module_closure("train")
-    assert {"train", "model", "losses", "augment", "callbacks", "device", "prepared"} <= set(closure)
-    assert "report" not in closure and "cli" not in closure
+    from lossbench.pipeline import sources
+
+    shutil.copytree(PROJECT / "workflow", tmp_path / "workflow",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    package = tmp_path / "workflow" / "lossbench"
+    monkeypatch.setattr(sources, "PACKAGE_DIR", package)
+    sources.module_closure.cache_clear()
+    try:
+        files = sources.code_files("train")
+        assert "workflow/lossbench/train/tune.py" in files
+        assert "workflow/lossbench/core/losses.py" in files
+        for left_out in ("workflow/lossbench/__init__.py", "workflow/lossbench/cli.py"):
+            assert left_out not in files
+        assert not any("/pipeline/" in path or "/report/" in path for path in files)
+        before = sources.source_digest("train")
+        with (package / "__init__.py").open("a") as init:
+            init.write('__version__ = "0.1.1"\n')
+        with (package / "pipeline" / "params.py").open("a") as params:
+            params.write("# A comment changes no result.\n")
+        assert sources.source_digest("train") == before
+        with (package / "core" / "losses.py").open("a") as losses:
+            losses.write("# An edit to the losses.\n")
+        assert sources.source_digest("train") != before
+    finally:
+        sources.module_closure.cache_clear()
 
 
 def test_an_aggregate_stage_reads_the_same_runs_from_files_or_their_directory(tmp_path):

@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lossbench.atomic import write_json
+from lossbench.io.atomic import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +78,8 @@ def train_images_per_s(config, batch_size: int, max_steps: int, warmup_steps: in
     """
     import dataclasses
 
-    from lossbench.batches import make_batches
-    from lossbench.training import build_training_model
+    from lossbench.core.batches import make_batches
+    from lossbench.train.training import build_training_model
 
     config = dataclasses.replace(config, batch_size=batch_size)
     model, _ = build_training_model(config, "categorical_crossentropy", seed=0, num_classes=10)
@@ -101,7 +101,7 @@ def input_pipeline_images_per_s(config, images: np.ndarray, batch_size: int = 25
     """Scaling and augmentation alone (what feeds the model each step), in images/s."""
     import keras
 
-    from lossbench.augment import build_augmentation
+    from lossbench.core.augment import build_augmentation
 
     augmentation = build_augmentation(config.shift_fraction, config.horizontal_flip, seed=0)
     rescale = keras.layers.Rescaling(1.0 / 255.0)
@@ -119,7 +119,7 @@ def epoch_seconds(config, train_count: int, validation_count: int, data=None) ->
     """Wall time of one whole epoch as users run it (train_model with epochs=1)."""
     import dataclasses
 
-    from lossbench.training import train_model
+    from lossbench.train.training import train_model
 
     if data is not None:
         train_images, train_labels = data.train_images[:train_count], data.train_labels[:train_count]
@@ -176,7 +176,7 @@ def _sizes(quick: bool, on_gpu: bool, dry_run: bool = False) -> _Sizes:
 
 def _epoch_fields(config, sizes: _Sizes, images_per_s: float, ceiling: float, data) -> dict:
     """A row's whole-epoch figures, or why the epoch was skipped (projected too long)."""
-    from lossbench.model import forward_flops_per_image, training_flops_per_image
+    from lossbench.core.model import forward_flops_per_image, training_flops_per_image
 
     projected = sizes.train_count / images_per_s
     if projected > LONGEST_EPOCH_SECONDS:
@@ -194,7 +194,7 @@ def _measure_row(config, sizes: _Sizes, ceiling: float, data, whole_epoch: bool)
     efficiency against the matmul `ceiling`, and (if `whole_epoch`) one whole epoch."""
     import keras
 
-    from lossbench.model import training_flops_per_image
+    from lossbench.core.model import training_flops_per_image
 
     train_flops = training_flops_per_image(config.width, 10)
     images_per_s = train_images_per_s(config, config.batch_size, sizes.max_steps,
@@ -234,17 +234,17 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None,
 
     import keras
 
-    from lossbench.device import select_device
-    from lossbench.model import forward_flops_per_image, training_flops_per_image
-    from lossbench.training import TrainConfig
-    from lossbench.training_logs import library_versions
+    from lossbench.core.model import forward_flops_per_image, training_flops_per_image
+    from lossbench.train.device import select_device
+    from lossbench.train.training import TrainConfig
+    from lossbench.train.training_logs import library_versions
 
     config = TrainConfig.from_params(params)
     config = config if dry_run else dataclasses.replace(config, width=1.0)
     quick = quick or dry_run
     data = None
     if data_dir is not None:
-        from lossbench.prepared import load_prepared
+        from lossbench.io.prepared import load_prepared
 
         data = load_prepared(data_dir)
     kind, device_description = select_device("auto")  # `auto` changes no setting: it only looks
@@ -342,8 +342,8 @@ def run(params: dict, output_dir: Path, quick: bool = False, data_dir: Path | No
     `dry_run` only shows that every measurement works (benchmarks/gpu_check.sh --dry-run,
     tests/test_bench.py): the width of `params` at tiny sizes, each orchestrator timed once.
     """
-    from lossbench import device as device_module
     from lossbench.bench_table import format_table
+    from lossbench.train import device as device_module
 
     results = {
         "quick": quick,
@@ -375,7 +375,7 @@ def _main() -> None:
     """The per-backend child: measure under KERAS_BACKEND and print one JSON line."""
     import argparse
 
-    from lossbench.params import load_params
+    from lossbench.pipeline.params import load_params
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))

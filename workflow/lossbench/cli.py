@@ -15,10 +15,10 @@ import os
 import sys
 from pathlib import Path
 
-from lossbench import native_logs
-from lossbench.interrupts import EXIT_STATUS, Terminated, terminate_as_interrupt
-from lossbench.params import ParamsError, check_dag_params, load_params
-from lossbench.runs import parse_run_name, run_names
+from lossbench.pipeline import native_logs
+from lossbench.pipeline.interrupts import EXIT_STATUS, Terminated, terminate_as_interrupt
+from lossbench.pipeline.params import ParamsError, check_dag_params, load_params
+from lossbench.pipeline.runs import parse_run_name, run_names
 
 
 def _download(args: argparse.Namespace, params: dict) -> None:
@@ -35,7 +35,7 @@ def _preprocess(args: argparse.Namespace, params: dict) -> None:
 
 
 def _tune(args: argparse.Namespace, params: dict) -> None:
-    from lossbench import tune
+    from lossbench.train import tune
 
     tune.run(params, loss_name=args.loss, data_dir=args.data, output=args.output,
              work_dir=args.work_dir)
@@ -151,7 +151,7 @@ def _named(option: str, given: list[str], example: str) -> dict[str, str]:
 
 
 def _collapse(args: argparse.Namespace, params: dict) -> None:
-    from lossbench import collapse
+    from lossbench.compare import collapse
 
     groups = {name: [Path(path) for path in files.split(",") if path]
               for name, files in _named("--group", args.group, "keras1=a.json,b.json").items()}
@@ -162,8 +162,8 @@ def _collapse(args: argparse.Namespace, params: dict) -> None:
 def _verdicts(args: argparse.Namespace, params: dict) -> None:
     import json
 
-    from lossbench.atomic import write_text
-    from lossbench.hypotheses import verdicts_markdown
+    from lossbench.compare.hypotheses import verdicts_markdown
+    from lossbench.io.atomic import write_text
 
     arms = {name: json.loads(Path(path).read_text())["hypotheses"]
             for name, path in _named("--arm", args.arm, "'paper lr=reports/summary.json'").items()}
@@ -179,8 +179,8 @@ EVALUATIONS_HELP = ("each run's evaluation JSON, or their directory (then the ru
 def _dvc_yaml(args: argparse.Namespace) -> int:
     """Write dvc.yaml and benchmarks/dvc.yaml from the stage table, or with --check say
     whether they are current (exit 1 if not)."""
-    from lossbench.atomic import write_text
-    from lossbench.stages import DVC_FILES, render_dvc_yaml
+    from lossbench.io.atomic import write_text
+    from lossbench.pipeline.stages import DVC_FILES, render_dvc_yaml
 
     stale = []
     for name in DVC_FILES:
@@ -190,7 +190,7 @@ def _dvc_yaml(args: argparse.Namespace) -> int:
             if not args.check:
                 write_text(path, text)
     if args.check and stale:
-        print(f"lossbench dvc-yaml: {', '.join(stale)} differ from workflow/lossbench/stages.py; "
+        print(f"lossbench dvc-yaml: {', '.join(stale)} differ from workflow/lossbench/pipeline/stages.py; "
               "run `lossbench dvc-yaml` to regenerate them.", file=sys.stderr)
         return 1
     print("lossbench dvc-yaml: " + ("up to date" if not stale else f"wrote {', '.join(stale)}"))
@@ -228,7 +228,7 @@ def _add_pipeline_stages(stages) -> None:
         ("evaluate", _evaluate, "evaluate one trained model on the test set"),
     ):
         stage = stages.add_parser(name, help=text)
-        stage.add_argument("--loss", required=True, help="loss name (see lossbench.losses)")
+        stage.add_argument("--loss", required=True, help="loss name (see lossbench.core.losses)")
         stage.add_argument("--seed", type=int, required=True, help="random seed of the run")
         stage.add_argument("--data", type=Path, required=True, help="prepared data directory")
         stage.add_argument("--model", type=Path, required=True, help="the .keras model file")
@@ -272,7 +272,7 @@ def _add_pipeline_stages(stages) -> None:
 
 def _add_tune_stage(stages) -> None:
     stage = stages.add_parser("tune", help="choose one loss's learning rate on a hold-out split")
-    stage.add_argument("--loss", required=True, help="loss name (see lossbench.losses)")
+    stage.add_argument("--loss", required=True, help="loss name (see lossbench.core.losses)")
     stage.add_argument("--data", type=Path, required=True, help="prepared data directory")
     stage.add_argument("--output", type=Path, required=True, help="the tuning result JSON to write")
     stage.add_argument("--work-dir", type=Path, required=True,
@@ -319,7 +319,7 @@ def _add_tools(stages) -> None:
     stage.add_argument("--name", default=None, help="JSON file name (default: the device's name)")
     stage.set_defaults(handler=_bench)
 
-    stage = stages.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (lossbench.stages)")
+    stage = stages.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (lossbench.pipeline.stages)")
     stage.add_argument("--root", type=Path, default=Path("."), help="the project root")
     stage.add_argument("--check", action="store_true", help="only check that the files are current")
     stage.set_defaults(handler=_dvc_yaml, reads_params=False)
@@ -363,7 +363,7 @@ def _run_stage(args: argparse.Namespace) -> int:
             raise
         print(f"lossbench {args.stage}: error: {_describe_os_error(error)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM (lossbench.interrupts)
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM (lossbench.pipeline.interrupts)
         if args.verbose:
             raise
         terminated = isinstance(error, Terminated)

@@ -2,7 +2,7 @@
 #   snakemake --cores 1 --resources gpu=1 bench
 # (DVC: dvc repro benchmarks/dvc.yaml). Its numbers are ratios against this machine's own
 # matmul rate, measured in the same run; see workflow/lossbench/bench.py. Command and
-# output: workflow/lossbench/stages.py.
+# output: workflow/lossbench/pipeline/stages.py.
 
 
 rule bench:

@@ -1,13 +1,17 @@
 # Shared definitions: the (loss, seed) runs, and the stage table's view for the rules.
 #
 # Each rule takes its command, inputs and outputs from the one stage table,
-# workflow/lossbench/stages.py (dvc.yaml is generated from the same table), and adds only what
-# is Snakemake's own: its log, resources, conda environment and report entries. Only light
-# modules are imported here (no TensorFlow), so `snakemake -n` stays fast.
+# workflow/lossbench/pipeline/stages.py (dvc.yaml is generated from the same table), and adds
+# only what is Snakemake's own: its log, resources, conda environment and report entries. Only
+# light modules are imported here (no TensorFlow), so `snakemake -n` stays fast.
 
-from lossbench.params import stage_fingerprint
-from lossbench.runs import RUN_PATTERN, run_names
-from lossbench.stages import snakemake_inputs, snakemake_outputs, snakemake_shell
+from lossbench.pipeline.params import stage_fingerprint
+from lossbench.pipeline.runs import RUN_PATTERN, run_names
+from lossbench.pipeline.stages import (
+    snakemake_inputs,
+    snakemake_outputs,
+    snakemake_shell,
+)
 
 # The software environment of all rules, for `snakemake --sdm conda`: environment.yml's pins
 # in a file of its own, because environment.yml's `-e .` would resolve against

@@ -1,5 +1,5 @@
 # Comparison across losses and seeds: mean and spread per loss, paired tests between losses.
-# Command, inputs and outputs: workflow/lossbench/stages.py; the rule is given every run's
+# Command, inputs and outputs: workflow/lossbench/pipeline/stages.py; the rule is given every run's
 # evaluation.
 
 

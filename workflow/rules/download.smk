@@ -1,5 +1,5 @@
 # Download the data archive (or copy a local one) and verify its checksum.
-# Command, input and output: workflow/lossbench/stages.py.
+# Command, input and output: workflow/lossbench/pipeline/stages.py.
 
 
 rule download:

@@ -1,7 +1,7 @@
 # Evaluation: per-run results on the test set. The full evaluation goes to reports/evaluation/
 # (read by compare, figures and report); a few flat numbers go to reports/metrics/, which
 # `dvc metrics diff --targets reports/metrics` shows in review. Command, inputs and outputs:
-# workflow/lossbench/stages.py.
+# workflow/lossbench/pipeline/stages.py.
 
 
 rule evaluate:

@@ -1,6 +1,6 @@
 # The comparison figures and the per-epoch table, marked for Snakemake's HTML report
 # (`snakemake --report report.html`) with a category and a caption from workflow/report/.
-# Command, inputs and outputs: workflow/lossbench/stages.py; the rule is given every run's
+# Command, inputs and outputs: workflow/lossbench/pipeline/stages.py; the rule is given every run's
 # evaluation and training log.
 
 

@@ -1,5 +1,5 @@
 # Decode the verified archive into uint8 arrays (and count the images per class).
-# Command, inputs and outputs: workflow/lossbench/stages.py.
+# Command, inputs and outputs: workflow/lossbench/pipeline/stages.py.
 
 
 rule preprocess:

@@ -1,5 +1,5 @@
 # The written report, reports/report.md, also marked for Snakemake's HTML report.
-# Command, inputs and outputs: workflow/lossbench/stages.py.
+# Command, inputs and outputs: workflow/lossbench/pipeline/stages.py.
 
 
 rule report:

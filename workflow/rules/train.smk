@@ -1,5 +1,5 @@
 # Training: one job per (loss, seed), each holding the one GPU (`--resources gpu=1`).
-# Command, inputs and outputs: workflow/lossbench/stages.py (checkpoints live outside the
+# Command, inputs and outputs: workflow/lossbench/pipeline/stages.py (checkpoints live outside the
 # outputs there, so that a rerun of an interrupted job resumes).
 
 

@@ -1,6 +1,6 @@
 # Tuning: one job per loss, choosing its learning rate on a hold-out split of the training set
 # (train reads the choice when train.learning_rate is `tuned`; the report shows the curve).
-# Command, inputs and outputs: workflow/lossbench/stages.py.
+# Command, inputs and outputs: workflow/lossbench/pipeline/stages.py.
 
 
 rule tune:

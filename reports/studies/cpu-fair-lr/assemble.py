@@ -7,9 +7,9 @@ The trainings ran from a fixed commit in their own git worktree (`run_study.py` 
 file; README). This script, run from the commit that assembles the study:
 1. copies each run's training logs (history.json, run.json) here, adding to run.json the
    gradient scale at initialisation (`initial_output_gradient_scale`, recomputed from the seed
-   with `lossbench.training`: the same initial weights, as they depend on the seed only);
+   with `lossbench.train.training`: the same initial weights, as they depend on the seed only);
 2. writes each loss's tuning result in the format of `lossbench tune` (`tuning/tune/<loss>.json`,
-   selected by `lossbench.tune.select_learning_rate`, the rule the driver used);
+   selected by `lossbench.train.tune.select_learning_rate`, the rule the driver used);
 3. evaluates every saved model with this commit's `lossbench evaluate` on the whole test set;
 4. runs compare, figures, report per arm and `lossbench verdicts` across the arms.
 """
@@ -38,7 +38,7 @@ def relative_paths(text: str, source: Path) -> str:
 def study_params(source: Path, learning_rate) -> dict:
     """The study's params: the driver's base params, this commit's defaults for keys added
     since, and the tuning settings the driver used."""
-    from lossbench.params import validate_params
+    from lossbench.pipeline.params import validate_params
 
     params = yaml.safe_load((source / "base-params.yaml").read_text())
     params["train"]["learning_rate"] = learning_rate
@@ -48,8 +48,8 @@ def study_params(source: Path, learning_rate) -> dict:
 
 
 def tuning_results(source: Path, params: dict) -> list[Path]:
-    from lossbench import tune
-    from lossbench.atomic import write_json
+    from lossbench.io.atomic import write_json
+    from lossbench.train import tune
 
     paths = []
     for loss in LOSSES:
@@ -79,7 +79,7 @@ def tuning_results(source: Path, params: dict) -> list[Path]:
 def gradient_scale(params: dict, loss: str, seed: int, data) -> float:
     import keras
 
-    from lossbench.training import TrainConfig, build_training_model, initial_gradient_scale
+    from lossbench.train.training import TrainConfig, build_training_model, initial_gradient_scale
 
     config = TrainConfig.from_params({**params, "train": {**params["train"], "learning_rate": 0.01}})
     model, _ = build_training_model(config, loss, seed, len(data.class_names))
@@ -149,7 +149,7 @@ def main(source: Path) -> None:
     os.chdir(PROJECT)
     global HERE
     HERE = HERE.relative_to(PROJECT)
-    from lossbench.prepared import load_prepared
+    from lossbench.io.prepared import load_prepared
 
     shutil.copy(source / "base-params.yaml", HERE / "base-params.yaml")
     shutil.copy(source / "run_study.py", HERE / "run_study.py")

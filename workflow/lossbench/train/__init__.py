@@ -1,0 +1,86 @@
+"""The `train` stage: train the paper's model with one loss and one seed.
+
+In:  prepared data (`lossbench.io.prepared.load_prepared`), the validated params (`model.*`,
+     `train.*`), a loss name, a seed, and the loss's tuning result (`reports/tune/<loss>.json`,
+     written by `lossbench tune`), read only when `train.learning_rate` is `tuned`.
+Out: the trained model (`<model_path>`, a `.keras` file taking uint8 images) and its log
+     directory (`history.json`, `run.json`, per-epoch files); see `lossbench.train.training`, which
+     does the work and explains how the paper's Keras 1 training is reproduced.
+
+`train.learning_rate` is a number (the paper's 0.01 by default: the reproduction, one rate for
+every loss) or `tuned`: each loss trains at the rate its `tune` stage chose on a hold-out split
+of the training set (the fair comparison; the test set is never used to choose it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from lossbench.train.training import TrainConfig, resolve_runtime, train_model
+
+logger = logging.getLogger(__name__)
+
+
+def tuned_learning_rate(tuning_path: Path | None, loss_name: str) -> float:
+    """The learning rate `lossbench tune` chose for `loss_name`, read from its result file."""
+    if tuning_path is None or not Path(tuning_path).is_file():
+        raise FileNotFoundError(
+            f"train.learning_rate is `tuned`, but the tuning result {tuning_path} does not exist. "
+            f"Run `lossbench tune --loss {loss_name} ...` first (`snakemake` and `dvc repro` do), "
+            "or set train.learning_rate to a number in params.yaml."
+        )
+    result = json.loads(Path(tuning_path).read_text())
+    if result.get("loss") != loss_name:
+        raise ValueError(f"{tuning_path} holds the tuning of {result.get('loss')!r}, not {loss_name!r}.")
+    rate = result.get("selected_learning_rate")
+    if rate is None:
+        raise ValueError(
+            f"{tuning_path} chose no learning rate for {loss_name} (tune.learning_rates empty, or "
+            "every tuning run diverged). Give tune.learning_rates that train, or set "
+            "train.learning_rate to a number."
+        )
+    return float(rate)
+
+
+def run(
+    params: dict,
+    loss_name: str,
+    seed: int,
+    data_dir: Path,
+    model_path: Path,
+    log_dir: Path,
+    checkpoint_dir: Path,
+    tuning_path: Path | None = None,
+) -> dict:
+    """The CLI's entry point: read the prepared data and train one (loss, seed) job."""
+    from lossbench.core.batches import split_validation
+    from lossbench.core.losses import get_loss
+    from lossbench.io.prepared import load_prepared
+    from lossbench.train import device
+    from lossbench.train.study_cost import StudyCost, study_runs
+
+    get_loss(loss_name)  # fail before loading data if the loss name is unknown
+    if seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {seed}.")
+    config = TrainConfig.from_params(params)
+    if config.learning_rate == "tuned":
+        config = dataclasses.replace(config, learning_rate=tuned_learning_rate(tuning_path, loss_name))
+        logger.info("%s trains at its tuned learning rate %g (%s).", loss_name,
+                    config.learning_rate, tuning_path)
+    # A job that must run on a GPU stops here, in seconds, before the data is read.
+    selected = device.select_device(config.device, config.deterministic)
+    data = load_prepared(data_dir)
+    fit_count = len(data.train_labels)
+    if config.validation == "holdout":
+        fit_count -= len(split_validation(data.train_labels, "holdout", config.holdout_fraction, seed)[1])
+    runtime = resolve_runtime(config, fit_count, selected)
+    study = StudyCost(study_runs(params, data.train_labels, len(data.test_labels)),
+                      config.batch_size)
+    return train_model(
+        config, loss_name, seed, data.train_images, data.train_labels, data.test_images,
+        data.test_labels, num_classes=len(data.class_names), model_path=model_path,
+        log_dir=log_dir, checkpoint_dir=checkpoint_dir, runtime=runtime, study=study,
+    )
