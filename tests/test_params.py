@@ -180,14 +180,32 @@ def test_a_misspelt_loss_or_key_gets_a_did_you_mean():
         validate_params(params)
 
 
+def one_stage_dvc_project(root: Path, params_text: str, stage: str):
+    """A git + DVC repository at `root` holding `params_text` as params.yaml and the one-stage
+    dvc.yaml `stage` (YAML text of one stage under `stages:`), committed; returns a function
+    that runs a command there (DVC from this virtual environment as `dvc`)."""
+    import subprocess
+    import sys
+
+    dvc = str(Path(sys.executable).parent / "dvc")
+
+    def run(*command):
+        command = [dvc, *command[1:]] if command[0] == "dvc" else list(command)
+        return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120)
+
+    (root / "params.yaml").write_text(params_text)
+    (root / "dvc.yaml").write_text("stages:\n" + stage)
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]):
+        assert run(*command).returncode == 0, command
+    return run
+
+
 def test_exp_run_needs_no_plus_and_refuses_a_misspelt_key_before_changing_anything(tmp_path):
     """Issue 20, D11: `dvc exp run -S +train.epoch=3` rewrote params.yaml and deleted outputs
     before lossbench could refuse the key. Every key lossbench reads is in params.yaml, so
     `-S key=value` (no `+`) is enough, and DVC refuses a misspelt key before it writes; the
     README says so and how to undo a `+`."""
-    import subprocess
-    import sys
-
     from lossbench.pipeline.params import load_schema
 
     shipped = yaml.safe_load((PROJECT / "params.yaml").read_text())
@@ -197,19 +215,10 @@ def test_exp_run_needs_no_plus_and_refuses_a_misspelt_key_before_changing_anythi
     readme = " ".join((PROJECT / "README.md").read_text().split())
     assert "`dvc exp run -S`: never `+key`." in readme and "git checkout params.yaml" in readme
 
-    bin_dir = Path(sys.executable).parent
-
-    def run(*command):
-        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    (tmp_path / "params.yaml").write_text("train:\n  epochs: 2\n")
-    (tmp_path / "dvc.yaml").write_text(
-        "stages:\n  make:\n    cmd: echo made > out.txt\n    params: [train.epochs]\n"
-        "    outs: [out.txt]\n")
-    for command in (["git", "init", "-q"], [str(bin_dir / "dvc"), "init", "-q"],
-                    ["git", "add", "-A"],
-                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]):
-        assert run(*command).returncode == 0, command
-    result = run(str(bin_dir / "dvc"), "exp", "run", "-S", "train.epoch=3")
+    run = one_stage_dvc_project(
+        tmp_path, "train:\n  epochs: 2\n",
+        "  make:\n    cmd: echo made > out.txt\n    params: [train.epochs]\n    outs: [out.txt]\n")
+    result = run("dvc", "exp", "run", "-S", "train.epoch=3")
 
     assert result.returncode != 0
     assert "Key 'epoch' is not in struct" in result.stdout + result.stderr
@@ -223,9 +232,6 @@ def test_what_exp_run_s_does_to_params_yaml_is_what_the_readme_says(tmp_path):
     and offers `--temp` (and the queue), which leave it byte for byte, even when the run
     fails. A one-stage project with the shipped params.yaml whose stage fails stands in for
     the study's first stage failing (as a missing download.source makes it)."""
-    import subprocess
-    import sys
-
     readme = " ".join((PROJECT / "README.md").read_text().split())
     for claim in ("**`dvc exp run -S` writes them into `params.yaml`** before it runs and leaves "
                   "them there, also when the run fails.",
@@ -236,27 +242,18 @@ def test_what_exp_run_s_does_to_params_yaml_is_what_the_readme_says(tmp_path):
                   "workspace alone", "where a key is given twice, the last value counts"):
         assert claim in readme, claim
 
-    dvc = str(Path(sys.executable).parent / "dvc")
     shipped = (PROJECT / "params.yaml").read_text()
-
-    def run(*command):
-        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-
-    (tmp_path / "params.yaml").write_text(shipped)
-    (tmp_path / "dvc.yaml").write_text(
-        "stages:\n  download:\n    cmd: exit 3\n"
+    run = one_stage_dvc_project(
+        tmp_path, shipped, "  download:\n    cmd: exit 3\n"
         "    params: [download.source, download.md5, train.epochs]\n    outs: [archive]\n")
-    for command in (["git", "init", "-q"], [dvc, "init", "-q"], ["git", "add", "-A"],
-                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]):
-        assert run(*command).returncode == 0, command
     settings = ["-S", "download.source=/nonexistent/archive.tar.gz", "-S", "download.md5=null",
                 "-S", "train.epochs=3", "-S", "train.epochs=1"]
 
     for form in (["--temp"], ["--queue"]):
-        result = run(dvc, "exp", "run", *form, *settings)
+        result = run("dvc", "exp", "run", *form, *settings)
         assert result.returncode != 0 or form == ["--queue"], result.stderr
         assert (tmp_path / "params.yaml").read_text() == shipped, form
-    assert run(dvc, "exp", "run", *settings).returncode != 0  # the stage fails
+    assert run("dvc", "exp", "run", *settings).returncode != 0  # the stage fails
 
     written = (tmp_path / "params.yaml").read_text()
     expected = yaml.safe_load(shipped)
