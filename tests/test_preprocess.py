@@ -536,3 +536,19 @@ def test_a_damaged_prepared_array_is_named_with_the_remedy(tmp_path, cut):
     assert str(damaged) in str(error.value)
     assert "--forcerun preprocess" in str(error.value)
     assert "dvc repro --force preprocess" in str(error.value)
+
+
+def test_schema_dataset_enum_matches_the_registry():
+    # params.yaml is validated before anything heavy is imported (Snakemake reads it to build
+    # its DAG), so the schema lists the names itself and this test keeps it in step.
+    schema = yaml.safe_load((Path(__file__).resolve().parent.parent / "workflow" / "schemas"
+                             / "params.schema.yaml").read_text())
+    enum = schema["properties"]["preprocess"]["properties"]["dataset"]["enum"]
+    assert tuple(enum) == tuple(preprocess.DATASETS), (
+        "The enum of preprocess.dataset in workflow/schemas/params.schema.yaml must list the "
+        f"datasets of lossbench.preprocess.DATASETS in the same order: {list(preprocess.DATASETS)}."
+    )
+    for name, spec in preprocess.DATASETS.items():
+        assert spec.name == name and spec.layout and callable(spec.found) and callable(spec.read)
+    with pytest.raises(ValueError, match="preprocess.dataset is 'mnist'; it must be one of cifar10, cifar100, image_folder"):
+        preprocess.dataset_spec("mnist")
