@@ -184,7 +184,7 @@ def chance_entries(ordered: list[dict], alpha: float) -> dict[str, Any]:
     }
 
 
-def untrainable_losses(by_loss: dict[str, dict[int, dict]]) -> dict[str, str]:
+def judge_untrainable_losses(by_loss: dict[str, dict[int, dict]]) -> dict[str, str]:
     """{loss: reason} for the losses of which at least half the runs collapsed to one class:
     their accuracy measures the collapse, not the loss, so they stay out of the rankings and
     of the exploratory tests (the report says so and why)."""
@@ -296,7 +296,7 @@ def summarise(runs: Sequence[dict], compare_params: dict) -> dict[str, Any]:
         loss: loss_entry([seeds[seed] for seed in sorted(seeds)], thresholds, confidence_level)
         for loss, seeds in by_loss.items()
     }
-    untrainable = untrainable_losses(by_loss)
+    untrainable = judge_untrainable_losses(by_loss)
     accuracies = {loss: {seed: run.get("test_accuracy") for seed, run in seeds.items()}
                   for loss, seeds in by_loss.items()}
     alpha = significance_level(confidence_level)

@@ -108,6 +108,8 @@ Definitions:
 - `setup.label_noise` is the fraction of the prepared training labels that differ from the
   clean ones (`preprocess.label_noise`); test labels are always clean. Training accuracy
   and the temperature are measured against the labels training read.
+- A metric registered with a function in `lossbench.core.metric_registry` is written after
+  the calibration numbers under its own name (and in the review file when it says so).
 - Every value that is not finite is written as null, so the file is strict JSON.
 
 The numbers are computed by `lossbench.evaluate.metrics` from arrays (conv_9's activity by

@@ -85,7 +85,7 @@ def accuracy_row(loss: str, entry: dict, reported: dict, gaps: list[str]) -> lis
 def accuracy_table(summary: dict, paper: dict, gaps: list[str], learning_rate=None) -> list[str]:
     """Test accuracy per loss, ranked, beside the paper's, with its note (`learning_rate`:
     params.yaml's train.learning_rate, a number or "tuned")."""
-    level = summary.get("confidence_level", 0.95)
+    level = summary["confidence_level"]
     header = ["Loss", "Runs", f"Test accuracy (± {percent(level, 0)} CI)", "Runs above chance",
               "Paper val. accuracy", "Δ test − paper", "Gradient scale at init"]
     rows = [accuracy_row(loss, summary["losses"][loss], paper.get(loss) or {}, gaps)
