@@ -13,6 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from archives import prepare_with_defaults
 from archives import (
     CIFAR10_CLASSES,
     CIFAR100_CLASSES,
@@ -31,14 +32,14 @@ from lossbench.io.archive import ArchiveError, UnsafeArchiveError
 from lossbench.io.prepared import PREPARED_FILES, load_prepared
 from lossbench.pipeline.params import with_defaults
 from lossbench.preprocess import image_folder
-from lossbench.preprocess import image_folder_order, prepare, stratified_subset
+from lossbench.preprocess import image_folder_order, stratified_subset
 
 PROJECT_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
 
 
 def prepare_into(tmp_path: Path, archive: Path, dataset: str, **options) -> tuple[dict, Path]:
     output_dir = tmp_path / "prepared"
-    counts = prepare(
+    counts = prepare_with_defaults(
         archive,
         dataset=dataset,
         output_dir=output_dir,

@@ -154,5 +154,5 @@ def test_a_registered_dataset_is_prepared(monkeypatch, tmp_path):
     # Another registered layout named in params is refused with the layout found.
     with pytest.raises(ValueError, match=r"laid out as a toy layout .* Set preprocess.dataset: toy"):
         preprocess.prepare(archive, dataset="cifar10", output_dir=tmp_path / "other",
-                           counts_path=tmp_path / "other.json", max_archive_bytes=10**7,
+                           counts_path=tmp_path / "other.json", subset_seed=0, max_archive_bytes=10**7,
                            label_noise=0.0, label_noise_mode="symmetric")

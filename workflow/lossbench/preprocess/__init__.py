@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lossbench.io.archive import DEFAULT_MAX_ARCHIVE_BYTES, TarContents, read_archive, regular_files
+from lossbench.io.archive import TarContents, read_archive, regular_files
 from lossbench.io.atomic import write_json
 from lossbench.io.prepared import SPLITS, Split, write_prepared
 from lossbench.preprocess.cifar_release import CIFAR10_FOLDER, CIFAR100_FOLDER, RELEASES, read_cifar
@@ -95,11 +95,11 @@ def prepare(
     counts_path: Path,
     train_size: int | None = None,
     test_size: int | None = None,
-    subset_seed: int = 0,
+    subset_seed: int,
+    max_archive_bytes: int,
+    label_noise: float,
+    label_noise_mode: str,
     workers: int | None = None,
-    max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
-    label_noise: float = 0.0,
-    label_noise_mode: str = "symmetric",
 ) -> dict:
     """Decode ``archive`` into ``output_dir`` and write ``counts_path``; return the counts.
 
@@ -108,7 +108,8 @@ def prepare(
     one size leaves the other split's subset as it was. ``workers`` is the number of
     processes decoding image-folder images (None = the CPUs this process may use).
     ``label_noise`` and ``label_noise_mode`` replace training labels
-    (`lossbench.preprocess.label_noise`).
+    (`lossbench.preprocess.label_noise`). ``subset_seed``, ``max_archive_bytes`` and the label
+    noise have no defaults here: params.yaml's schema is their one source (``run`` passes them).
     """
     archive, output_dir, counts_path = Path(archive), Path(output_dir), Path(counts_path)
     spec = dataset_spec(dataset)
