@@ -279,8 +279,7 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("image_folder", "an image folder ([<folder>/]train/<class>/<image>, "
                     "[<folder>/]test/<class>/<image>)",
                     lambda files: any(image_folder_parts(name) is not None for name in files),
-                    # A lambda, so that the reader is looked up when called (tests replace it).
-                    lambda *args, **options: _read_image_folder(*args, **options)),
+                    _read_image_folder),
     )
 }
 
