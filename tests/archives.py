@@ -303,3 +303,20 @@ def make_malicious_pickle_archive(directory: Path, marker: Path) -> Path:
             pickle.dumps({b"label_names": Payload()}, protocol=2),
         )
     return path
+
+
+def prepare_with_defaults(archive: Path, **options) -> dict:
+    """``lossbench.preprocess.prepare`` with the schema's defaults (params.yaml's one source) for
+    the subset seed, the archive size limit and the label noise where ``options`` leaves them
+    out; returns the counts."""
+    from lossbench.pipeline.params import with_defaults
+    from lossbench.preprocess import prepare
+
+    preprocess_defaults = with_defaults("preprocess", {})
+    defaults = {
+        "subset_seed": preprocess_defaults["subset_seed"],
+        "max_archive_bytes": with_defaults("download", {})["max_archive_bytes"],
+        "label_noise": preprocess_defaults["label_noise"],
+        "label_noise_mode": preprocess_defaults["label_noise_mode"],
+    }
+    return prepare(archive, **{**defaults, **options})

@@ -66,5 +66,5 @@ def test_review_metrics_files_name_their_run(tmp_path):
     path = tmp_path / "ova_hinge-seed3.json"
     path.write_text(json.dumps({"test_accuracy": 0.1, "collapsed": 1}))
     assert collapse.read_run(path) == {"loss": "ova_hinge", "seed": 3, "test_accuracy": 0.1, "collapsed": 1}
-    table = collapse.run({"a": [path]}, tmp_path / "out", title="t", setup="s")
+    table = collapse.run({"a": [path]}, tmp_path / "out", title="t", setup="s", confidence_level=0.95)
     assert table["cells"]["ova_hinge"]["a"]["collapsed"] == 1

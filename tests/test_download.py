@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from archives import prepare_with_defaults
 from archives import (
     UNSAFE_KINDS,
     make_evil_archive,
@@ -600,7 +601,7 @@ def test_directory_is_packed_and_preprocessable(tmp_path, prefix, caplog):
     with tarfile.open(output) as tar:
         assert all(member.isfile() or member.isdir() for member in tar.getmembers())
     prepared = tmp_path / "prepared"
-    preprocess.prepare(
+    prepare_with_defaults(
         output, dataset="image_folder", output_dir=prepared, counts_path=tmp_path / "counts.json"
     )
     data = load_prepared(prepared)

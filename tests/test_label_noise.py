@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from archives import CIFAR10_CLASSES, make_cifar10_archive, make_cifar100_archive
+from archives import prepare_with_defaults as prepare
 from lossbench.io.prepared import CLEAN_LABELS_FILE, load_prepared
 from lossbench.pipeline.params import ParamsError, load_params, validate_params, with_defaults
 from lossbench.preprocess import label_noise
-from lossbench.preprocess import prepare
 from lossbench.preprocess import run as preprocess_run
 from lossbench.preprocess.label_noise import PATRINI_PAIRS, add_label_noise
 

@@ -25,40 +25,53 @@ def _softmax(scores):
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+def _ova_terms(outputs, true_class, negative_target, squared):
+    """The per-class hinge terms max(0, 1 - t_k o_k) (squared if asked), t_true = 1 and every
+    other t_k = `negative_target` (0 for the paper's Keras 1 losses, -1 for one-vs-all)."""
+    terms = []
+    for k, output in enumerate(outputs):
+        target = 1.0 if k == true_class else negative_target
+        margin = max(0.0, 1.0 - target * output)
+        terms.append(margin**2 if squared else margin)
+    return np.mean(terms)
+
+
+def _crammer_singer(outputs, true_class):
+    others = [output for k, output in enumerate(outputs) if k != true_class]
+    return max(0.0, 1.0 + max(others) - outputs[true_class])
+
+
+# Each loss written out in numpy for one image (its outputs and its true class), as a
+# reference. A loss added to lossbench.core.losses needs its reference here too: the tests
+# below run over every registered loss, and `_numpy_loss` refuses a loss it has none for.
+NUMPY_LOSSES = {
+    "categorical_crossentropy": lambda o, t: -np.log(np.clip(o[t], EPSILON, 1 - EPSILON)),
+    "hinge": lambda o, t: _ova_terms(o, t, 0.0, squared=False),
+    "squared_hinge": lambda o, t: _ova_terms(o, t, 0.0, squared=True),
+    "ova_hinge": lambda o, t: _ova_terms(o, t, -1.0, squared=False),
+    "ova_squared_hinge": lambda o, t: _ova_terms(o, t, -1.0, squared=True),
+    "crammer_singer_hinge": _crammer_singer,
+    "square": lambda o, t: np.mean([(o[k] - (k == t)) ** 2 for k in range(len(o))]),
+    "mae": lambda o, t: sum(abs((k == t) - o[k]) for k in range(len(o))),
+    "generalized_cross_entropy": lambda o, t: (1.0 - np.clip(o[t], EPSILON, 1.0) ** GCE_Q) / GCE_Q,
+}
+
+
 def _numpy_loss(name, labels, outputs):
-    """The losses written out in numpy, loop by loop, as a reference."""
+    """The loss `name` of each row of `outputs`, from its numpy reference in NUMPY_LOSSES."""
+    if name not in NUMPY_LOSSES:
+        raise ValueError(
+            f"tests/test_losses.py has no numpy reference for the loss {name!r}: add one to "
+            "NUMPY_LOSSES, written out by hand, so that the registered function is checked."
+        )
     outputs = outputs.astype(np.float64)
-    batch, num_classes = outputs.shape
-    result = np.zeros(batch)
-    for row in range(batch):
-        true_class = int(labels[row])
-        if name == "categorical_crossentropy":
-            result[row] = -np.log(np.clip(outputs[row, true_class], EPSILON, 1 - EPSILON))
-            continue
-        if name == "mae":
-            result[row] = sum(abs((k == true_class) - outputs[row, k]) for k in range(num_classes))
-            continue
-        if name == "generalized_cross_entropy":
-            probability = np.clip(outputs[row, true_class], EPSILON, 1.0)
-            result[row] = (1.0 - probability**GCE_Q) / GCE_Q
-            continue
-        if name == "square":
-            result[row] = np.mean([(outputs[row, k] - (k == true_class)) ** 2 for k in range(num_classes)])
-            continue
-        if name == "crammer_singer_hinge":
-            others = [outputs[row, k] for k in range(num_classes) if k != true_class]
-            result[row] = max(0.0, 1.0 + max(others) - outputs[row, true_class])
-            continue
-        terms = []
-        for k in range(num_classes):
-            if name in ("hinge", "squared_hinge"):
-                target = 1.0 if k == true_class else 0.0
-            else:
-                target = 1.0 if k == true_class else -1.0
-            margin = max(0.0, 1.0 - target * outputs[row, k])
-            terms.append(margin**2 if "squared" in name else margin)
-        result[row] = np.mean(terms)
-    return result
+    return np.array([NUMPY_LOSSES[name](row, int(label)) for row, label in zip(outputs, labels)])
+
+
+def test_every_registered_loss_has_a_numpy_reference():
+    assert set(NUMPY_LOSSES) == set(LOSS_NAMES)
+    with pytest.raises(ValueError, match="no numpy reference for the loss 'toy'"):
+        _numpy_loss("toy", np.zeros(1), np.zeros((1, 3)))
 
 
 def _example_outputs(name, batch, num_classes, seed):
@@ -240,25 +253,30 @@ def test_model_with_loss_reloads_without_custom_objects(tmp_path):
     )
 
 
+# The study's losses, in the registry's order (figures and tables list them so); a loss added
+# after them leaves this test as it is.
+STUDY_LOSSES = (
+    "categorical_crossentropy",
+    "hinge",
+    "squared_hinge",
+    "ova_hinge",
+    "ova_squared_hinge",
+    "crammer_singer_hinge",
+    "square",
+    "mae",
+    "generalized_cross_entropy",
+)
+
+
 def test_registry():
-    assert LOSS_NAMES == (
-        "categorical_crossentropy",
-        "hinge",
-        "squared_hinge",
-        "ova_hinge",
-        "ova_squared_hinge",
-        "crammer_singer_hinge",
-        "square",
-        "mae",
-        "generalized_cross_entropy",
-    )
+    assert LOSS_NAMES[: len(STUDY_LOSSES)] == STUDY_LOSSES
     for name, spec in LOSSES.items():
         assert isinstance(spec, LossSpec)
         assert spec.name == name
         assert spec.output_activation in ("softmax", "linear")
         assert spec.formula
         assert spec.function.__doc__
-    assert [LOSSES[name].output_activation for name in LOSS_NAMES] == (
+    assert [LOSSES[name].output_activation for name in STUDY_LOSSES] == (
         ["softmax"] * 3 + ["linear"] * 4 + ["softmax"] * 2)
     assert losses.GCE_Q == GCE_Q
     with pytest.raises(Exception):
@@ -275,7 +293,12 @@ def test_get_loss_error_lists_names():
 def test_schema_enum_matches_registry():
     schema = yaml.safe_load(SCHEMA.read_text())
     enum = schema["properties"]["train"]["properties"]["losses"]["items"]["enum"]
-    assert tuple(enum) == LOSS_NAMES
+    # params.yaml is validated before anything heavy is imported (Snakemake reads it to build
+    # its DAG), so the schema lists the names itself and this test keeps it in step.
+    assert tuple(enum) == LOSS_NAMES, (
+        "The enum of train.losses in workflow/schemas/params.schema.yaml must list the losses "
+        f"of lossbench.core.losses.LOSSES in the same order: {list(LOSS_NAMES)}."
+    )
 
 
 JAX_CHECK = """

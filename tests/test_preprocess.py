@@ -13,6 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from archives import prepare_with_defaults
 from archives import (
     CIFAR10_CLASSES,
     CIFAR100_CLASSES,
@@ -31,14 +32,14 @@ from lossbench.io.archive import ArchiveError, UnsafeArchiveError
 from lossbench.io.prepared import PREPARED_FILES, load_prepared
 from lossbench.pipeline.params import with_defaults
 from lossbench.preprocess import image_folder
-from lossbench.preprocess import image_folder_order, prepare, stratified_subset
+from lossbench.preprocess import image_folder_order, stratified_subset
 
 PROJECT_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
 
 
 def prepare_into(tmp_path: Path, archive: Path, dataset: str, **options) -> tuple[dict, Path]:
     output_dir = tmp_path / "prepared"
-    counts = prepare(
+    counts = prepare_with_defaults(
         archive,
         dataset=dataset,
         output_dir=output_dir,
@@ -536,3 +537,19 @@ def test_a_damaged_prepared_array_is_named_with_the_remedy(tmp_path, cut):
     assert str(damaged) in str(error.value)
     assert "--forcerun preprocess" in str(error.value)
     assert "dvc repro --force preprocess" in str(error.value)
+
+
+def test_schema_dataset_enum_matches_the_registry():
+    # params.yaml is validated before anything heavy is imported (Snakemake reads it to build
+    # its DAG), so the schema lists the names itself and this test keeps it in step.
+    schema = yaml.safe_load((Path(__file__).resolve().parent.parent / "workflow" / "schemas"
+                             / "params.schema.yaml").read_text())
+    enum = schema["properties"]["preprocess"]["properties"]["dataset"]["enum"]
+    assert tuple(enum) == tuple(preprocess.DATASETS), (
+        "The enum of preprocess.dataset in workflow/schemas/params.schema.yaml must list the "
+        f"datasets of lossbench.preprocess.DATASETS in the same order: {list(preprocess.DATASETS)}."
+    )
+    for name, spec in preprocess.DATASETS.items():
+        assert spec.name == name and spec.layout and callable(spec.found) and callable(spec.read)
+    with pytest.raises(ValueError, match="preprocess.dataset is 'mnist'; it must be one of cifar10, cifar100, image_folder"):
+        preprocess.dataset_spec("mnist")

@@ -356,7 +356,8 @@ def test_the_hypotheses_section_has_a_table_and_a_sentence_per_verdict():
 
 def test_an_inconclusive_pair_without_a_detectable_difference_says_so():
     pair = hypothesis("a", "b", "inconclusive", minimum_detectable_difference=None)
-    text = "\n".join(hypotheses_section({"hypotheses": dict(HYPOTHESES, pairs=[pair], power=0.9)}))
+    text = "\n".join(hypotheses_section({"confidence_level": 0.95,
+                                          "hypotheses": dict(HYPOTHESES, pairs=[pair], power=0.9)}))
     assert "the smallest difference it could have detected at 90 % power is unknown" in text
 
 

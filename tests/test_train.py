@@ -222,7 +222,7 @@ def test_jax_backend_trains_too(tmp_path):
 @pytest.mark.skipif(not SHARED_ARCHIVE.is_file(), reason=f"{SHARED_ARCHIVE} (real CIFAR-10 images) is absent")
 def test_two_epochs_on_real_images_beat_chance(tmp_path):
     from lossbench.io.prepared import load_prepared
-    from lossbench.preprocess import prepare
+    from archives import prepare_with_defaults as prepare
     from lossbench.train.training import TrainConfig, train_model
 
     prepare(SHARED_ARCHIVE, dataset="image_folder", output_dir=tmp_path / "prepared",

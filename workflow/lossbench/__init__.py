@@ -9,8 +9,8 @@ folder's __init__.py, so `from lossbench import train` gives `train.run`, and it
 are the other modules there):
 
 - download/    the archive, checked (network: the transfer, its retries and Range requests)
-- preprocess/  the prepared arrays (cifar_release, image_folder: the archive layouts;
-               label_noise)
+- preprocess/  the prepared arrays (the registry DATASETS of archive layouts, read by
+               cifar_release and image_folder; subsets; label_noise)
 - train/       one model per loss and seed (training: the loop; callbacks, checkpoint,
                training_logs, device, precision, gradient_scale, study_cost), and tune.py,
                the tune stage: tuning is training at several learning rates with the same
@@ -18,7 +18,8 @@ are the other modules there):
 - evaluate/    one run's numbers (metrics, activations, calibration, predictions,
                training_sample: the images the run trained on)
 - compare/     the study's summary (seed_statistics, hypotheses, collapse)
-- figures/     the PNGs (comparison_figures, loss_figures, calibration_figures)
+- figures/     the PNGs, one entry each in the registry FIGURES (comparison_figures,
+               loss_figures, calibration_figures)
 - report/      report.md (text, tables, calibration, hypotheses: its sections; findings,
                findings_runs, paper_setup)
 
@@ -26,7 +27,9 @@ Shared, below the stages (a helper two stages use lives here, never in one of th
 
 - core/          what decides every trained model: model, losses, augment and batches (the
                  batch order and the held-out split, which train, tune and evaluate's
-                 training sample must agree on). losses is also read by evaluate and figures.
+                 training sample must agree on). losses (the registry LOSSES) is also read
+                 by evaluate and figures; metric_registry (the per-run metrics: evaluate
+                 computes them, compare summarises them, report shows them) by those three.
 - io/            file formats: atomic (whole-or-nothing writes, every stage), archive
                  (download, preprocess), prepared (the arrays: preprocess, train, evaluate),
                  review (numbers as DVC's tables show them: evaluate, compare) and evaluation

@@ -309,13 +309,15 @@ def orchestration_seconds(project_dir: Path, repeats: int = 3) -> dict:
 
 
 def preprocess_seconds(archive: Path) -> float:
-    from lossbench.preprocess import prepare
+    from lossbench import preprocess
+    from lossbench.pipeline.params import with_defaults
 
+    # The whole archive, with the schema's defaults for the rest (its one source of them).
+    settings = with_defaults("preprocess", {"dataset": "image_folder", "train_size": None, "test_size": None})
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()
-        prepare(archive, dataset="image_folder", output_dir=Path(scratch) / "prepared",
-                counts_path=Path(scratch) / "counts.json", train_size=None, test_size=None,
-                subset_seed=0)
+        preprocess.run(settings, archive, Path(scratch) / "prepared", Path(scratch) / "counts.json",
+                       max_archive_bytes=with_defaults("download", {})["max_archive_bytes"])
         return time.perf_counter() - started
 
 

@@ -33,7 +33,8 @@ Out: `reports/headline.json`, the study's one DVC metric (`cache: false`): each 
            "best_val_epoch", "final_val_accuracy", "train_seconds",
            "final_conv_active_fraction": {...},
            "test_ece", "test_nll", "test_brier", "temperature", "test_ece_after_temperature",
-           "test_nll_after_temperature": {...},
+           "test_nll_after_temperature": {...}, and every other metric registered in
+           `lossbench.core.metric_registry` with `summarise=True`,
            "convergence": {"80%": {"threshold": 0.8, "reached": 2,
                                    "epoch": {...}, "seconds": {...}}, ...}
          }, ...
@@ -94,6 +95,7 @@ from typing import Any, Iterable, Sequence
 
 from lossbench.compare.hypotheses import family_of, holm, pair_key, primary_family_verdicts
 from lossbench.compare.seed_statistics import check_confidence_level, describe, paired_comparison
+from lossbench.core.metric_registry import summarised_names
 from lossbench.io.atomic import write_json
 from lossbench.io.evaluation import final_layer_dead
 from lossbench.io.review import review_number
@@ -101,29 +103,6 @@ from lossbench.pipeline.params import with_defaults
 
 logger = logging.getLogger(__name__)
 
-
-# Per-run numbers summarised over seeds for each loss.
-SUMMARISED_METRICS = (
-    "test_accuracy",
-    "test_loss",
-    "train_accuracy",
-    "running_accuracy",
-    "generalization_gap",
-    "best_val_accuracy",
-    "best_val_epoch",
-    "final_val_accuracy",
-    "train_seconds",
-    "final_conv_active_fraction",
-    "initial_output_gradient_scale",
-    # Calibration on the test set (`lossbench.evaluate.calibration`), before and after
-    # temperature scaling.
-    "test_ece",
-    "test_nll",
-    "test_brier",
-    "temperature",
-    "test_ece_after_temperature",
-    "test_nll_after_temperature",
-)
 
 REQUIRED_KEYS = ("loss", "seed", "test_accuracy")
 
@@ -205,7 +184,7 @@ def chance_entries(ordered: list[dict], alpha: float) -> dict[str, Any]:
     }
 
 
-def untrainable_losses(by_loss: dict[str, dict[int, dict]]) -> dict[str, str]:
+def judge_untrainable_losses(by_loss: dict[str, dict[int, dict]]) -> dict[str, str]:
     """{loss: reason} for the losses of which at least half the runs collapsed to one class:
     their accuracy measures the collapse, not the loss, so they stay out of the rankings and
     of the exploratory tests (the report says so and why)."""
@@ -232,7 +211,9 @@ def loss_entry(ordered: list[dict], thresholds: dict[float, str], confidence_lev
         "calibration_probabilities": _distinct((run.get("calibration") or {}).get("probabilities") for run in ordered),
     }
     alpha = significance_level(confidence_level)
-    for name in SUMMARISED_METRICS:
+    # The registry's summarised metrics (lossbench.core.metric_registry), so that a metric
+    # registered there is summarised without an edit here.
+    for name in summarised_names():
         entry[name] = describe((run.get(name) for run in ordered), confidence_level)
     entry["dead_final_layer_zero_fraction"] = describe(
         (1.0 - run["final_conv_active_fraction"] for run in ordered
@@ -315,7 +296,7 @@ def summarise(runs: Sequence[dict], compare_params: dict) -> dict[str, Any]:
         loss: loss_entry([seeds[seed] for seed in sorted(seeds)], thresholds, confidence_level)
         for loss, seeds in by_loss.items()
     }
-    untrainable = untrainable_losses(by_loss)
+    untrainable = judge_untrainable_losses(by_loss)
     accuracies = {loss: {seed: run.get("test_accuracy") for seed, run in seeds.items()}
                   for loss, seeds in by_loss.items()}
     alpha = significance_level(confidence_level)

@@ -41,7 +41,7 @@ def fisher_exact(first: tuple[int, int], second: tuple[int, int]) -> float:
     return float(stats.fisher_exact(table, alternative="two-sided").pvalue)
 
 
-def collapse_table(groups: dict[str, Sequence[dict]], confidence_level: float = 0.95) -> dict:
+def collapse_table(groups: dict[str, Sequence[dict]], confidence_level: float) -> dict:
     """Collapse counts, rates and intervals per group and loss, and the tests between groups.
 
     `groups` maps a group's name to its runs' metrics dictionaries.
@@ -122,8 +122,9 @@ def read_run(path: str | Path) -> dict:
 
 
 def run(groups: dict[str, Sequence[str | Path]], output_dir: str | Path, title: str, setup: str,
-        confidence_level: float = 0.95) -> dict:
-    """The CLI's entry point: read each group's metrics files, write collapse.json and .md."""
+        confidence_level: float) -> dict:
+    """The CLI's entry point: read each group's metrics files, write collapse.json and .md;
+    `confidence_level` is params.yaml's compare.confidence_level (the intervals' level)."""
     runs = {}
     for group, paths in groups.items():
         if not paths:

@@ -108,6 +108,8 @@ Definitions:
 - `setup.label_noise` is the fraction of the prepared training labels that differ from the
   clean ones (`preprocess.label_noise`); test labels are always clean. Training accuracy
   and the temperature are measured against the labels training read.
+- A metric registered with a function in `lossbench.core.metric_registry` is written after
+  the calibration numbers under its own name (and in the review file when it says so).
 - Every value that is not finite is written as null, so the file is strict JSON.
 
 The numbers are computed by `lossbench.evaluate.metrics` from arrays (conv_9's activity by
@@ -126,6 +128,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lossbench.core.metric_registry import review_names
 from lossbench.core.model import FINAL_CONVOLUTION_NAME
 from lossbench.evaluate.activations import final_conv_activity
 from lossbench.evaluate.calibration import calibration_fields
@@ -143,32 +146,16 @@ logger = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------------
 
 
-# The keys of the review metrics file, in the order written (see the module docstring).
-REVIEW_METRICS = (
-    "test_accuracy",
-    "test_loss",
-    "train_accuracy",
-    "best_val_accuracy",
-    "best_val_epoch",
-    "epochs_completed",
-    "collapsed",
-    "diverged",
-    "test_ece",
-    "test_nll",
-    "test_brier",
-    "test_ece_after_temperature",
-)
-
-
 def review_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """The flat, numbers-only subset of a run's metrics that DVC shows in review.
 
     Booleans become 0/1: `dvc metrics diff` silently leaves out values that are not numbers,
     so a run that newly collapses or diverges would otherwise not show up in the diff.
     Floats are rounded to 4 decimals (`lossbench.io.review`); missing values stay null (DVC
-    shows them as "-").
+    shows them as "-"). The keys are the registry's review metrics
+    (`lossbench.core.metric_registry.review_names`), in its order.
     """
-    return {key: review_number(metrics.get(key)) for key in REVIEW_METRICS}
+    return {key: review_number(metrics.get(key)) for key in review_names()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,6 +254,7 @@ def evaluate_model(
         train_sample=train_sample,
         dead_layer_share=evaluate_params["dead_layer_share"],
         calibration=calibration,
+        output_activation=spec.output_activation,
     )
     return metrics, predictions
 

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from lossbench.core.metric_registry import RunOutputs, computed_metrics
 from lossbench.evaluate.calibration import no_calibration
 
 
@@ -325,13 +326,18 @@ def _setup(run_info: dict, evaluation_backend: str | None) -> dict[str, Any]:
     }
 
 
+def registered_metrics(labels, scores, class_names: Sequence[str], output_activation: str,
+                       history: Sequence[dict], run_info: dict) -> dict[str, Any]:
+    """The values of the metrics registered with a function, each None where not finite."""
+    outputs = RunOutputs(np.asarray(labels).reshape(-1), np.asarray(scores), tuple(map(str, class_names)),
+                         output_activation, tuple(history), dict(run_info))
+    return {name: finite_or_none(value) for name, value in computed_metrics(outputs).items()}
+
+
 def build_metrics(
     loss_name: str, seed: int, labels: np.ndarray, scores: np.ndarray,
-    class_names: Sequence[str],
-    test_loss: float | None,
-    history: Sequence[dict],
-    run_info: dict,
-    thresholds: Iterable[float],
+    class_names: Sequence[str], test_loss: float | None, history: Sequence[dict],
+    run_info: dict, thresholds: Iterable[float],
     *,
     collapse_share: float,
     dead_layer_share: float,
@@ -340,6 +346,7 @@ def build_metrics(
     final_conv: dict[str, Any] | None = None,
     train_sample: tuple[np.ndarray, np.ndarray] | None = None,
     calibration: dict[str, Any] | None = None,
+    output_activation: str = "softmax",
 ) -> dict[str, Any]:
     """Assemble the full evaluation's dictionary (layout in `lossbench.evaluate`'s docstring).
 
@@ -349,7 +356,8 @@ def build_metrics(
     measured training accuracy and the gap are null. `final_conv` is `activation_summary`'s
     dictionary (or `final_conv_activity`'s); without it the `final_conv_*` values and
     `final_layer_dead` are null. The layer is dead at `dead_layer_share` zeros or more.
-    `calibration`: `lossbench.evaluate.calibration.calibration_fields`'s dictionary (None: nulls).
+    `calibration`: `calibration_fields`'s dictionary (None: nulls). The metrics registered with
+    a function (`lossbench.core.metric_registry`) follow; `output_activation` is the loss's.
     """
     classification = classification_metrics(labels, scores, class_names)
     from_history = history_summary(history)
@@ -367,9 +375,7 @@ def build_metrics(
         "top_predicted_class_share": classification["top_predicted_class_share"],
         "collapsed": classification["top_predicted_class_share"] >= collapse_share,
         **training_fields(history, classification["accuracy"], train_sample),
-        "final_val_accuracy": from_history["final_val_accuracy"],
-        "best_val_accuracy": from_history["best_val_accuracy"],
-        "best_val_epoch": from_history["best_val_epoch"],
+        **{key: from_history[key] for key in ("final_val_accuracy", "best_val_accuracy", "best_val_epoch")},
         "train_seconds": finite_or_none(run_info.get("train_seconds")),
         "epochs_planned": run_info.get("epochs_planned"),
         "epochs_completed": run_info.get("epochs_completed", len(history)),
@@ -379,6 +385,7 @@ def build_metrics(
         "initial_output_gradient_scale": finite_or_none(run_info.get("initial_output_gradient_scale")),
         **final_conv_fields(final_conv, dead_layer_share),
         **(calibration or no_calibration()),
+        **registered_metrics(labels, scores, class_names, output_activation, history, run_info),
         "convergence": convergence(history, thresholds),
         "per_class_accuracy": classification["per_class_accuracy"],
         "class_names": [str(name) for name in class_names],

@@ -3,7 +3,8 @@
 In:  `reports/summary.json` (compare), the per-run evaluation files (evaluate), the runs'
      log directories (train), the tuning results (tune) and the loss registry.
 Out: a directory of PNG files (`reports/figures/`), the figures that set the losses side by
-     side at its top and one folder of figures per loss, `per_loss/`:
+     side at its top and one folder of figures per loss, `per_loss/`, each drawn by an entry
+     of the registry `FIGURES` (name -> function of `FigureInputs`), in its order:
 
 - `test_accuracy.png`: each loss's final test accuracy: the mean with its confidence
   interval (from the summary) and one dot per seed; the dashed line is chance
@@ -40,7 +41,8 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -144,18 +146,43 @@ def epochs_table(histories) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def study_figures(summary: dict, runs: Sequence[dict], histories, tuning: Sequence[dict] = ()):
-    """Yield (path relative to the figures directory, matplotlib figure) for every figure of
-    the study, comparison figures first (module docstring); the caller saves or closes each."""
-    losses = list(summary["losses"])
-    class_count = next((len(run["class_names"]) for run in runs if run.get("class_names")), 10)
-    yield "test_accuracy.png", final_accuracy_figure(summary, runs)
-    yield "validation_accuracy.png", validation_accuracy_figure(histories, losses)
-    yield "loss_shapes.png", loss_shapes_figure(num_classes=class_count)
-    figure = tuning_figure(tuning)
+@dataclass(frozen=True)
+class FigureInputs:
+    """What a figure is drawn from: the summary of `lossbench compare`, the per-run
+    evaluation dictionaries, `read_histories`' table and the tuning results (maybe none)."""
+
+    summary: dict
+    runs: Sequence[dict]
+    histories: Any
+    tuning: Sequence[dict] = ()
+
+
+def _class_count(runs: Sequence[dict]) -> int:
+    return next((len(run["class_names"]) for run in runs if run.get("class_names")), 10)
+
+
+def _test_accuracy(inputs: FigureInputs):
+    yield "test_accuracy.png", final_accuracy_figure(inputs.summary, inputs.runs)
+
+
+def _validation_accuracy(inputs: FigureInputs):
+    yield "validation_accuracy.png", validation_accuracy_figure(inputs.histories, list(inputs.summary["losses"]))
+
+
+def _loss_shapes(inputs: FigureInputs):
+    yield "loss_shapes.png", loss_shapes_figure(num_classes=_class_count(inputs.runs))
+
+
+def _tuning(inputs: FigureInputs):
+    figure = tuning_figure(inputs.tuning)
     if figure is not None:
         yield FIGURE_NAME, figure
-    for loss in losses:
+
+
+def _per_loss(inputs: FigureInputs):
+    """Each loss's curves, reliability diagram and confusion matrix, loss by loss."""
+    runs, histories = inputs.runs, inputs.histories
+    for loss in inputs.summary["losses"]:
         if (histories["loss"] == loss).any():
             yield f"{PER_LOSS}/curves_{loss}.png", curves_figure(histories, loss)
         else:
@@ -165,6 +192,29 @@ def study_figures(summary: dict, runs: Sequence[dict], histories, tuning: Sequen
             yield f"{PER_LOSS}/reliability_{loss}.png", figure
         if summed_confusion(runs, loss)[2]:
             yield f"{PER_LOSS}/confusion_{loss}.png", confusion_figure(runs, loss)
+
+
+# The registry of figures, in the order they are drawn: name -> function(inputs: FigureInputs)
+# yielding (path relative to the figures directory, matplotlib figure), none where the study
+# has nothing to draw. Adding a figure: write such a function (drawing with
+# lossbench.presentation.figure_style, in a module of this folder) and add one entry here; the
+# stage saves what it yields, dvc.yaml's plots show every PNG of reports/figures/, and the
+# report embeds a top-level figure it has no caption for under its file name.
+FIGURES: dict[str, Callable[[FigureInputs], Iterable[tuple[str, Any]]]] = {
+    "test_accuracy": _test_accuracy,
+    "validation_accuracy": _validation_accuracy,
+    "loss_shapes": _loss_shapes,
+    "tuning_learning_rates": _tuning,
+    "per_loss": _per_loss,
+}
+
+
+def study_figures(summary: dict, runs: Sequence[dict], histories, tuning: Sequence[dict] = ()):
+    """Yield (path relative to the figures directory, matplotlib figure) for every figure of
+    the registry `FIGURES`, in its order; the caller saves or closes each."""
+    inputs = FigureInputs(summary, runs, histories, tuning)
+    for draw in FIGURES.values():
+        yield from draw(inputs)
 
 
 def render_figures(summary: dict, runs: Sequence[dict], histories, output_dir: Path,

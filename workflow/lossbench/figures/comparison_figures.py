@@ -113,7 +113,7 @@ def final_accuracy_figure(summary: dict, runs: Sequence[dict]):
     summary) and one dot per seed beside it; the dashed line is chance. The y axis spans the
     values shown, not 0-100 %."""
     losses = list(summary["losses"])
-    level = summary.get("confidence_level", 0.95)
+    level = summary["confidence_level"]
     figure, axis = new_figure(min(14.0, max(8.0, 1.4 * len(losses) + 3.5)), 5)
     shown = []
     for position, loss in enumerate(losses):

@@ -1,7 +1,9 @@
 """Decode the data archive into uint8 arrays, optionally a stratified subset of them.
 
 In: the tar archive written by the download stage (any compression), read in place without
-extracting it to disk, in one of three layouts chosen by ``preprocess.dataset``:
+extracting it to disk, in one of the layouts of the registry ``DATASETS`` (name ->
+``DatasetSpec``: the layout in words, how to recognise it, its reader), chosen by
+``preprocess.dataset``:
 
 * ``cifar10``: the official python release, ``cifar-10-batches-py/data_batch_1`` .. ``_5``,
   ``test_batch`` and ``batches.meta``;
@@ -47,32 +49,23 @@ from __future__ import annotations
 
 import logging
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from lossbench.io.archive import DEFAULT_MAX_ARCHIVE_BYTES, TarContents, read_archive, regular_files
+from lossbench.io.archive import TarContents, read_archive, regular_files
 from lossbench.io.atomic import write_json
 from lossbench.io.prepared import SPLITS, Split, write_prepared
 from lossbench.preprocess.cifar_release import CIFAR10_FOLDER, CIFAR100_FOLDER, RELEASES, read_cifar
 from lossbench.preprocess.image_folder import decode_images, image_folder_parts, list_image_folder
 from lossbench.preprocess.label_noise import add_label_noise, check_rate, noise_record
+# stratified_subset is imported for callers that draw a subset as preprocess does (tests).
+from lossbench.preprocess.subsets import check_sizes, draw_subsets, stratified_subset  # noqa: F401
 
 logger = logging.getLogger(__name__)
-
-DATASETS = ("cifar10", "cifar100", "image_folder")
-
-LAYOUT_DESCRIPTIONS = {
-    "cifar10": (
-        f"the official CIFAR-10 python release ({CIFAR10_FOLDER}/data_batch_1..5, test_batch)"
-    ),
-    "cifar100": f"the official CIFAR-100 python release ({CIFAR100_FOLDER}/train, test, meta)",
-    "image_folder": (
-        "an image folder ([<folder>/]train/<class>/<image>, [<folder>/]test/<class>/<image>)"
-    ),
-}
-
 
 def run(preprocess_params: dict, archive: Path, output_dir: Path, counts_path: Path,
         max_archive_bytes: int) -> dict:
@@ -102,11 +95,11 @@ def prepare(
     counts_path: Path,
     train_size: int | None = None,
     test_size: int | None = None,
-    subset_seed: int = 0,
+    subset_seed: int,
+    max_archive_bytes: int,
+    label_noise: float,
+    label_noise_mode: str,
     workers: int | None = None,
-    max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
-    label_noise: float = 0.0,
-    label_noise_mode: str = "symmetric",
 ) -> dict:
     """Decode ``archive`` into ``output_dir`` and write ``counts_path``; return the counts.
 
@@ -115,26 +108,19 @@ def prepare(
     one size leaves the other split's subset as it was. ``workers`` is the number of
     processes decoding image-folder images (None = the CPUs this process may use).
     ``label_noise`` and ``label_noise_mode`` replace training labels
-    (`lossbench.preprocess.label_noise`).
+    (`lossbench.preprocess.label_noise`). ``subset_seed``, ``max_archive_bytes`` and the label
+    noise have no defaults here: params.yaml's schema is their one source (``run`` passes them).
     """
     archive, output_dir, counts_path = Path(archive), Path(output_dir), Path(counts_path)
-    if dataset not in DATASETS:
-        raise ValueError(f"preprocess.dataset is {dataset!r}; it must be one of {', '.join(DATASETS)}.")
+    spec = dataset_spec(dataset)
     check_rate(label_noise, label_noise_mode)
     # read_archive refuses unsafe members (links, devices, paths leaving the archive) here
     # too, although nothing is extracted: the archive may not have come through download.
     contents = read_archive(archive, max_archive_bytes)
     files = regular_files(contents)
     _check_layout(archive, dataset, files)
-    sizes = {"train": train_size, "test": test_size}
-    if dataset == "image_folder":
-        class_names, splits = _read_image_folder(
-            archive, contents, files, sizes=sizes, subset_seed=subset_seed, workers=workers
-        )
-    else:
-        class_names, splits = _read_cifar_release(
-            archive, dataset, contents, files, sizes=sizes, subset_seed=subset_seed
-        )
+    class_names, splits = spec.read(archive, contents, files, sizes={"train": train_size, "test": test_size},
+                                    subset_seed=subset_seed, workers=workers)
     del contents  # The decompressed archive can be large (180 MB for CIFAR-10); free it early.
     clean_labels = splits["train"].labels
     noisy = add_label_noise(clean_labels, class_names, label_noise, label_noise_mode, subset_seed)
@@ -161,22 +147,24 @@ def _class_counts(labels: np.ndarray, class_names: Sequence[str]) -> dict:
 
 def _read_cifar_release(
     archive: Path,
-    dataset: str,
     contents: TarContents,
     files: dict[str, tarfile.TarInfo],
     *,
     sizes: dict[str, int | None],
     subset_seed: int,
+    workers: int | None,
+    dataset: str,
 ) -> tuple[list[str], dict[str, Split]]:
     """Class names and each split's stratified subset (``sizes``, None = all) of a release.
 
     The official batches hold labels and pixels in one pickle: the sizes are checked once
-    the labels are read, before anything is reshaped or written.
+    the labels are read, before anything is reshaped or written. ``workers`` is unused: one
+    pickle per batch leaves nothing to decode in parallel.
     """
     class_names, splits = read_cifar(archive, dataset, contents, files)
     labels = {split: splits[split].labels for split in SPLITS}
     check_sizes(archive, class_names, labels, sizes)
-    for split, indices in _draw_subsets(labels, sizes, subset_seed).items():
+    for split, indices in draw_subsets(labels, sizes, subset_seed).items():
         if indices is not None:
             splits[split] = splits[split].take(indices)
     return class_names, splits
@@ -200,7 +188,7 @@ def _read_image_folder(
     labels = {split: listings[split].labels for split in SPLITS}
     check_sizes(archive, class_names, labels, sizes)
     splits = {}
-    for split, indices in _draw_subsets(labels, sizes, subset_seed).items():
+    for split, indices in draw_subsets(labels, sizes, subset_seed).items():
         listing = listings[split] if indices is None else listings[split].take(indices)
         blobs = [contents.member_bytes(member) for member in listing.members]
         splits[split] = Split(decode_images(blobs, listing.names, workers=workers), listing.labels)
@@ -212,112 +200,9 @@ def _read_image_folder(
     return class_names, splits
 
 
-def _draw_subsets(
-    labels: dict[str, np.ndarray], sizes: dict[str, int | None], subset_seed: int
-) -> dict[str, np.ndarray | None]:
-    """Each split's stratified subset as sorted indices, or None where it is used whole."""
-    return {
-        split: None
-        if sizes.get(split) is None
-        else stratified_subset(
-            labels[split], sizes[split], seed=subset_seed, params_key=f"preprocess.{split}_size"
-        )
-        for split in SPLITS
-    }
-
-
 def image_folder_order(count: int, seed: int) -> np.ndarray:
     """The fixed order in which image-folder training images are stored: seeded, not sorted."""
     return np.random.default_rng([seed, 2016]).permutation(count)
-
-
-def stratified_subset(
-    labels: np.ndarray, size: int, *, seed: int, params_key: str = "size"
-) -> np.ndarray:
-    """Sorted indices of ``size`` items drawn per class in proportion to the class sizes.
-
-    Each class gets the floor of its proportional share; the images left over go one each
-    to the classes with the largest remainders (ties to the lower label), so per-class
-    counts are as equal as proportional allocation allows. The draw within each class uses
-    ``numpy.random.default_rng(seed)``. Sorting keeps the original order of the images.
-    """
-    labels = np.asarray(labels)
-    _check_size(labels, size, params_key)
-    classes, quotas = _stratified_quotas(labels, size)
-
-    rng = np.random.default_rng(seed)
-    chosen = [
-        rng.choice(np.flatnonzero(labels == label), size=int(quota), replace=False)
-        for label, quota in zip(classes, quotas)
-    ]
-    return np.sort(np.concatenate(chosen))
-
-
-def _check_size(labels: np.ndarray, size: int, params_key: str) -> None:
-    available = len(labels)
-    if size > available:
-        raise ValueError(
-            f"{params_key} is {size:,}, but the archive has only {available:,} such images. "
-            f"Set {params_key} to at most {available:,}, or to null for all of them."
-        )
-    if size < 1:
-        raise ValueError(f"{params_key} is {size}; it must be at least 1 (or null for all images).")
-
-
-def _stratified_quotas(labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(classes present, images drawn from each) of a stratified subset of ``size``."""
-    available = len(labels)
-    classes, class_counts = np.unique(labels, return_counts=True)
-    # Integer arithmetic keeps the allocation exact: share = size * count / available.
-    quotas = size * class_counts // available
-    remainders = size * class_counts % available
-    leftover = size - int(quotas.sum())
-    # Stable sort on the negated remainder: largest remainders first, ties to lower labels.
-    order = np.argsort(-remainders, kind="stable")
-    quotas[order[:leftover]] += 1
-    return classes, quotas
-
-
-def check_sizes(
-    archive: Path,
-    class_names: Sequence[str],
-    labels: dict[str, np.ndarray],
-    sizes: dict[str, int | None],
-) -> None:
-    """Refuse a dataset or subset sizes that cannot make a meaningful study, before decoding.
-
-    ``labels`` holds each split's labels as read from the archive's index, ``sizes`` the
-    subset sizes (None = every image). A classifier needs at least two classes, and a
-    stratified subset must keep every class the split holds: otherwise the run trains,
-    evaluates and compares on fewer classes than counts.json and the report announce.
-    """
-    if len(class_names) < 2:
-        shown = ", ".join(class_names) or "none"
-        raise ValueError(
-            f"{archive} holds {len(class_names)} class ({shown}); a classifier needs at least "
-            "2. Give an image folder one train/<class>/ and test/<class>/ folder per class, or "
-            "point download.source at another archive."
-        )
-    for split in SPLITS:
-        size = sizes.get(split)
-        if size is None:
-            continue
-        params_key = f"preprocess.{split}_size"
-        _check_size(labels[split], size, params_key)
-        classes, quotas = _stratified_quotas(labels[split], size)
-        if size < len(classes):
-            raise ValueError(
-                f"{params_key} is {size}, fewer than the {len(classes)} classes of the "
-                f"archive's {split} images, so a stratified subset cannot keep every class. "
-                f"Set {params_key} to at least {len(classes)}, or to null for all images."
-            )
-        left_out = [class_names[label] for label, quota in zip(classes, quotas) if quota == 0]
-        if left_out:
-            raise ValueError(
-                f"{params_key} is {size}: too few for a stratified subset to keep the smallest "
-                f"classes ({', '.join(left_out)}), which would get no {split} images. Raise "
-                f"{params_key}, or set it to null for all images."
-            )
 
 
 # ---------------------------------------------------------------------------------------
@@ -326,11 +211,8 @@ def check_sizes(
 
 
 def _layouts_found(files: dict[str, tarfile.TarInfo]) -> list[str]:
-    folders = {name.rpartition("/")[0].rpartition("/")[2] for name in files}
-    found = [dataset for dataset, release in RELEASES.items() if release.folder in folders]
-    if any(image_folder_parts(name) is not None for name in files):
-        found.append("image_folder")
-    return found
+    """The registered datasets whose layout ``files`` (the archive's regular files) hold."""
+    return [name for name, spec in DATASETS.items() if spec.found(files)]
 
 
 def _check_layout(archive: Path, dataset: str, files: dict[str, tarfile.TarInfo]) -> None:
@@ -340,12 +222,70 @@ def _check_layout(archive: Path, dataset: str, files: dict[str, tarfile.TarInfo]
     if found:
         raise ValueError(
             f"preprocess.dataset is {dataset!r}, but {archive} is laid out as "
-            f"{LAYOUT_DESCRIPTIONS[found[0]]}. Set preprocess.dataset: {found[0]} in params.yaml, or "
-            f"point download.source at {LAYOUT_DESCRIPTIONS[dataset]}."
+            f"{DATASETS[found[0]].layout}. Set preprocess.dataset: {found[0]} in params.yaml, or "
+            f"point download.source at {DATASETS[dataset].layout}."
         )
     raise ValueError(
         f"{archive} holds no dataset layout lossbench knows. Expected "
-        f"{LAYOUT_DESCRIPTIONS[dataset]} for preprocess.dataset {dataset!r}; the layouts are: "
-        + "; ".join(f"{name}: {text}" for name, text in LAYOUT_DESCRIPTIONS.items())
+        f"{DATASETS[dataset].layout} for preprocess.dataset {dataset!r}; the layouts are: "
+        + "; ".join(f"{name}: {spec.layout}" for name, spec in DATASETS.items())
         + "."
     )
+
+
+# ---------------------------------------------------------------------------------------
+# The registry of datasets
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One value of ``preprocess.dataset``: an archive layout and its reader.
+
+    Attributes:
+        name: the registry key, as written in params.yaml.
+        layout: the layout in words, for error messages ("the official CIFAR-10 release ...").
+        found: ``found(files) -> bool``, whether the archive's regular files (name -> TarInfo)
+            are laid out so; read from the index only, nothing decoded.
+        read: ``read(archive, contents, files, *, sizes, subset_seed, workers)`` -> (class
+            names in label order, {"train": Split, "test": Split}) with uint8 images of shape
+            (N, 32, 32, 3) and int32 labels, each split a stratified subset of ``sizes[split]``
+            images (None = all; ``subsets.check_sizes`` and ``draw_subsets`` make it).
+    """
+
+    name: str
+    layout: str
+    found: Callable[[dict[str, tarfile.TarInfo]], bool]
+    read: Callable[..., tuple[list[str], dict[str, Split]]]
+
+
+def _holds_folder(folder: str) -> Callable[[dict[str, tarfile.TarInfo]], bool]:
+    """``found`` for a release whose files sit in a folder of that name (at any depth)."""
+    return lambda files: folder in {name.rpartition("/")[0].rpartition("/")[2] for name in files}
+
+
+# Adding a dataset: a reader with ``DatasetSpec.read``'s signature (in a module of its own
+# beside cifar_release.py and image_folder.py) and one entry here; the enum of
+# ``preprocess.dataset`` in workflow/schemas/params.schema.yaml lists the same names (a test
+# checks it).
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec("cifar10", f"the official CIFAR-10 python release ({CIFAR10_FOLDER}/data_batch_1..5, "
+                    "test_batch)", _holds_folder(RELEASES["cifar10"].folder),
+                    partial(_read_cifar_release, dataset="cifar10")),
+        DatasetSpec("cifar100", f"the official CIFAR-100 python release ({CIFAR100_FOLDER}/train, test, meta)",
+                    _holds_folder(RELEASES["cifar100"].folder), partial(_read_cifar_release, dataset="cifar100")),
+        DatasetSpec("image_folder", "an image folder ([<folder>/]train/<class>/<image>, "
+                    "[<folder>/]test/<class>/<image>)",
+                    lambda files: any(image_folder_parts(name) is not None for name in files),
+                    _read_image_folder),
+    )
+}
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The DatasetSpec registered under ``name``; a ValueError naming the registered ones."""
+    if name not in DATASETS:
+        raise ValueError(f"preprocess.dataset is {name!r}; it must be one of {', '.join(DATASETS)}.")
+    return DATASETS[name]

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lossbench.io.atomic import write_text
+from lossbench.presentation.tuning_report import FIGURE_NAME as TUNING_FIGURE
 from lossbench.presentation.tuning_report import read_tuning, tuning_section
 from lossbench.report.calibration import calibration_section
 from lossbench.report.findings import conclusions
@@ -61,17 +62,23 @@ def dataset_text(params: dict) -> str:
     """Which dataset, and which copy of it: "CIFAR-10, official python release from <url>".
 
     The python layouts name their dataset; an image folder is read as CIFAR-10, the only
-    dataset this study runs on, and a known copy is named by its archive's checksum.
+    dataset this study runs on, and a known copy is named by its archive's checksum. Any
+    other dataset is named by its `preprocess.dataset` key.
     """
     download = params["download"]
     dataset = params["preprocess"]["dataset"]
     source = download.get("source")
     if dataset == "image_folder":
         copy = KNOWN_COPIES.get(str(download.get("sha256") or "").lower(), "image-folder copy")
-    else:
+    elif dataset in DATASET_NAMES:
         copy = "python release, local copy" if source else "official python release"
+    else:
+        copy = "local copy" if source else "archive"
     where = f"`{source}`" if source else download.get("url", MISSING)
-    return f"{DATASET_NAMES.get(dataset, 'CIFAR-10')}, {copy} from {where} (`preprocess.dataset: {dataset}`)"
+    # A dataset registered after these (lossbench.preprocess.DATASETS) is named by its key, so
+    # that adding one needs no edit here and is never called CIFAR-10.
+    name = "CIFAR-10" if dataset == "image_folder" else DATASET_NAMES.get(dataset, f"`{dataset}`")
+    return f"{name}, {copy} from {where} (`preprocess.dataset: {dataset}`)"
 
 
 def data_source_text(data: dict) -> str:
@@ -164,6 +171,10 @@ def figures_section(summary: dict, figures_dir: Path, output: Path) -> list[str]
     names += [f"curves_{loss}" for loss in summary["losses"]]
     names += [f"confusion_{loss}" for loss in summary["losses"]]
     names += [f"reliability_{loss}" for loss in summary["losses"]]
+    # A figure registered in lossbench.figures.FIGURES beyond these is embedded too, named by
+    # its file; the tuning curve has its own section.
+    known = {f"{name}.png" for name in names} | {TUNING_FIGURE}
+    names += sorted(path.stem for path in figures_dir.glob("*.png") if path.name not in known)
     lines = ["## Figures", ""]
     missing = []
     for name in names:
@@ -174,7 +185,7 @@ def figures_section(summary: dict, figures_dir: Path, output: Path) -> list[str]
             missing.append(path.name)
             continue
         kind, _, loss = name.partition("_") if per_loss else (name, "", "")
-        caption = FIGURE_CAPTIONS[kind].format(loss=loss)
+        caption = FIGURE_CAPTIONS.get(kind, f"`{name}.png`, drawn by the figures stage.").format(loss=loss)
         link = Path(os.path.relpath(path, output.parent)).as_posix()
         lines += [f"![{caption}]({link})", "", f"*{caption}*", ""]
     if missing:

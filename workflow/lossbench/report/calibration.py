@@ -51,7 +51,7 @@ def calibration_section(summary: dict, order: list[str]) -> list[str]:
     losses = summary["losses"]
     if not any((losses[loss].get("test_ece") or {}).get("mean") is not None for loss in order):
         return []
-    level = summary.get("confidence_level", 0.95)
+    level = summary["confidence_level"]
     header = ["Loss", "Probabilities", "ECE", "NLL", "Brier", "Temperature", "ECE after temperature"]
     rows = [[f"`{loss}`", _probabilities(losses[loss])]
             + [with_interval(losses[loss].get(name), 2 if name == "temperature" else 3) for name in COLUMNS]

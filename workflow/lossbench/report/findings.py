@@ -104,7 +104,7 @@ def ranking_finding(summary: dict, ranking: list[str], untrainable: dict[str, st
     if len(tied) > 1:
         text = f"{mark}{backticked(tied)} tie for the highest mean test accuracy{mark}: {percent(top['mean'])}."
     else:
-        level = summary.get("confidence_level", 0.95)
+        level = summary["confidence_level"]
         interval = (f", {percent(level, 0)} CI {percent(top['ci_low'])} to {percent(top['ci_high'])}"
                     if top.get("ci_low") is not None else "")
         text = (f"{mark}`{ranked[0]}` has the highest mean test accuracy{mark}: {percent(top['mean'])}"
@@ -161,7 +161,7 @@ def family_sentence(summary: dict, best: str, others: list[str], family: str | N
                if entry.get("tested") and entry.get("family") == family]
     if not members:
         return None
-    level = summary.get("confidence_level", 0.95)
+    level = summary["confidence_level"]
     significant, not_significant = [], []
     for other in others:
         comparison, sign = comparison_between(summary, best, other)

@@ -45,7 +45,7 @@ def class_count(summary: dict) -> int | None:
 
 def alpha(summary: dict) -> float:
     """The summary's significance level (1 - its confidence level where it gives none)."""
-    return summary.get("alpha", round(1.0 - summary.get("confidence_level", 0.95), 12))
+    return summary["alpha"] if "alpha" in summary else round(1.0 - summary["confidence_level"], 12)
 
 
 def collapse_share(params: dict) -> float:

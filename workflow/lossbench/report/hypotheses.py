@@ -68,7 +68,7 @@ def numbers_text(pair: dict, level: float) -> str:
             f"Holm-adjusted {p_value_text(pair.get('p_value_holm'))}, n = {pair.get('n')}")
 
 
-def verdict_sentence(pair: dict, hypotheses: dict, untrainable: dict[str, str], level: float = 0.95) -> str:
+def verdict_sentence(pair: dict, hypotheses: dict, untrainable: dict[str, str], level: float) -> str:
     """What a pair's verdict means, with the numbers it rests on."""
     claim = f"`{pair['loss_a']}` > `{pair['loss_b']}`"
     margin = points_size(hypotheses.get("equivalence_margin") or 0.0)
@@ -102,7 +102,7 @@ def hypotheses_section(summary: dict) -> list[str]:
     hypotheses = summary.get("hypotheses")
     if not hypotheses or not hypotheses.get("pairs"):
         return []
-    level = summary.get("confidence_level", 0.95)
+    level = summary["confidence_level"]
     untrainable = hypotheses.get("untrainable_losses") or {}
     header = ["Paper's claim", "n", f"Difference a − b ({percent(level, 0)} CI)", "d_z",
               "Holm p", "TOST p", "Verdict"]

@@ -11,8 +11,11 @@ Out: `results_tables`, the Markdown lines of
        paper's figure, which was that running accuracy, with the difference;
      - convergence and failed runs: best validation accuracy and its epoch, epochs to the
        highest convergence threshold, training time, collapsed runs and the accuracy without
-       them, runs with a dead final layer.
-     Each fits a screen; the rows are in ranking order in all three.
+       them, runs with a dead final layer;
+     - and, when `lossbench.core.metric_registry` holds metrics beyond the study's own, a
+       "Further metrics" table: a row per metric, its better direction, the best loss and
+       every loss's mean.
+     Each fits a screen; the rows of the first three are in ranking order.
 
 The differences to the paper are given only for a study at the paper's scale
 (`paper_setup.paper_scale_gaps`); otherwise their cells say "not comparable".
@@ -20,6 +23,7 @@ The differences to the paper are given only for a study at the paper's scale
 
 from __future__ import annotations
 
+from lossbench.core.metric_registry import MetricSpec, report_metrics
 from lossbench.report.findings import ranked_losses
 from lossbench.report.findings_runs import collapse_share, convergence_key
 from lossbench.report.paper_setup import PAPER_EPOCHS, not_comparable_reason, paper_scale_gaps
@@ -81,7 +85,7 @@ def accuracy_row(loss: str, entry: dict, reported: dict, gaps: list[str]) -> lis
 def accuracy_table(summary: dict, paper: dict, gaps: list[str], learning_rate=None) -> list[str]:
     """Test accuracy per loss, ranked, beside the paper's, with its note (`learning_rate`:
     params.yaml's train.learning_rate, a number or "tuned")."""
-    level = summary.get("confidence_level", 0.95)
+    level = summary["confidence_level"]
     header = ["Loss", "Runs", f"Test accuracy (± {percent(level, 0)} CI)", "Runs above chance",
               "Paper val. accuracy", "Δ test − paper", "Gradient scale at init"]
     rows = [accuracy_row(loss, summary["losses"][loss], paper.get(loss) or {}, gaps)
@@ -198,8 +202,45 @@ def convergence_table(summary: dict, params: dict) -> list[str]:
     return table(header, rows) + ["", note]
 
 
+# ---------------------------------------------------------------------------------------------
+# Further metrics: those registered in lossbench.core.metric_registry beyond the study's own.
+# ---------------------------------------------------------------------------------------------
+
+
+def number(value: float | None) -> str:
+    """A metric's value of any size to four significant digits: 0.012345 -> "0.01235"."""
+    return MISSING if value is None else f"{value:.4g}"
+
+
+def further_metric_row(spec: MetricSpec, summary: dict, order: list[str]) -> list[str]:
+    """One registered metric: which way is better, the best loss and every loss's mean."""
+    means = {loss: mean_of(summary["losses"][loss], spec.name) for loss in order}
+    known = {loss: value for loss, value in means.items() if value is not None}
+    best = MISSING
+    if known and spec.higher_is_better is not None:
+        pick = max if spec.higher_is_better else min
+        best = f"`{pick(known, key=known.get)}`"
+    direction = {True: "higher", False: "lower", None: "neither"}[spec.higher_is_better]
+    return [spec.label, f"`{spec.name}`", direction, best,
+            ", ".join(f"`{loss}` {number(value)}" for loss, value in means.items())]
+
+
+def further_metrics_table(summary: dict) -> list[str]:
+    """A row per registered metric the other tables do not show (none: no lines at all)."""
+    specs = report_metrics()
+    if not specs:
+        return []
+    order = table_order(summary)
+    header = ["Metric", "Key", "Better", "Best loss", "Mean over seeds, per loss (ranking order)"]
+    note = ("Metrics registered in `lossbench.core.metric_registry` beyond the study's own: "
+            "evaluate computes them per run, compare summarises them over seeds "
+            "(`reports/summary.json` holds their intervals).")
+    return ["", "### Further metrics", "",
+            *table(header, [further_metric_row(spec, summary, order) for spec in specs]), "", note]
+
+
 def results_tables(summary: dict, paper: dict, params: dict | None = None) -> list[str]:
-    """The three results tables, each under a heading of its own, with their notes."""
+    """The results tables, each under a heading of its own, with their notes."""
     params = params or {}
     gaps = paper_scale_gaps(summary, params)
     return [
@@ -207,4 +248,5 @@ def results_tables(summary: dict, paper: dict, params: dict | None = None) -> li
         *accuracy_table(summary, paper, gaps, params.get("train", {}).get("learning_rate")), "",
         "### Fit to the training data", "", *fit_table(summary, paper, gaps), "",
         "### Convergence and failed runs", "", *convergence_table(summary, params),
+        *further_metrics_table(summary),
     ]
