@@ -56,8 +56,10 @@ def test_the_gpu_check_runs_dry_on_a_cpu(tmp_path):
         assert run["precision"] == "float32" and run["diverged"] is False
     bench = summary["bench"]
     assert bench["file"] == "bench-dry-run.json" and bench["errors"] == []
-    [row] = bench["rows"]
-    assert (row["backend"], row["precision"], row["batch_size"]) == (backend, "float32", 32)
+    # The dry run measures every row the full run does (tests/test_bench.py checks them all);
+    # the paper's setting is among them, with its whole epoch.
+    rows = {(row["backend"], row["precision"], row["batch_size"]): row for row in bench["rows"]}
+    row = rows[(backend, "float32", 32)]
     assert row["train_images_per_s"] > 0 and row["epoch_seconds"] > 0
     # Nothing made from the images stays behind: no arrays, checkpoints or models.
     leftovers = [path for path in out.rglob("*") if path.suffix in (".npy", ".npz", ".keras")]

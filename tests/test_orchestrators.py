@@ -253,8 +253,10 @@ def test_kill_on_snakemake_waits_for_its_jobs_and_a_group_kill_stops_them(tmp_pa
         pid = stage_pid(tmp_path / "job.log")
         for count in (1, 2):  # `kill PID`, twice: Snakemake waits for the job
             os.kill(snakemake.pid, signal.SIGTERM)
+            # At least one more notice per signal: on a busy machine Snakemake has been seen
+            # to print it twice for one signal (its scheduler loop repeats it).
             wait_until(lambda: output.read_text().count(
-                "Will exit after finishing currently running jobs") == count, f"SIGTERM {count}")
+                "Will exit after finishing currently running jobs") >= count, f"SIGTERM {count}")
             time.sleep(1)
             assert snakemake.poll() is None and alive(pid)
         os.killpg(snakemake.pid, signal.SIGTERM)  # the group: at once
