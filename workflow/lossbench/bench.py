@@ -221,8 +221,7 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None,
     from lossbench.train.training_logs import library_versions
 
     config = TrainConfig.from_params(params)
-    config = config if dry_run else dataclasses.replace(config, width=1.0)
-    quick = quick or dry_run
+    config, quick = (config if dry_run else dataclasses.replace(config, width=1.0)), quick or dry_run
     data = None
     if data_dir is not None:
         from lossbench.io.prepared import load_prepared
@@ -249,8 +248,8 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None,
             rows.append(_measure_row(row_config, sizes, ceiling, data, whole_epoch, kind))
             logger.info("%s", rows[-1])
     if keras.backend.backend() == "jax":  # the path JAX trained on before the device loop
-        former = dataclasses.replace(config, precision="float32", batch_size=32)
-        rows.append(_measure_row(former, sizes, matmul["float32"], data, False, kind, False))
+        rows.append(_measure_row(dataclasses.replace(config, precision="float32", batch_size=32),
+                                 sizes, matmul["float32"], data, False, kind, False))
     count = 256 if dry_run else 2048
     sample = (data.train_images[:count] if data is not None else
               np.random.default_rng(2).integers(0, 256, size=(count, 32, 32, 3), dtype=np.uint8))
