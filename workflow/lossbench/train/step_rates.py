@@ -4,7 +4,7 @@ In:  a `TrainConfig` (its width, batch size, precision, augmentation), how many 
      and for how long, and which training path: Keras's `fit` (TensorFlow, and JAX's former
      path) or the JAX device loop (`lossbench.train.device_loop`, the default on JAX).
 Out: `training_rates`: {"path", "train_images_per_s" (the path as training runs it: its
-     feeding, callbacks and Python between calls), "compiled_images_per_s" (the compiled
+     feeding, callbacks and Python between calls; per step at the margin of a short epoch), "compiled_images_per_s" (the compiled
      training computation alone, called back to back on data already on the device), and
      "host_share" (1 - the first over the second, at least 0: the share of a step's wall time
      spent outside the compiled computation: feeding, Python, copies)}.
@@ -131,8 +131,14 @@ def training_rates(config, max_steps: int, warmup_steps: int, target_seconds: fl
         return _device_loop_seconds(model, config, images, labels, steps, per_call)
 
     path_seconds(max(warmup_steps, 2))
-    steps = int(min(max_steps, max(2, round(target_seconds * 2 / path_seconds(2)))))
-    path_rate = config.batch_size * steps / path_seconds(steps)
+    probe = path_seconds(2)
+    steps = int(min(max_steps, max(2, round(target_seconds * 2 / probe))))
+    seconds = path_seconds(steps)
+    # Per step at the margin, (t(steps) - t(2)) / (steps - 2): a timed epoch of a few steps
+    # must not charge each step its share of the epoch's fixed costs (the arrays put on the
+    # device, the state taken and handed back), which a real epoch of 1,563 steps spreads thin.
+    marginal = (seconds - probe) / (steps - 2) if steps > 2 and seconds > probe else seconds / steps
+    path_rate = config.batch_size / marginal
     compiled_steps = max(MIN_COMPILED_STEPS, steps)
     if keras.backend.backend() == "tensorflow":
         compiled = _tensorflow_compiled_seconds(model, images[:config.batch_size],
