@@ -247,8 +247,7 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None,
             row_config = dataclasses.replace(config, precision=precision, batch_size=batch_size)
             rows.append(_measure_row(row_config, sizes, ceiling, data, whole_epoch, kind))
             logger.info("%s", rows[-1])
-    # The path JAX trained on before the device loop (not in a dry run: it compiles every op).
-    if keras.backend.backend() == "jax" and not dry_run:
+    if keras.backend.backend() == "jax" and not dry_run:  # JAX's former path: Keras's `fit`
         rows.append(_measure_row(dataclasses.replace(config, precision="float32", batch_size=32),
                                  sizes, matmul["float32"], data, False, kind, False))
     count = 256 if dry_run else 2048
