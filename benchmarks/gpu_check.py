@@ -106,8 +106,9 @@ def bench_summary(out: Path) -> dict:
         return {"error": f"the bench wrote no JSON; see {out / 'bench.log'}"}
     results = json.loads(files[-1].read_text())
     rows = [row for backend in results["backends"] for row in backend.get("rows", [])]
-    keep = ("backend", "precision", "batch_size", "train_images_per_s", "train_efficiency",
-            "epoch_seconds", "epoch_efficiency")
+    keep = ("backend", "path", "precision", "batch_size", "train_images_per_s",
+            "compiled_images_per_s", "host_share", "train_efficiency", "epoch_seconds",
+            "epoch_efficiency")
     return {"file": files[-1].name, "device": results.get("device"),
             "errors": [backend["error"] for backend in results["backends"] if "error" in backend],
             "rows": [{key: row.get(key) for key in keep} for row in rows]}

@@ -36,16 +36,22 @@ def test_dry_run_benchmark_writes_every_key(tmp_path):
         assert "error" not in backend, backend
         assert backend["matmul_gflops"]["float32"] > 0
         assert backend["input_pipeline_images_per_s"] > 0
-        rows = {(row["batch_size"], row["precision"]): row for row in backend["rows"]}
-        assert {(32, "float32"), (128, "float32"), (32, "mixed_bfloat16")} <= set(rows)
+        # The path training takes: Keras's `fit` on TensorFlow, the device loop on JAX (whose
+        # former `fit` path the full and quick runs measure once more, to compare).
+        path = "device_loop" if backend["backend"] == "jax" else "keras_fit"
+        rows = {(row["batch_size"], row["precision"], row["path"]): row for row in backend["rows"]}
+        assert set(rows) == {(32, "float32", path), (128, "float32", path), (32, "mixed_bfloat16", path)}
         for row in rows.values():
-            for key in ("matmul_gflops", "train_images_per_s", "train_efficiency"):
+            for key in ("matmul_gflops", "train_images_per_s", "train_efficiency",
+                        "compiled_images_per_s"):
                 assert row[key] > 0, (key, row)
-        assert rows[(32, "float32")]["epoch_efficiency"] > 0
+            # The share of a step's wall time outside the compiled step (feeding, Python, copies).
+            assert 0 <= row["host_share"] < 1, row
+        assert rows[(32, "float32", path)]["epoch_efficiency"] > 0
     assert set(results["orchestration"]) == {"snakemake_dry_run_s", "dvc_status_s", "dvc_dag_s"}
     # Each works on a fresh clone (no data yet): none is "not measured".
     assert all(seconds is not None for seconds in results["orchestration"].values()), results["orchestration"]
-    assert "train eff" in result.stdout
+    assert "train eff" in result.stdout and "host %" in result.stdout
     # Which CPU, whether it has bfloat16 units, and bf16's speed-up over float32.
     assert results["cpu"]["model"] and isinstance(results["cpu"]["bf16_units"], list)
     assert "bfloat16 units:" in result.stdout

@@ -205,19 +205,6 @@ def test_divergence_is_recorded_and_the_job_succeeds(tmp_path):
     assert run_info["epochs_completed"] == 1 and (out / "model.keras").is_file()
 
 
-def test_jax_backend_trains_too(tmp_path):
-    data = write_prepared(tmp_path / "data", train_count=128, test_count=32)
-    params = write_params(tmp_path / "params.yaml", epochs=1)
-    out = tmp_path / "run"
-    environment = dict(os.environ, KERAS_BACKEND="jax")
-    result = subprocess.run(train_command(params, data, out), capture_output=True, text=True,
-                            env=environment)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_info = json.loads((out / "log" / "run.json").read_text())
-    assert run_info["backend"] == "jax" and "jax" in run_info["versions"]
-    assert run_info["device"].startswith("CPU")
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_ARCHIVE.is_file(), reason=f"{SHARED_ARCHIVE} (real CIFAR-10 images) is absent")
 def test_two_epochs_on_real_images_beat_chance(tmp_path):

@@ -6,7 +6,10 @@ In:  the validated params (the training settings), an output directory, `quick` 
 Out: a table on stdout and `<output_dir>/<device>.json` holding, per backend, batch size and
      precision: `matmul_gflops` (the device's dense matmul rate, measured in the same run),
      `train_images_per_s` (steady state, after warm-up, of the paper model with the real
-     input pipeline), `train_efficiency` (achieved FLOP/s / matmul FLOP/s, using the model's
+     input pipeline: Keras's `fit`, or on JAX the device loop, whose former `fit` path is
+     one more row), `compiled_images_per_s` and `host_share` (the compiled training step
+     alone on data on the device, and the share of a step's wall time spent outside it:
+     feeding, Python, copies; `lossbench.train.step_rates`), `train_efficiency` (achieved FLOP/s / matmul FLOP/s, using the model's
      analytic training FLOPs per image) and `epoch_efficiency` (the compute-bound ideal epoch
      time / the measured time of a whole epoch as users run it: augmentation, validation,
      logging, checkpoint), and each reduced precision's training images/s over float32's at
@@ -66,35 +69,6 @@ def matmul_gflops(dtype: str = "float32", size: int = 2048, repeats: int = 5) ->
 
     product()  # warm-up: kernels chosen, memory allocated
     return 2.0 * size**3 / _seconds(product, repeats) / 1e9
-
-
-def train_images_per_s(config, batch_size: int, max_steps: int, warmup_steps: int,
-                       target_seconds: float) -> float:
-    """Steady-state training throughput of the paper model with its real input pipeline.
-
-    After `warmup_steps` (tracing, compilation) a two-step probe estimates the rate, and the
-    timed run takes as many steps as fit in `target_seconds` (2 to `max_steps`): slow
-    settings, such as bfloat16 emulated on a CPU without bfloat16 units, stay affordable.
-    """
-    import dataclasses
-
-    from lossbench.core.batches import make_batches
-    from lossbench.train.training import build_training_model
-
-    config = dataclasses.replace(config, batch_size=batch_size)
-    model, _ = build_training_model(config, "categorical_crossentropy", seed=0, num_classes=10)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(batch_size * max_steps, 32, 32, 3), dtype=np.uint8)
-    labels = rng.integers(0, 10, size=batch_size * max_steps).astype(np.int32)
-
-    def fit(steps: int) -> float:
-        batches = make_batches(images[: batch_size * steps], labels[: batch_size * steps], batch_size)
-        return _seconds(lambda: model.fit(**batches, epochs=1, verbose=0))
-
-    fit(warmup_steps)
-    probe_rate = 2 / fit(2)
-    steps = int(min(max_steps, max(2, round(target_seconds * probe_rate))))
-    return batch_size * steps / fit(steps)
 
 
 def input_pipeline_images_per_s(config, images: np.ndarray, batch_size: int = 256) -> float:
@@ -189,20 +163,27 @@ def _epoch_fields(config, sizes: _Sizes, images_per_s: float, ceiling: float, da
                 epoch_efficiency=round(ideal / measured, 4))
 
 
-def _measure_row(config, sizes: _Sizes, ceiling: float, data, whole_epoch: bool) -> dict:
-    """One table row: training throughput at `config`'s precision and batch size, its
-    efficiency against the matmul `ceiling`, and (if `whole_epoch`) one whole epoch."""
+def _measure_row(config, sizes: _Sizes, ceiling: float, data, whole_epoch: bool,
+                 kind: str = "cpu", device_loop: bool | None = None) -> dict:
+    """One table row: training throughput at `config`'s precision and batch size on the
+    training path (`device_loop`: the default of the backend), the host's share of a step,
+    the efficiency against the matmul `ceiling`, and (if `whole_epoch`) one whole epoch."""
     import keras
 
     from lossbench.core.model import training_flops_per_image
+    from lossbench.train.step_rates import training_rates
 
     train_flops = training_flops_per_image(config.width, 10)
-    images_per_s = train_images_per_s(config, config.batch_size, sizes.max_steps,
-                                      sizes.warmup_steps, sizes.target_seconds)
+    rates = training_rates(config, sizes.max_steps, sizes.warmup_steps, sizes.target_seconds,
+                           device_loop, kind)
+    images_per_s = rates["train_images_per_s"]
     row = {
         "backend": keras.backend.backend(),
+        "path": rates["path"],
         "precision": config.precision,
         "batch_size": config.batch_size,
+        "compiled_images_per_s": round(rates["compiled_images_per_s"], 2),
+        "host_share": round(rates["host_share"], 4),
         "matmul_gflops": round(ceiling, 2),
         "train_images_per_s": round(images_per_s, 2),
         "train_gflops": round(images_per_s * train_flops / 1e9, 2),
@@ -240,8 +221,7 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None,
     from lossbench.train.training_logs import library_versions
 
     config = TrainConfig.from_params(params)
-    config = config if dry_run else dataclasses.replace(config, width=1.0)
-    quick = quick or dry_run
+    config, quick = (config if dry_run else dataclasses.replace(config, width=1.0)), quick or dry_run
     data = None
     if data_dir is not None:
         from lossbench.io.prepared import load_prepared
@@ -265,8 +245,11 @@ def backend_measurements(params: dict, quick: bool, data_dir: Path | None,
             # 32, float32) runs one, and only if it is projected to end in reasonable time.
             whole_epoch = on_gpu or (batch_size == 32 and precision == "float32")
             row_config = dataclasses.replace(config, precision=precision, batch_size=batch_size)
-            rows.append(_measure_row(row_config, sizes, ceiling, data, whole_epoch))
+            rows.append(_measure_row(row_config, sizes, ceiling, data, whole_epoch, kind))
             logger.info("%s", rows[-1])
+    if keras.backend.backend() == "jax" and not dry_run:  # JAX's former path: Keras's `fit`
+        rows.append(_measure_row(dataclasses.replace(config, precision="float32", batch_size=32),
+                                 sizes, matmul["float32"], data, False, kind, False))
     count = 256 if dry_run else 2048
     sample = (data.train_images[:count] if data is not None else
               np.random.default_rng(2).integers(0, 256, size=(count, 32, 32, 3), dtype=np.uint8))

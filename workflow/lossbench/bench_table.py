@@ -1,5 +1,9 @@
 """The table `lossbench bench` prints: one line per measured row, then the ratios.
 
+Per row: the training path (Keras's `fit`, or JAX's device loop), images/s through it, the
+compiled step's images/s alone on data on the device ("step img/s") and the share of a
+step's wall time spent outside the compiled step ("host %": feeding, Python, copies).
+
 In:  the bench's results (the layout of `lossbench.bench`'s JSON).
 Out: the text of the table, for stdout and the bench's log.
 """
@@ -8,7 +12,8 @@ from __future__ import annotations
 
 
 def format_table(results: dict) -> str:
-    header = (f"{'backend':<11}{'precision':<16}{'batch':>6}{'matmul GF/s':>12}{'img/s':>9}"
+    header = (f"{'backend':<11}{'path':<12}{'precision':<16}{'batch':>6}{'matmul GF/s':>12}"
+              f"{'img/s':>9}{'step img/s':>11}{'host %':>7}"
               f"{'train eff':>10}{'epoch s':>9}{'ideal s':>9}{'epoch eff':>10}")
     cpu = results.get("cpu", {})
     lines = []
@@ -19,8 +24,10 @@ def format_table(results: dict) -> str:
     for backend in results["backends"]:
         for row in backend.get("rows", []):
             lines.append(
-                f"{row['backend']:<11}{row['precision']:<16}{row['batch_size']:>6}"
-                f"{row['matmul_gflops']:>12.1f}{row['train_images_per_s']:>9.1f}"
+                f"{row['backend']:<11}{row.get('path', ''):<12}{row['precision']:<16}"
+                f"{row['batch_size']:>6}{row['matmul_gflops']:>12.1f}{row['train_images_per_s']:>9.1f}"
+                f"{row.get('compiled_images_per_s', float('nan')):>11.1f}"
+                f"{100 * row.get('host_share', float('nan')):>7.1f}"
                 f"{row['train_efficiency']:>10.3f}{row.get('epoch_seconds', float('nan')):>9.2f}"
                 f"{row.get('ideal_epoch_seconds', float('nan')):>9.2f}"
                 f"{row.get('epoch_efficiency', float('nan')):>10.3f}"

@@ -14,6 +14,15 @@ interpolation and fill only copy input pixels, so no new pixel values appear.
 `set_epoch_seed` makes the random draws of an epoch a function of (seed, epoch) only, so a
 run resumed from a checkpoint augments its remaining epochs exactly as an uninterrupted
 run would.
+
+`shift_and_flip` is the same augmentation as one function of (images, seed) written with
+`keras.ops`, for the JAX backend's device loop (`lossbench.train.device_loop`), where Keras
+3.15's RandomTranslation would keep the training step out of XLA: integer pixel shifts of
+round(uniform(-f, f) x size) with edge replication (what nearest interpolation and nearest
+fill compute) and a flip with probability 1/2, gathered with clipped indices, so it compiles
+and runs where the images are. Its draws are a function of a (2,) seed, which the device
+loop makes (`epoch_seed(seed, epoch)`, step), so a resumed run draws what an uninterrupted
+one would.
 """
 
 from __future__ import annotations
@@ -142,10 +151,42 @@ def set_epoch_seed(augmentation, seed: int, epoch: int) -> None:
     # order they were added, which is the same on every run, so layer indices are stable.
     for layer_index, layer in enumerate(_walk_layers(augmentation)):
         for generator_index, generator in enumerate(_seed_generators(layer)):
-            sequence = np.random.SeedSequence([int(seed), int(epoch), layer_index, generator_index])
-            # 31 bits fit every backend's seed dtype: int64 (TensorFlow), uint32 (JAX),
-            # int32 (PyTorch, OpenVINO).
-            derived_seed = int(sequence.generate_state(1, dtype=np.uint32)[0]) & 0x7FFFFFFF
+            derived_seed = epoch_seed(seed, epoch, layer_index, generator_index)
             state = generator.state
             new_state = np.array([derived_seed, 0], dtype=keras.backend.standardize_dtype(state.dtype))
             state.assign(new_state)
+
+
+def epoch_seed(seed: int, epoch: int, *indices: int) -> int:
+    """A 31-bit seed derived from (seed, epoch, *indices) by NumPy's SeedSequence: distinct
+    per epoch and per index, and independent of how many draws earlier epochs made. 31 bits
+    fit every backend's seed dtype: int64 (TensorFlow), uint32 (JAX), int32 (PyTorch)."""
+    sequence = np.random.SeedSequence([int(seed), int(epoch), *map(int, indices)])
+    return int(sequence.generate_state(1, dtype=np.uint32)[0]) & 0x7FFFFFFF
+
+
+def shift_and_flip(images, seed, shift_fraction: float, horizontal_flip: bool):
+    """The paper's augmentation of a batch of images (NHWC, any dtype), traceable and XLA-ready.
+
+    Each image is shifted by round(u x height) rows and round(v x width) columns, u and v
+    uniform in [-shift_fraction, shift_fraction], the border filled by repeating the edge
+    pixels (Keras 1's order-0 shift with fill_mode "nearest"), then flipped left-right with
+    probability 1/2 where `horizontal_flip`. Only input pixels are copied, so uint8 images
+    can be augmented before they are scaled. `seed` is a (2,) uint32 JAX array, a stateless
+    seed that Keras's random functions take on the JAX backend only (TensorFlow's Keras takes
+    integers or seed generators): the same seed, the same draws.
+    """
+    from keras import ops
+
+    batch, height, width = images.shape[0], images.shape[1], images.shape[2]
+    draws = keras.random.uniform((batch, 3), seed=seed)
+    shifts = ops.cast(ops.round((2.0 * draws[:, :2] - 1.0) * shift_fraction
+                                * ops.convert_to_tensor([height, width], "float32")), "int32")
+    columns = ops.arange(width, dtype="int32")[None, :]
+    if horizontal_flip:
+        columns = ops.where(draws[:, 2:3] < 0.5, width - 1 - columns, columns)
+    # Clipping the source index repeats the edge row or column: nearest fill.
+    rows = ops.clip(ops.arange(height, dtype="int32")[None, :] - shifts[:, :1], 0, height - 1)
+    columns = ops.clip(columns - shifts[:, 1:], 0, width - 1)
+    shifted = ops.take_along_axis(images, rows[:, :, None, None], axis=1)
+    return ops.take_along_axis(shifted, columns[:, None, :, None], axis=2)

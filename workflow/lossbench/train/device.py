@@ -20,6 +20,8 @@ Why `auto` resolves as it does (measured, see README "Performance"):
   epoch's step count, or Keras would run the last call of an epoch into the next epoch's
   batches and every epoch boundary would shift.
 - jit_compile (XLA): off on a CPU, where it measured 20-30 % slower; on on a GPU.
+On the JAX backend training runs `lossbench.train.device_loop`, which always compiles and
+fuses its own number of steps per call (`device_loop.loop_runtime`).
 
 This module imports no backend at import time: `select_device` must be able to hide the GPUs
 before TensorFlow or JAX starts.

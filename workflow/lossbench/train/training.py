@@ -18,7 +18,8 @@ code did", cites the authors' script line by line):
   learning_rate / (1 + decay * t), t counted from 0. `keras.optimizers.schedules.
   InverseTimeDecay(learning_rate, decay_steps=1, decay_rate=decay)` is exactly that formula.
 - Inputs scaled to [0, 1]; random shifts of up to 10 % with nearest fill and horizontal flips,
-  run as Keras preprocessing layers inside the training graph (`lossbench.core.augment`).
+  run as Keras preprocessing layers inside the training graph (`lossbench.core.augment`), or
+  on JAX on the device, by `lossbench.train.device_loop`, which there takes `fit`'s place.
 - The test set as validation data each epoch (`train.validation: test`), or a seeded hold-out.
 
 One job is one Keras `fit` over all remaining epochs (its log reads "Epoch k/N"); the
@@ -92,14 +93,17 @@ TrainConfig = dataclasses.make_dataclass(
 )
 
 
-def build_training_model(
-    config: TrainConfig, loss_name: str, seed: int, num_classes: int, runtime=None
-):
-    """The paper's net behind scaling and augmentation, compiled with the paper's SGD.
+def build_training_model(config: TrainConfig, loss_name: str, seed: int, num_classes: int,
+                         runtime=None, device_loop: bool | None = None):
+    """(the paper's net behind scaling and augmentation, compiled with the paper's SGD, the
+    augmentation). For the device loop (`device_loop`; by default on JAX) the model holds no
+    augmentation (None: `lossbench.train.device_loop` augments) and is compiled with XLA.
 
     `runtime` (`lossbench.train.device.Runtime`) gives the precision, steps per execution and XLA
     setting with every `auto` resolved; without one they are resolved for a CPU.
     """
+    from lossbench.train.device_loop import uses_device_loop
+
     import keras
     from keras import layers
 
@@ -109,6 +113,9 @@ def build_training_model(
 
     loss = get_loss(loss_name)
     precision, steps_per_execution, jit_compile = _compile_settings(config, runtime)
+    device_loop = uses_device_loop() if device_loop is None else device_loop
+    # JAX without XLA runs every op from Python: the device loop always compiles.
+    jit_compile = jit_compile or device_loop
     keras.mixed_precision.set_dtype_policy(precision)
     # One call seeds Python, NumPy and the backend, so the initial weights depend on the seed.
     keras.utils.set_random_seed(seed)
@@ -119,10 +126,11 @@ def build_training_model(
         init=config.init,
         stride2_padding=config.stride2_padding,
     )
-    augmentation = build_augmentation(config.shift_fraction, config.horizontal_flip, seed)
+    augmentation = (None if device_loop else
+                    build_augmentation(config.shift_fraction, config.horizontal_flip, seed))
     inputs = keras.Input(shape=classifier.input_shape[1:], dtype="uint8", name="images")
     scaled = layers.Rescaling(1.0 / 255.0, name="scale_to_unit_range")(inputs)
-    outputs = classifier(augmentation(scaled))
+    outputs = classifier(scaled if augmentation is None else augmentation(scaled))
     model = keras.Model(inputs, outputs, name=f"lossbench_{loss_name}")
     schedule = keras.optimizers.schedules.InverseTimeDecay(
         initial_learning_rate=config.learning_rate, decay_steps=1, decay_rate=config.decay
@@ -170,11 +178,12 @@ def resolve_runtime(config: TrainConfig, fit_count: int, selected: tuple[str, st
     """`lossbench.train.device.Runtime` for training on `fit_count` images: `train.device` applied
     (unless `selected`, `device.select_device`'s answer, says it already was) and every
     `auto` resolved for this machine and this epoch length."""
-    from lossbench.train import device
+    from lossbench.train import device, device_loop
 
     if selected is None:
         selected = device.select_device(config.device, config.deterministic)
-    return device.runtime_for(config, math.ceil(fit_count / config.batch_size), *selected)
+    runtime = device.runtime_for(config, math.ceil(fit_count / config.batch_size), *selected)
+    return device_loop.loop_runtime(runtime, config, fit_count)
 
 
 def measured_precision(config: TrainConfig, runtime, loss_name: str, seed: int, num_classes: int,
@@ -250,12 +259,14 @@ def _fit_remaining_epochs(model, augmentation, config: TrainConfig, runtime, see
     """Train epochs `first_epoch + 1` to `config.epochs` in one `fit` call; early in it, the
     projected cost of `study` (of this run alone, and only as a warning, without one)."""
     from lossbench.train.callbacks import EpochRecorder, EpochSeed, ProjectedTime
+    from lossbench.train.device_loop import fit_on_device
     from lossbench.train.study_cost import RunGroup, StudyCost
 
     (fit_images, fit_labels), (validation_images, validation_labels) = fit_data, validation_data
     steps_per_epoch = math.ceil(len(fit_labels) / config.batch_size)
     validation_batches = make_batches(validation_images, validation_labels, config.batch_size)
-    callbacks = [EpochSeed(augmentation, seed), EpochRecorder(on_epoch_done)]
+    callbacks = [EpochRecorder(on_epoch_done)]
+    callbacks += [] if augmentation is None else [EpochSeed(augmentation, seed)]
     advise = runtime.device == "cpu" and config.device == "auto"
     if study is not None or advise:
         this_run = StudyCost([RunGroup("training", 1, "this run", config.epochs - first_epoch,
@@ -263,9 +274,12 @@ def _fit_remaining_epochs(model, augmentation, config: TrainConfig, runtime, see
                              config.batch_size, subject="This run")
         callbacks.append(ProjectedTime(study or this_run, steps_per_epoch, runtime.description,
                                        advise, always=study is not None))
-    # One `fit` for the whole run, so Keras prints "Epoch k/N" with its ETA. In a log
-    # file (Snakemake and DVC pipe the output) one line per epoch, not a progress bar
-    # redrawn with carriage returns.
+    verbose = 1 if sys.stdout.isatty() else 2
+    if augmentation is None:  # the device loop: augmentation and batches on the device
+        return fit_on_device(model, config, seed, fit_data, validation_data, first_epoch,
+                             callbacks, runtime.steps_per_execution, verbose)
+    # One `fit` for the whole run, so Keras prints "Epoch k/N" with its ETA; in a log file
+    # (Snakemake and DVC pipe the output) one line per epoch, not a redrawn progress bar.
     model.fit(
         # Each epoch's order is drawn when the epoch starts: memory does not grow with epochs.
         training_batches(fit_images, fit_labels, config.batch_size,
@@ -280,7 +294,7 @@ def _fit_remaining_epochs(model, augmentation, config: TrainConfig, runtime, see
         ),
         validation_batch_size=config.batch_size if "y" in validation_batches else None,
         callbacks=callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
+        verbose=verbose,
         shuffle=False,  # the order is `epoch_permutation`'s
     )
 
