@@ -47,7 +47,7 @@ def pytest_sessionfinish(session):
     ~10 s importing the SLURM executor plugin (it asks `squeue` for help text): the other
     worker's Snakemake tests must not pay that. Runs in the process that runs no tests
     under xdist (its controller), or in the only one without it."""
-    if hasattr(session.config, "workerinput") or session.config.cache is None:
+    if hasattr(session.config, "workerinput") or getattr(session.config, "cache", None) is None:
         return
     if session.config.cache.get(SLURM_STARTED, False):
         subprocess.run(["bash", str(STOP_SLURM)], capture_output=True, timeout=120)
