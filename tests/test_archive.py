@@ -165,3 +165,26 @@ def test_a_directory_source_is_packed_only_up_to_the_limit(tmp_path):
     with pytest.raises(ArchiveTooLargeError, match=r"holds more files than download.max_archive_bytes \(4,000,000"):
         fetch_archive(str(tree), tmp_path / "archive", None, None, max_bytes=LIMIT)
     assert not (tmp_path / "archive.part").exists()
+
+
+def test_members_are_checked_against_a_real_directory_as_pythons_with_the_tar_fix_require(
+        tmp_path, monkeypatch):
+    """Pythons with the CVE-2025-4517 fix (3.12.11+, 3.13.4+, Ubuntu's patched 3.12.3) resolve
+    the data filter's destination strictly: a destination below a file raised
+    NotADirectoryError on the lent GPU machine. The stand-in here behaves like them."""
+    original_filter = tarfile.data_filter
+    destinations = []
+
+    def strict_filter(member, dest_path):
+        if not os.path.isdir(dest_path):
+            raise NotADirectoryError(20, "Not a directory", os.path.join(dest_path, member.name))
+        destinations.append(dest_path)
+        return original_filter(member, dest_path)
+
+    monkeypatch.setattr(tarfile, "data_filter", strict_filter)
+    archive = make_image_folder_archive(tmp_path, classes={"cat": (1, 1), "dog": (1, 1)}).path
+
+    contents = read_archive(archive, max_bytes=LIMIT)
+
+    assert len(destinations) == len(contents.members) > 0
+    assert not os.path.exists(destinations[0]), "the stand-in directory is removed afterwards"

@@ -30,6 +30,7 @@ import gzip
 import io
 import lzma
 import tarfile
+import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,12 +86,16 @@ def _in_place_problem(member: tarfile.TarInfo) -> str | None:
     return None
 
 
-def _filter_problem(member: tarfile.TarInfo, archive: Path | str) -> str | None:
-    """Why Python's `data` filter refuses ``member``, or None if it lets it pass."""
+def _filter_problem(member: tarfile.TarInfo, destination: str) -> str | None:
+    """Why Python's `data` filter refuses ``member``, or None if it lets it pass.
+
+    ``destination`` is an empty directory standing in for the one the archive would be
+    extracted into: nothing lies below it, so only the member's name counts. (Not the
+    archive's own path: Pythons with the CVE-2025-4517 fix, 3.12.11+, 3.13.4+ and
+    distributions' backports such as Ubuntu's 3.12.3, resolve the destination strictly and
+    raise NotADirectoryError for a path below a file.)"""
     try:
-        # The archive's own path stands in for the directory it would be extracted into:
-        # it is a file, so nothing on disk lies below it and only the member's name counts.
-        tarfile.data_filter(member, str(archive))
+        tarfile.data_filter(member, destination)
     except tarfile.OutsideDestinationError:
         return "has a path that leads outside the archive (a '..' component)"
     except tarfile.SpecialFileError:
@@ -100,9 +105,10 @@ def _filter_problem(member: tarfile.TarInfo, archive: Path | str) -> str | None:
     return None
 
 
-def check_member(member: tarfile.TarInfo, archive: Path | str) -> None:
-    """Raise UnsafeArchiveError if ``member`` of ``archive`` is unsafe to read or extract."""
-    problem = _in_place_problem(member) or _filter_problem(member, archive)
+def check_member(member: tarfile.TarInfo, archive: Path | str, destination: str) -> None:
+    """Raise UnsafeArchiveError if ``member`` of ``archive`` is unsafe to read or extract
+    into ``destination`` (an empty directory)."""
+    problem = _in_place_problem(member) or _filter_problem(member, destination)
     if problem is not None:
         raise UnsafeArchiveError(
             f"Refusing the archive {archive}: its member {member.name!r} {problem}. Only "
@@ -153,13 +159,14 @@ def read_archive(archive: Path, max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
         ) from error
     if not members:
         raise ArchiveError(f"{archive} is an empty tar archive. Check download.source (or download.url).")
-    for member in members:
-        check_member(member, archive)
-        if member.isfile() and member.offset_data + member.size > len(data):
-            raise ArchiveError(
-                f"{archive} is truncated (its member {member.name!r} is cut short). Delete "
-                "it and run `lossbench download` again."
-            )
+    with tempfile.TemporaryDirectory(prefix="lossbench-extraction-check-") as destination:
+        for member in members:
+            check_member(member, archive, destination)
+            if member.isfile() and member.offset_data + member.size > len(data):
+                raise ArchiveError(
+                    f"{archive} is truncated (its member {member.name!r} is cut short). "
+                    "Delete it and run `lossbench download` again."
+                )
     return TarContents(data, members)
 
 
