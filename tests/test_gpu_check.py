@@ -78,3 +78,29 @@ def test_the_summary_says_when_a_loss_left_no_logs(tmp_path):
     assert check.parse_run("hinge=180:124") == ("hinge", 180.0, 124)
     with pytest.raises(ValueError, match="LOSS=LIMIT:STATUS"):
         check.parse_run("hinge")
+
+
+def test_the_committed_gpu_measurement_matches_its_readme():
+    """reports/benchmarks/gpu/README.md quotes the H200 run; each table row is recomputed from
+    the committed gpu-check.json, so that the prose cannot drift from the measurement."""
+    import re
+    import statistics
+
+    folder = PROJECT / "reports" / "benchmarks" / "gpu"
+    runs = json.loads((folder / "gpu-check.json").read_text())["runs"]
+    readme = (folder / "README.md").read_text()
+    assert set(runs) == PAPER_LOSSES
+    for loss, run in runs.items():
+        seconds, accuracy = run["seconds_per_epoch"], run["test_accuracy"]
+        assert run["epochs_completed"] == len(seconds) == len(accuracy)
+        later = seconds[1:]
+        row = (f"| {run['epochs_completed']} | {seconds[0]:.1f} | {statistics.median(later):.2f} "
+               f"({min(later):.2f}–{max(later):.2f}) | {statistics.median(run['images_per_s'][1:]):,.0f} "
+               f"| {100 * accuracy[9]:.1f} % | {100 * accuracy[-1]:.1f} % (epoch {len(accuracy)}) "
+               f"| {100 * max(accuracy):.1f} % |")
+        line = next(line for line in readme.splitlines() if line.startswith(f"| {loss}"))
+        assert line.endswith(row), (line, row)
+        assert run["device"] == "GPU: NVIDIA H200" and run["precision"] == "float32"
+    medians = [statistics.median(run["seconds_per_epoch"][1:]) for run in runs.values()]
+    low, high = re.search(r"An epoch takes ([\d.]+)–([\d.]+) s", readme).groups()
+    assert float(low) == round(min(medians), 1) and float(high) == round(max(medians), 1)
