@@ -31,18 +31,28 @@ from archives import (
     write_image_folder,
 )
 from lossbench import download, preprocess
-from lossbench.download import ChecksumError, fetch_archive
-from lossbench.io.archive import (
-    ArchiveError,
-    UnsafeArchiveError,
-    check_members,
-    read_archive,
-    regular_files,
-)
+from lossbench.download import ChecksumError
+from lossbench.io import archive as archive_io
+from lossbench.io.archive import ArchiveError, UnsafeArchiveError, regular_files
 from lossbench.io.prepared import load_prepared
 from lossbench.pipeline.params import with_defaults
 
 FAST = {"retries": 3, "backoff_seconds": 0.001, "timeout_seconds": 5.0}
+# The archive functions take the size limit explicitly (its one default is the schema's
+# download.max_archive_bytes); these tests pass the schema's value unless they test the limit.
+ARCHIVE_LIMIT = with_defaults("download", {})["max_archive_bytes"]
+
+
+def fetch_archive(*arguments, max_bytes: int = ARCHIVE_LIMIT, **keywords):
+    return download.fetch_archive(*arguments, max_bytes=max_bytes, **keywords)
+
+
+def check_members(archive: Path) -> None:
+    archive_io.check_members(archive, ARCHIVE_LIMIT)
+
+
+def read_archive(archive: Path):
+    return archive_io.read_archive(archive, ARCHIVE_LIMIT)
 
 
 def digests(path: Path) -> tuple[str, str]:

@@ -1,11 +1,14 @@
 """Tests of lossbench.core.model: the paper's All-CNN variant and its analytic FLOPs."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import keras
 from keras import layers
 
+from lossbench.pipeline.params import load_params
 from lossbench.core.model import (
     build_model,
     forward_flops_per_image,
@@ -13,13 +16,23 @@ from lossbench.core.model import (
     training_flops_per_image,
 )
 
+# The project's params.yaml model section (the paper's width, initialisation and stride-2
+# padding), which build_model takes from params only: it has no defaults of its own.
+PAPER_MODEL = load_params(Path(__file__).resolve().parent.parent / "params.yaml")["model"]
+
+
+def model_of(**arguments) -> keras.Model:
+    """build_model with the schema's model settings, overridden by `arguments`."""
+    return build_model(**{**PAPER_MODEL, **arguments})
+
+
 # The paper's Listing 1.1: parameters of conv 1..9 and of the dense layer.
 PAPER_LAYER_PARAMETERS = [2688, 83040, 83040, 166080, 331968, 331968, 331968, 37056, 1930, 6410]
 
 
 @pytest.fixture(scope="module")
 def paper_model():
-    return build_model()
+    return model_of()
 
 
 def test_paper_parameter_count(paper_model):
@@ -33,7 +46,7 @@ def test_paper_per_layer_parameter_counts(paper_model):
 
 @pytest.mark.parametrize("stride2_padding", ["theano", "tensorflow"])
 def test_paper_layer_shapes(stride2_padding):
-    paper_model = build_model(stride2_padding=stride2_padding)
+    paper_model = model_of(stride2_padding=stride2_padding)
     convolutions = [layer for layer in paper_model.layers if isinstance(layer, layers.Conv2D)]
     shapes = [tuple(layer.output.shape[1:]) for layer in convolutions]
     assert shapes == [
@@ -68,7 +81,7 @@ def test_initializers_are_keras1_defaults(paper_model):
 
 
 def test_narrow_model_is_smaller():
-    narrow = build_model(width=0.25)
+    narrow = model_of(width=0.25)
     assert narrow.count_params() < 1_376_148 / 8
     convolutions = [layer for layer in narrow.layers if isinstance(layer, layers.Conv2D)]
     # The 96/192 channel convolutions scale; the num_classes convolution does not.
@@ -82,7 +95,7 @@ def test_scaled_channels_never_zero():
 
 
 def test_softmax_outputs_sum_to_one():
-    model = build_model(width=0.05, num_classes=7)
+    model = model_of(width=0.05, num_classes=7)
     images = np.random.default_rng(0).random((3, 32, 32, 3)).astype("float32")
     outputs = np.asarray(model(images, training=False))
     assert outputs.shape == (3, 7)
@@ -91,7 +104,7 @@ def test_softmax_outputs_sum_to_one():
 
 
 def test_linear_outputs_allowed():
-    model = build_model(width=0.05, output_activation="linear", input_shape=(16, 16, 3))
+    model = model_of(width=0.05, output_activation="linear", input_shape=(16, 16, 3))
     images = np.random.default_rng(1).random((2, 16, 16, 3)).astype("float32")
     outputs = np.asarray(model(images, training=False))
     assert outputs.shape == (2, 10)
@@ -102,7 +115,7 @@ def test_outputs_stay_float32_under_mixed_precision():
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")
     try:
-        model = build_model(width=0.05, input_shape=(8, 8, 3))
+        model = model_of(width=0.05, input_shape=(8, 8, 3))
     finally:
         keras.config.set_dtype_policy(previous)
     assert model.layers[1].compute_dtype == "float16"
@@ -122,7 +135,7 @@ def test_outputs_stay_float32_under_mixed_precision():
 )
 def test_bad_arguments_raise_value_error(arguments, message):
     with pytest.raises(ValueError, match=message):
-        build_model(**arguments)
+        model_of(**arguments)
 
 
 def test_paper_flops():
@@ -136,7 +149,7 @@ def test_paper_flops():
 @pytest.mark.parametrize("width, num_classes, input_shape", [(1.0, 10, (32, 32, 3)), (0.3, 100, (24, 20, 1))])
 def test_flops_match_the_built_model(width, num_classes, input_shape):
     """The analytic count equals MACs read off the built model's layer shapes."""
-    model = build_model(num_classes=num_classes, width=width, input_shape=input_shape)
+    model = model_of(num_classes=num_classes, width=width, input_shape=input_shape)
     macs = 0
     for layer in model.layers:
         if isinstance(layer, layers.Conv2D):
@@ -167,7 +180,7 @@ def test_kernel_spread_per_layer_matches_the_glorot_formula(init):
     # Keras <= 1.0.3 (the paper's): fan_in = c_in k^2, fan_out = c_out for a k x k kernel;
     # Keras 3: fan_out = c_out k^2. A uniform(-L, L) draw has standard deviation L / sqrt(3).
     keras.utils.set_random_seed(1)
-    model = build_model(init=init)
+    model = model_of(init=init)
     for layer in model.layers:
         if not isinstance(layer, (layers.Conv2D, layers.Dense)):
             continue
@@ -185,7 +198,7 @@ def test_kernel_spread_per_layer_matches_the_glorot_formula(init):
 
 
 def test_keras1_three_by_three_kernels_start_wider_than_keras3():
-    keras1, keras3 = build_model(init="keras1"), build_model(init="keras3")
+    keras1, keras3 = model_of(init="keras1"), model_of(init="keras3")
     for name in ("conv_1", "conv_2", "conv_3", "conv_7", "conv_8", "conv_9"):
         ratio = np.std(keras1.get_layer(name).kernel) / np.std(keras3.get_layer(name).kernel)
         if keras1.get_layer(name).kernel_size == (3, 3):
@@ -215,7 +228,7 @@ def _numpy_convolution(images, kernel, stride, pad_before, pad_after):
     [("theano", 1, 1), ("tensorflow", 0, 1)],
 )
 def test_stride2_padding_matches_a_hand_computed_convolution(stride2_padding, pad_before, pad_after):
-    model = build_model(width=0.05, input_shape=(6, 6, 3), stride2_padding=stride2_padding)
+    model = model_of(width=0.05, input_shape=(6, 6, 3), stride2_padding=stride2_padding)
     before_stride = model.get_layer("conv_2").output
     after_stride = model.get_layer("conv_3").output
     probe = keras.Model(model.inputs, [before_stride, after_stride])
@@ -231,6 +244,6 @@ def test_stride2_padding_matches_a_hand_computed_convolution(stride2_padding, pa
 
 def test_unknown_init_and_padding_are_refused():
     with pytest.raises(ValueError, match="model.init"):
-        build_model(init="he")
+        model_of(init="he")
     with pytest.raises(ValueError, match="model.stride2_padding"):
-        build_model(stride2_padding="reflect")
+        model_of(stride2_padding="reflect")

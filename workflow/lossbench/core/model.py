@@ -184,13 +184,14 @@ def _convolution(features, position: int, channels: int, kernel_size: int, strid
 
 
 def build_model(
+    *,
+    width: float,
+    init: str,
+    stride2_padding: str,
     num_classes: int = 10,
-    width: float = 1.0,
     output_activation: str = "softmax",
     input_shape=(32, 32, 3),
     name: str = "all_cnn",
-    init: str = "keras1",
-    stride2_padding: str = "theano",
 ) -> keras.Model:
     """Build the paper's All-CNN variant (Listing 1.1) with the Functional API.
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from lossbench.download.network import (CHUNK_BYTES, LOCAL_COPY_SETTINGS, NETWORK_SCHEMES,
                                         download_url)
-from lossbench.io.archive import DEFAULT_MAX_ARCHIVE_BYTES, check_members, too_large
+from lossbench.io.archive import check_members, too_large
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def fetch_archive(
     md5: str | None,
     sha256: str | None,
     *,
-    max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
+    max_bytes: int,
     retries: int = 5,
     backoff_seconds: float = 1.0,
     timeout_seconds: float = 30.0,

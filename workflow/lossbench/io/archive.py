@@ -40,9 +40,6 @@ class ArchiveError(ValueError):
     """The file is not a readable tar archive."""
 
 
-# The default of download.max_archive_bytes (params.schema.yaml): about 5x the largest
-# supported dataset (the official CIFAR-10/100 python releases decompress to ~180 MB).
-DEFAULT_MAX_ARCHIVE_BYTES = 1_000_000_000
 COUNT_CHUNK_BYTES = 1 << 20
 
 
@@ -132,8 +129,7 @@ class TarContents:
         return self.data[member.offset_data : member.offset_data + member.size]
 
 
-def read_archive(archive: Path, max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
-                 label: str | None = None) -> TarContents:
+def read_archive(archive: Path, max_bytes: int, label: str | None = None) -> TarContents:
     """Decompress ``archive`` (tar, tar.gz, tar.bz2 or tar.xz) and check every member.
 
     Raises FileNotFoundError if it is missing, ArchiveTooLargeError if it holds more than
@@ -170,8 +166,7 @@ def read_archive(archive: Path, max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
     return TarContents(data, members)
 
 
-def check_members(archive: Path, max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
-                  label: str | None = None) -> None:
+def check_members(archive: Path, max_bytes: int, label: str | None = None) -> None:
     """Raise UnsafeArchiveError on the first unsafe member, ArchiveError if unreadable or
     ArchiveTooLargeError (naming ``label`` where given) if larger than ``max_bytes``."""
     read_archive(archive, max_bytes, label)
