@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -57,3 +58,16 @@ def test_dry_run_benchmark_writes_every_key(tmp_path):
     assert "bfloat16 units:" in result.stdout
     for backend in results["backends"]:
         assert backend["precision_speedups"]["mixed_bfloat16/float32 batch 32"] > 0
+
+
+def test_a_steady_step_time_leaves_out_the_first_call():
+    """The path and the compiled computation are timed alike: from the end of the first call
+    (which carries the epoch's setup) to the end of the last. Here the first call took 5 s of
+    setup and each later call of 4 steps took 2 s: 0.5 s per step, whatever the setup."""
+    from lossbench.train.step_rates import steady_step_seconds
+
+    marks = [(3, 105.0), (7, 107.0), (11, 109.0), (15, 111.0)]
+    assert steady_step_seconds(marks) == 0.5
+    assert steady_step_seconds([(0, 1.0), (1, 1.25)]) == 0.25
+    with pytest.raises(ValueError, match="at least two timed calls"):
+        steady_step_seconds([(3, 105.0)])

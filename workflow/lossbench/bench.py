@@ -142,12 +142,11 @@ def _sizes(quick: bool, on_gpu: bool, dry_run: bool = False) -> _Sizes:
     throughput runs on a GPU)."""
     if dry_run:
         return _Sizes(2, 1, 0.5, 64, 32)
-    if quick:
-        # More timed steps for the host share's marginal estimate, which short timings make
-        # noisy: on one quiet 2-core EPYC the JAX device loop's share read 79.5 % with at
-        # most 6 steps in 2 s, 29.7 % with these sizes and 7.4 % over 40 steps in 12 s.
-        return _Sizes(24, 2, 8.0, 128, 64)
     max_steps, warmup_steps = (400, 20) if on_gpu else (60, 3)
+    if quick:
+        # On a CPU about 8 s per timed epoch; on a GPU the full run's steps (a step takes a
+        # millisecond there, and a timed epoch needs several calls of 64 steps).
+        return _Sizes(max_steps if on_gpu else 24, 2, 8.0, 128, 64)
     return _Sizes(max_steps, warmup_steps, 20.0, 50_000, 10_000)
 
 
@@ -187,6 +186,7 @@ def _measure_row(config, sizes: _Sizes, ceiling: float, data, whole_epoch: bool,
         "batch_size": config.batch_size,
         "compiled_images_per_s": round(rates["compiled_images_per_s"], 2),
         "host_share": round(rates["host_share"], 4),
+        "timed_steps": rates["timed_steps"],
         "matmul_gflops": round(ceiling, 2),
         "train_images_per_s": round(images_per_s, 2),
         "train_gflops": round(images_per_s * train_flops / 1e9, 2),
