@@ -12,9 +12,10 @@ Why `auto` resolves as it does (measured, see README "Performance"):
   times a few steps in float32 and in mixed_bfloat16 and takes the faster): the CPU's flags
   do not predict the winner (bfloat16 was 1.7x faster with AVX512_BF16 on one EPYC, 0.6x on
   a Xeon with the same flag). On a GPU, mixed_bfloat16 for compute capability 8.0 or newer
-  (tensor cores compute it natively), float32 elsewhere; this rule is not measured, since no
-  GPU has been lent to this project yet and timing each precision would cost an XLA
-  compilation per candidate. The paper trained in float32, the default of params.yaml.
+  (tensor cores compute it natively), float32 elsewhere. It is a rule, since timing each
+  precision would cost an XLA compilation per candidate; on the one GPU measured (an H200,
+  reports/benchmarks/gpu/) the compiled step ran 1.25x faster in mixed_bfloat16 than in
+  float32 at batch 32, and bfloat16's accuracy at full size has not been checked there. The paper trained in float32, the default of params.yaml.
 - steps_per_execution: 1 on a CPU, where the host is not the bottleneck. On a GPU, several
   steps per call hide the host's per-step overhead at batch 32; the value must divide the
   epoch's step count, or Keras would run the last call of an epoch into the next epoch's
