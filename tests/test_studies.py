@@ -57,3 +57,46 @@ def test_the_study_readme_quotes_the_verdict_table_and_every_seed():
     assert missing == []
     seeds = {json.loads(path.read_text())["seed"] for path in (STUDY / "paper-lr" / "evaluation").glob("*.json")}
     assert all(f"| {len(seeds)} |" in row for row in rows[2:])
+
+
+NOISE_STUDY = STUDY.parent / "cpu-label-noise"
+NOISE_RATES = sorted(path.name for path in NOISE_STUDY.glob("noise*") if (path / "summary.json").is_file())
+
+
+def load_noise_assembly():
+    """reports/studies/cpu-label-noise/assemble.py as a module (it is a script, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("noise_assemble", NOISE_STUDY / "assemble.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not NOISE_RATES, reason="the cpu-label-noise study is not assembled yet")
+@pytest.mark.parametrize("rate", NOISE_RATES)
+def test_the_noise_study_summaries_recompute_from_the_per_run_files(rate):
+    folder = NOISE_STUDY / rate
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    evaluations = sorted((folder / "evaluation").glob("*.json"))
+    recomputed = compare.summarise(compare.read_metrics(evaluations), params["compare"])
+    committed = json.loads((folder / "summary.json").read_text())
+    assert close(json.loads(json.dumps(recomputed["hypotheses"])), committed["hypotheses"])
+    assert close(json.loads(json.dumps(recomputed["losses"])), committed["losses"])
+    assert {json.loads(path.read_text())["setup"]["label_noise"] for path in evaluations} == {
+        params["preprocess"]["label_noise"]}
+
+
+@pytest.mark.skipif(not NOISE_RATES, reason="the cpu-label-noise study is not assembled yet")
+def test_the_noise_study_analysis_and_readme_recompute_from_the_per_run_files():
+    """analysis.md (R1-R3, the paper's claims at noise 0 and 0.4, accuracy, drops and
+    calibration) is what assemble.py's functions make of the committed evaluations, and the
+    README quotes each of its verdict rows."""
+    assembly = load_noise_assembly()
+    params = yaml.safe_load((NOISE_STUDY / "noise0" / "params.yaml").read_text())
+    analysis = assembly.analysis_markdown(assembly.load_runs(NOISE_STUDY), params["compare"])
+    assert analysis == (NOISE_STUDY / "analysis.md").read_text()
+    verdict_rows = [line for line in analysis.splitlines() if line.startswith("| noise ")]
+    assert len(verdict_rows) == 3 + 6  # R1-R3, then the paper's three claims at two rates
+    readme = (NOISE_STUDY / "README.md").read_text()
+    assert [row for row in verdict_rows if row not in readme] == []
