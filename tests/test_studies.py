@@ -100,3 +100,17 @@ def test_the_noise_study_analysis_and_readme_recompute_from_the_per_run_files():
     assert len(verdict_rows) == 3 + 6  # R1-R3, then the paper's three claims at two rates
     readme = (NOISE_STUDY / "README.md").read_text()
     assert [row for row in verdict_rows if row not in readme] == []
+
+
+def test_the_noise_studys_confound_sentence_names_untrainable_losses_of_the_family():
+    """Synthetic families: a loss of R1-R3 judged untrainable at noise 0 is named with its
+    reason; one outside the family, or none, gives no sentence."""
+    sentence = load_noise_assembly().confound_sentence
+    pairs = [{"loss_a": "mae", "loss_b": "categorical_crossentropy"},
+             {"loss_a": "hinge", "loss_b": "categorical_crossentropy"}]
+    text = sentence({"pairs": pairs, "untrainable_losses": {"mae": "3 of 3 runs collapsed to predicting one class",
+                                                            "crammer_singer_hinge": "2 of 3 runs collapsed"}})
+    assert text.startswith("Untrainable at noise 0 by compare's judgement: `mae` (3 of 3 runs collapsed")
+    assert "crammer_singer_hinge" not in text and "slowness, not robustness" in text
+    assert sentence({"pairs": pairs, "untrainable_losses": {"square": "2 of 3 runs collapsed"}}) == ""
+    assert sentence({"pairs": pairs, "untrainable_losses": {}}) == ""

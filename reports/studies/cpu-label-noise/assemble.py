@@ -123,15 +123,30 @@ def _interval(values, confidence_level: float, scale: float = 100.0, digits: int
             f" (n={stats['n']})")
 
 
-def robustness_family(clean: dict, noisy: dict, compare_params: dict) -> dict:
-    """R1-R3: primary_family_verdicts on each loss's per-seed change acc(0.4) - acc(0)."""
+def robustness_family(clean: dict, noisy: dict, compare_params: dict, untrainable: dict) -> dict:
+    """R1-R3: primary_family_verdicts on each loss's per-seed change acc(0.4) - acc(0);
+    `untrainable` ({loss: reason}, compare's judgement at noise 0) is recorded beside them."""
     from lossbench.compare import significance_level
     from lossbench.compare.hypotheses import primary_family_verdicts
 
     changes = {loss: {seed: noisy[loss][seed] - clean[loss][seed] for seed in clean[loss] if seed in noisy.get(loss, {})}
                for loss in clean}
     params = {**compare_params, "primary_pairs": ROBUSTNESS_PAIRS}
-    return primary_family_verdicts(changes, params, significance_level(compare_params["confidence_level"]), {})
+    return primary_family_verdicts(changes, params, significance_level(compare_params["confidence_level"]),
+                                   untrainable)
+
+
+def confound_sentence(family: dict) -> str:
+    """The pre-registered confound, for the losses of the family that compare judged
+    untrainable at noise 0 (`family["untrainable_losses"]`), or "" where there are none."""
+    tested = {loss for pair in family["pairs"] for loss in (pair["loss_a"], pair["loss_b"])}
+    named = {loss: reason for loss, reason in family["untrainable_losses"].items() if loss in tested}
+    if not named:
+        return ""
+    listing = "; ".join(f"`{loss}` ({reason})" for loss, reason in sorted(named.items()))
+    return (f"Untrainable at noise 0 by compare's judgement: {listing}. A loss that learnt nothing "
+            "has nothing to lose, so its small drop shows slowness, not robustness, and a verdict "
+            "on it answers the letter of its claim only (the confound stated before the runs).")
 
 
 def analysis_markdown(runs: dict[float, list[dict]], compare_params: dict) -> str:
@@ -148,12 +163,16 @@ def analysis_markdown(runs: dict[float, list[dict]], compare_params: dict) -> st
              f"is on the clean test labels, in % of the 10,000 test images; ± is the half-width of the",
              f"{100 * level:g} % t interval over seeds.", ""]
     clean, noisy = accuracy.get(0.0, {}), accuracy.get(0.4, {})
+    families = {f"noise {rate:g}": compare.summarise(runs[rate], compare_params)["hypotheses"]
+                for rate in (0.0, 0.4) if rate in runs}
+    robustness = robustness_family(clean, noisy, compare_params,
+                                   families.get("noise 0", {}).get("untrainable_losses", {}))
     lines += ["## Primary family R1–R3: who loses less accuracy from noise 0 to 0.4", "",
               "Each row tests a loss's change in accuracy (acc(0.4) − acc(0), per seed) against",
               "cross-entropy's: `a` > `b` reads \"a loses less than b\"; the difference is in points.", "",
-              *verdict_table({"noise 0 → 0.4": robustness_family(clean, noisy, compare_params)}), ""]
-    families = {f"noise {rate:g}": compare.summarise(runs[rate], compare_params)["hypotheses"]
-                for rate in (0.0, 0.4) if rate in runs}
+              *verdict_table({"noise 0 → 0.4": robustness}), ""]
+    if confound_sentence(robustness):
+        lines += [confound_sentence(robustness), ""]
     lines += ["## Secondary: the paper's three claims at noise 0 and at noise 0.4", "",
               verdicts_markdown(families, condition="40 % label noise").rstrip(), ""]
     lines += ["## Accuracy by noise rate, and the drop", "",
