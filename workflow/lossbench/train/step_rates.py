@@ -33,6 +33,7 @@ import time
 import keras
 import numpy as np
 
+
 class StepClock(keras.callbacks.Callback):
     """Marks the end of each call as (last step of the call, seconds), after reading the
     call's loss, which waits for the device to finish the call."""
