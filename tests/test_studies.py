@@ -24,16 +24,23 @@ def close(first, second):
     return first == second
 
 
-@pytest.mark.skipif(not ARMS, reason="the cpu-fair-lr study has no assembled arm yet")
-@pytest.mark.parametrize("arm", ARMS)
-def test_summary_verdicts_and_epoch_table_recompute_from_the_per_run_files(arm):
-    folder = STUDY / arm
+def assert_summary_recomputes(folder: Path) -> tuple[dict, list[Path]]:
+    """Assert that compare, rerun on `folder`'s committed evaluations with its params, gives
+    its committed summary (verdicts and per-loss entries); return (params, evaluation paths)."""
     params = yaml.safe_load((folder / "params.yaml").read_text())
     evaluations = sorted((folder / "evaluation").glob("*.json"))
     recomputed = compare.summarise(compare.read_metrics(evaluations), params["compare"])
     committed = json.loads((folder / "summary.json").read_text())
     assert close(json.loads(json.dumps(recomputed["hypotheses"])), committed["hypotheses"])
     assert close(json.loads(json.dumps(recomputed["losses"])), committed["losses"])
+    return params, evaluations
+
+
+@pytest.mark.skipif(not ARMS, reason="the cpu-fair-lr study has no assembled arm yet")
+@pytest.mark.parametrize("arm", ARMS)
+def test_summary_verdicts_and_epoch_table_recompute_from_the_per_run_files(arm):
+    folder = STUDY / arm
+    params, evaluations = assert_summary_recomputes(folder)
     # The per-epoch table behind the curves (and dvc plots), from the committed training logs.
     histories = figures.read_histories([folder / "training" / path.stem for path in evaluations])
     assert figures.epochs_table(histories) == (folder / "epochs.csv").read_text()
@@ -76,13 +83,7 @@ def load_noise_assembly():
 @pytest.mark.skipif(not NOISE_RATES, reason="the cpu-label-noise study is not assembled yet")
 @pytest.mark.parametrize("rate", NOISE_RATES)
 def test_the_noise_study_summaries_recompute_from_the_per_run_files(rate):
-    folder = NOISE_STUDY / rate
-    params = yaml.safe_load((folder / "params.yaml").read_text())
-    evaluations = sorted((folder / "evaluation").glob("*.json"))
-    recomputed = compare.summarise(compare.read_metrics(evaluations), params["compare"])
-    committed = json.loads((folder / "summary.json").read_text())
-    assert close(json.loads(json.dumps(recomputed["hypotheses"])), committed["hypotheses"])
-    assert close(json.loads(json.dumps(recomputed["losses"])), committed["losses"])
+    params, evaluations = assert_summary_recomputes(NOISE_STUDY / rate)
     assert {json.loads(path.read_text())["setup"]["label_noise"] for path in evaluations} == {
         params["preprocess"]["label_noise"]}
 
