@@ -104,18 +104,20 @@ def _jax_compiled_step_seconds(model, config, images, labels, steps: int, per_ca
     per step in the steady state (the first call untimed, as for the path)."""
     import jax
 
-    from lossbench.train.device_loop import DeviceData, _hand_back, _training_state
+    from lossbench.train.device_loop import PackData, PackMember, hand_back
 
-    data = DeviceData(model, images, labels, config, 0, per_call)
-    order, seed = data.epoch_inputs(0)
-    state, marks = _training_state(model), []
+    member = PackMember(model, 0, float(config.learning_rate), np.arange(len(labels)), None, [])
+    data = PackData([member], images, labels, config, per_call)
+    orders, seeds = data.epoch_inputs(0)
+    state, marks = data.state(), []
     for first in range(0, steps, per_call):
         count = min(per_call, steps - first)
-        logs, state = data.full(state, data.images, data.labels, order, seed, first, count)
+        logs, state = data.full(state, data.learning_rates, data.images, data.labels, orders,
+                                seeds, first, count)
         float(logs["loss"])
         marks.append((first + count - 1, time.perf_counter()))
     jax.block_until_ready(state)
-    _hand_back(model, state)
+    hand_back(model, state)
     model.jax_state_sync()
     return steady_step_seconds(marks)
 
