@@ -63,11 +63,14 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
         "preprocess.label_noise", "preprocess.label_noise_mode",
         "download.max_archive_bytes",
     ),
-    "train": TRAIN_KEYS,
+    # train.pack_size is no TrainConfig field: it decides which runs share a compiled step,
+    # not a run's settings, so a checkpoint resumes under another pack size.
+    "train": TRAIN_KEYS + ("train.pack_size",),
     # The study's training settings but those each tuning run sets itself.
     "tune": tuple(key for key in TRAIN_KEYS if key not in (
         "train.learning_rate", "train.epochs", "train.validation", "train.holdout_fraction",
-    )) + ("tune.learning_rates", "tune.seeds", "tune.epochs", "tune.holdout_fraction"),
+    )) + ("train.pack_size", "tune.learning_rates", "tune.seeds", "tune.epochs",
+          "tune.holdout_fraction"),
     "evaluate": (
         "evaluate.batch_size", "evaluate.convergence_thresholds", "evaluate.collapse_share",
         "evaluate.dead_layer_share", "evaluate.train_sample", "evaluate.temperature_fraction",

@@ -19,7 +19,7 @@ import json
 import logging
 from pathlib import Path
 
-from lossbench.train.training import TrainConfig, resolve_runtime, train_model
+from lossbench.train.training import TrainConfig, resolve_pack_size, resolve_runtime, train_pack
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,24 @@ def run(
     checkpoint_dir: Path,
     tuning_path: Path | None = None,
 ) -> dict:
-    """The CLI's entry point: read the prepared data and train one (loss, seed) job."""
+    """Read the prepared data and train one (loss, seed) job."""
+    return run_pack(params, loss_name, [seed], data_dir, [model_path], [log_dir],
+                    [checkpoint_dir], tuning_path)[0]
+
+
+def run_pack(
+    params: dict,
+    loss_name: str,
+    seeds: list[int],
+    data_dir: Path,
+    model_paths: list[Path],
+    log_dirs: list[Path],
+    checkpoint_dirs: list[Path],
+    tuning_path: Path | None = None,
+) -> list[dict]:
+    """The CLI's entry point: read the prepared data and train the runs of `loss_name` at
+    `seeds` (run i written to model_paths[i], log_dirs[i], checkpoint_dirs[i]), in packs of
+    `train.pack_size` runs (`lossbench.train.training.train_pack`)."""
     from lossbench.core.batches import split_validation
     from lossbench.core.losses import get_loss
     from lossbench.io.prepared import load_prepared
@@ -63,8 +80,10 @@ def run(
     from lossbench.train.study_cost import StudyCost, study_runs
 
     get_loss(loss_name)  # fail before loading data if the loss name is unknown
-    if seed < 0:
-        raise ValueError(f"--seed must be a non-negative integer, got {seed}.")
+    if any(seed < 0 for seed in seeds):
+        raise ValueError(f"--seed must be non-negative integers, got {seeds}.")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seed names a run twice ({seeds}): give each seed once.")
     config = TrainConfig.from_params(params)
     if config.learning_rate == "tuned":
         config = dataclasses.replace(config, learning_rate=tuned_learning_rate(tuning_path, loss_name))
@@ -72,15 +91,20 @@ def run(
                     config.learning_rate, tuning_path)
     # A job that must run on a GPU stops here, in seconds, before the data is read.
     selected = device.select_device(config.device, config.deterministic)
+    size = resolve_pack_size(params, len(seeds), config.device)
     data = load_prepared(data_dir)
     fit_count = len(data.train_labels)
     if config.validation == "holdout":
-        fit_count -= len(split_validation(data.train_labels, "holdout", config.holdout_fraction, seed)[1])
+        fit_count -= len(split_validation(data.train_labels, "holdout", config.holdout_fraction,
+                                          seeds[0])[1])
     runtime = resolve_runtime(config, fit_count, selected)
     study = StudyCost(study_runs(params, data.train_labels, len(data.test_labels)),
                       config.batch_size)
-    return train_model(
-        config, loss_name, seed, data.train_images, data.train_labels, data.test_images,
-        data.test_labels, num_classes=len(data.class_names), model_path=model_path,
-        log_dir=log_dir, checkpoint_dir=checkpoint_dir, runtime=runtime, study=study,
-    )
+    arrays = (data.train_images, data.train_labels, data.test_images, data.test_labels)
+    infos = []
+    for first in range(0, len(seeds), size):
+        part = slice(first, first + size)
+        infos += train_pack([config] * len(seeds[part]), loss_name, list(seeds[part]), arrays,
+                            len(data.class_names), list(model_paths[part]), list(log_dirs[part]),
+                            list(checkpoint_dirs[part]), runtime=runtime, study=study)
+    return infos

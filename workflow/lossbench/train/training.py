@@ -436,6 +436,7 @@ def train_model(
     and every `auto` are resolved here. `study` (`lossbench.train.study_cost.StudyCost`) gets its
     projected cost logged early. Returns the run information also in `<log_dir>/run.json`.
     """
+    check_output_paths(Path(model_path), Path(log_dir), Path(checkpoint_dir))
     data = (train_images, train_labels, test_images, test_labels)
     fit_images, fit_labels, validation_images, validation_labels = training_and_validation(
         *data, config.validation, config.holdout_fraction, seed)
@@ -457,6 +458,27 @@ def _log_start(run: PreparedRun, pack: str) -> None:
                 "execution, XLA %s%s.", run.loss_name, run.seed, run.runtime.description,
                 run.run_info["backend"], run.runtime.precision, run.runtime.steps_per_execution,
                 "on" if run.run_info["jit_compile"] else "off", pack)
+
+
+# Runs per pack for `train.pack_size: auto` on a GPU. Provisional: the pack curve of issue 28
+# (benchmarks/gpu_paper_scale.py --pack-curve) has not been measured yet; 8 is the size its
+# goal names (>= 4x one run's images/s), and 8 full-width runs at batch 32 hold ~2 GB of
+# activations, far inside an H100's 80 GB. On a CPU packing gains nothing (a 2-core CPU is busy
+# with one run), so auto is 1 there.
+AUTO_GPU_PACK_SIZE = 8
+
+
+def resolve_pack_size(params: dict, run_count: int, device_setting: str) -> int:
+    """The runs a job trains in one pack: `train.pack_size` when it is a number, else 1 on a
+    CPU and AUTO_GPU_PACK_SIZE on a GPU (`train.device` applied to see which); at most
+    `run_count` and at least 1."""
+    setting = get_key(params, "train.pack_size")
+    if setting == "auto":
+        from lossbench.train import device
+
+        kind = device.select_device(device_setting)[0]
+        setting = AUTO_GPU_PACK_SIZE if kind == "gpu" else 1
+    return max(1, min(int(setting), run_count))
 
 
 def check_pack(configs: list[TrainConfig]) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from lossbench.io.atomic import write_json
 from lossbench.pipeline.runs import tuning_run_name
-from lossbench.train.training import TrainConfig, resolve_runtime, train_model
+from lossbench.train.training import TrainConfig, resolve_pack_size
 
 logger = logging.getLogger(__name__)
 
@@ -90,30 +90,45 @@ def _run_result(config: TrainConfig, loss_name: str, seed: int, run_info: dict, 
     }
 
 
-def tune_one(config: TrainConfig, loss_name: str, seed: int, data, work_dir: Path,
-             study=None) -> dict:
-    """Train (or reuse) one tuning run and return its result; `study`
-    (`lossbench.train.study_cost.StudyCost`) gets its projected cost logged by the first run that
-    trains."""
-    name = tuning_run_name(config.learning_rate, seed)
-    result_path = work_dir / f"{name}.json"
+def _reusable(config: TrainConfig, seed: int, work_dir: Path) -> dict | None:
+    """A finished tuning run's result, when it was made with exactly these settings."""
+    result_path = work_dir / f"{tuning_run_name(config.learning_rate, seed)}.json"
     if result_path.is_file():
         previous = json.loads(result_path.read_text())
         if previous.get("settings") == json.loads(json.dumps(dataclasses.asdict(config))):
             return previous
-    from lossbench.core.batches import split_validation
+    return None
 
-    held_out = split_validation(data.train_labels, "holdout", config.holdout_fraction, seed)[1]
-    fit_count = len(data.train_labels) - len(held_out)
-    run_info = train_model(
-        config, loss_name, seed, data.train_images, data.train_labels, data.test_images,
-        data.test_labels, num_classes=len(data.class_names),
-        model_path=work_dir / name / "model.keras", log_dir=work_dir / name / "logs",
-        checkpoint_dir=work_dir / name, runtime=resolve_runtime(config, fit_count), study=study,
-    )
-    result = _run_result(config, loss_name, seed, run_info, work_dir / name / "logs")
-    write_json(result_path, result)
-    return result
+
+def tune_pack(configs: list[TrainConfig], loss_name: str, seeds: list[int], data, work_dir: Path,
+              study=None) -> list[dict]:
+    """Train (or reuse) tuning runs (`configs[i]` at `seeds[i]`) as one pack
+    (`lossbench.train.training.train_pack`: one compiled step on JAX) and return their
+    results; `study` (`lossbench.train.study_cost.StudyCost`) gets its projected cost logged
+    by the first pack that trains."""
+    from lossbench.train.training import train_pack
+
+    results = [_reusable(config, seed, work_dir) for config, seed in zip(configs, seeds)]
+    waiting = [index for index, result in enumerate(results) if result is None]
+    if waiting:
+        names = [tuning_run_name(configs[i].learning_rate, seeds[i]) for i in waiting]
+        arrays = (data.train_images, data.train_labels, data.test_images, data.test_labels)
+        infos = train_pack([configs[i] for i in waiting], loss_name, [seeds[i] for i in waiting],
+                           arrays, len(data.class_names),
+                           [work_dir / name / "model.keras" for name in names],
+                           [work_dir / name / "logs" for name in names],
+                           [work_dir / name for name in names], study=study)
+        for index, name, run_info in zip(waiting, names, infos):
+            results[index] = _run_result(configs[index], loss_name, seeds[index], run_info,
+                                         work_dir / name / "logs")
+            write_json(work_dir / f"{name}.json", results[index])
+    return results
+
+
+def tune_one(config: TrainConfig, loss_name: str, seed: int, data, work_dir: Path,
+             study=None) -> dict:
+    """Train (or reuse) one tuning run and return its result (a pack of one)."""
+    return tune_pack([config], loss_name, [seed], data, work_dir, study)[0]
 
 
 def run(params: dict, loss_name: str, data_dir: Path, output: Path, work_dir: Path) -> dict:
@@ -133,10 +148,15 @@ def run(params: dict, loss_name: str, data_dir: Path, output: Path, work_dir: Pa
         data = load_prepared(data_dir)
         study = StudyCost(study_runs(params, data.train_labels, len(data.test_labels)),
                           base.batch_size)
-        for rate in tune_params["learning_rates"]:
-            for seed in tune_params["seeds"]:
-                runs.append(tune_one(tuning_config(base, tune_params, rate), loss_name, seed,
-                                     data, Path(work_dir), study))
+        planned = [(tuning_config(base, tune_params, rate), seed)
+                   for rate in tune_params["learning_rates"] for seed in tune_params["seeds"]]
+        size = resolve_pack_size(params, len(planned), base.device)
+        # Packs of `train.pack_size` runs in the planned order (rates outer, seeds inner):
+        # which runs share a pack changes no run's result beyond float32 rounding.
+        for first in range(0, len(planned), size):
+            chunk = planned[first:first + size]
+            runs += tune_pack([config for config, _ in chunk], loss_name,
+                              [seed for _, seed in chunk], data, Path(work_dir), study)
     result = tuning_result(loss_name, tune_params, runs)
     chosen, means = result["selected_learning_rate"], result["mean_holdout_accuracy"]
     write_json(output, result)
