@@ -1,4 +1,4 @@
-"""Packs (lossbench.train.device_loop, lossbench.train.training.train_pack): runs trained in one
+"""Packs (lossbench.train.device_loop, lossbench.train.packs): runs trained in one
 compiled step are the runs trained alone, and a pack resumes after an interruption.
 
 One JAX process (the device loop's backend) trains, on 80 synthetic images (2 batches of 32 and
@@ -54,7 +54,7 @@ import yaml
 sys.path.insert(0, sys.argv[2])
 from test_train import write_prepared, write_params
 from lossbench.io.prepared import load_prepared
-from lossbench.train import training
+from lossbench.train import packs, training
 
 logging.basicConfig(level=logging.INFO)
 out = Path(sys.argv[1])
@@ -73,7 +73,7 @@ def paths(name, seed):
 def pack(name):
     configs = [dataclasses.replace(config, learning_rate=rate) for _, rate in RUNS]
     model_paths, log_dirs, checkpoint_dirs = zip(*(paths(name, seed) for seed, _ in RUNS))
-    return training.train_pack(configs, LOSS, [seed for seed, _ in RUNS], arrays, 4,
+    return packs.train_pack(configs, LOSS, [seed for seed, _ in RUNS], arrays, 4,
                                list(model_paths), list(log_dirs), list(checkpoint_dirs))
 
 

@@ -44,13 +44,6 @@ def _tune(args: argparse.Namespace, params: dict) -> None:
 def _train(args: argparse.Namespace, params: dict) -> None:
     from lossbench import train
 
-    counts = {len(args.seed), len(args.model), len(args.log_dir), len(args.checkpoint_dir)}
-    if len(counts) != 1:
-        raise ValueError(
-            f"train got {len(args.seed)} --seed value(s), {len(args.model)} --model, "
-            f"{len(args.log_dir)} --log-dir and {len(args.checkpoint_dir)} --checkpoint-dir: give "
-            "one of each per run, in the same order."
-        )
     train.run_pack(
         params,
         loss_name=args.loss,
@@ -236,21 +229,14 @@ def _add_pipeline_stages(stages) -> None:
     ):
         stage = stages.add_parser(name, help=text)
         stage.add_argument("--loss", required=True, help="loss name (see lossbench.core.losses)")
-        # train takes several runs of one loss (one path of each kind per seed, in order):
-        # they train in packs of train.pack_size (README, "Packs").
-        several = {"nargs": "+"} if name == "train" else {}
-        stage.add_argument("--seed", type=int, required=True, help="random seed of the run",
-                           **several)
+        several = {"nargs": "+"} if name == "train" else {}  # train: several runs, one pack
+        stage.add_argument("--seed", type=int, required=True, help="random seed", **several)
         stage.add_argument("--data", type=Path, required=True, help="prepared data directory")
-        stage.add_argument("--model", type=Path, required=True, help="the .keras model file",
-                           **several)
-        stage.add_argument("--log-dir", type=Path, required=True,
-                           help="the run's training log directory", **several)
+        stage.add_argument("--model", type=Path, required=True, help=".keras model", **several)
+        stage.add_argument("--log-dir", type=Path, required=True, help="training logs", **several)
         if name == "train":
-            stage.add_argument(
-                "--checkpoint-dir", type=Path, required=True, nargs="+",
-                help="per-epoch checkpoints, for resuming"
-            )
+            stage.add_argument("--checkpoint-dir", type=Path, required=True, nargs="+",
+                               help="per-epoch checkpoints, for resuming")
             stage.add_argument("--tuning", type=Path, default=None,
                                help="the loss's tuning result (read when train.learning_rate is tuned)")
         else:

@@ -19,7 +19,8 @@ import json
 import logging
 from pathlib import Path
 
-from lossbench.train.training import TrainConfig, resolve_pack_size, resolve_runtime, train_pack
+from lossbench.train.packs import resolve_pack_size, train_pack
+from lossbench.train.training import TrainConfig, resolve_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,12 @@ def run_pack(
     from lossbench.train.study_cost import StudyCost, study_runs
 
     get_loss(loss_name)  # fail before loading data if the loss name is unknown
+    if not len(seeds) == len(model_paths) == len(log_dirs) == len(checkpoint_dirs):
+        raise ValueError(
+            f"train got {len(seeds)} --seed value(s), {len(model_paths)} --model, "
+            f"{len(log_dirs)} --log-dir and {len(checkpoint_dirs)} --checkpoint-dir: give one of "
+            "each per run, in the same order."
+        )
     if any(seed < 0 for seed in seeds):
         raise ValueError(f"--seed must be non-negative integers, got {seeds}.")
     if len(set(seeds)) != len(seeds):

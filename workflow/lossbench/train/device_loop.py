@@ -11,14 +11,12 @@ Out: every run's model trained to `config.epochs`, each run's callbacks called a
      val_accuracy; a batch end after each call), so the checkpoint, history.json and the
      projection work unchanged, run by run.
 
-Why: Keras's `fit` on JAX slices each batch on the host, copies it to the device and calls
-the step from Python; with the augmentation layers it even runs the step op by op. Here the
-images are put on the device once, and one jitted call runs `steps` SGD steps (a
-`lax.fori_loop` over Keras's own `train_step`, the arithmetic `fit` runs): each step gathers
-its batch by index from the epoch's order (`lossbench.core.batches.epoch_permutation`, the
-order the Keras path trains in), augments it on the device (`lossbench.core.augment.
-shift_and_flip`) and trains on it. The epoch's last, short batch (50,000 images are 1,562
-batches of 32 and one of 16) has a compiled call of its own shape.
+Why: Keras's `fit` on JAX slices each batch on the host and calls the step from Python. Here
+the images are put on the device once, and one jitted call runs `steps` SGD steps (a
+`lax.fori_loop` over Keras's own `train_step`): each step gathers its batch by index from the
+epoch's order (`lossbench.core.batches.epoch_permutation`), augments it on the device
+(`lossbench.core.augment.shift_and_flip`) and trains on it. The epoch's last, short batch has a
+compiled call of its own shape.
 
 Packs: one run at batch 32 leaves most of a GPU idle (an H200 trained ~26,000 images/s at batch
 32, 80,664 at batch 512). A pack stacks its runs' states (weights, optimizer and metrics
@@ -162,40 +160,6 @@ def _compile_steps(model, batch_size: int, stride: int, shift_fraction: float,
     return jax.jit(run, donate_argnums=0)
 
 
-def compiled_validation(model, batch_size: int, pack: bool):
-    """A jitted function (state, metrics, images, labels, index, first, count) -> (logs,
-    metrics): Keras's `test_step` over `count` (not static) batches of `batch_size` images,
-    images[index[(first + b) * batch_size:][:batch_size]], from the metrics variables'
-    values `metrics` on; `state` is (trainable, non-trainable) values. The logs are those of
-    the metrics after the last batch. With `pack`, every argument but images and labels, and
-    the results, have one entry per run. Made once per model (kept on it)."""
-    import jax
-
-    made = model.__dict__.setdefault("_lossbench_compiled_validation", {})
-    if (batch_size, pack) in made:
-        return made[(batch_size, pack)]
-    import jax.numpy as jnp
-
-    def one_batch(batch, state, metrics, images, labels, index):
-        rows = jax.lax.dynamic_slice_in_dim(index, batch * batch_size, batch_size)
-        logs, (_, _, metrics) = model.test_step(
-            (*state, metrics), (jnp.take(images, rows, axis=0), jnp.take(labels, rows, axis=0)))
-        return logs, metrics
-
-    def run(state, metrics, images, labels, index, first, count):
-        logs, metrics = one_batch(first, state, metrics, images, labels, index)
-
-        def body(offset, carried):
-            return one_batch(first + offset, state, carried[1], images, labels, index)
-
-        return jax.lax.fori_loop(1, count, body, (logs, metrics))
-
-    if pack:
-        run = jax.vmap(run, in_axes=(0, 0, None, None, 0, None, None))
-    made[(batch_size, pack)] = jax.jit(run)
-    return made[(batch_size, pack)]
-
-
 def training_state(model, purge: bool = True):
     """Keras's JAX training state, taken out of the model's variables (as `fit` does; with
     `purge` the variables let go of their values, which the compiled call then reuses)."""
@@ -327,17 +291,19 @@ class PackData:
         import jax
         import jax.numpy as jnp
 
+        from lossbench.train import device_validation
+
         trainable, non_trainable, _, metrics = state
         metrics = jax.tree.map(jnp.zeros_like, metrics)  # Keras's metrics start at zero
         index = self._per_run([m.validation_index.astype(np.int32) for m in self.members])
         batch = min(VALIDATION_BATCH, self.validation_count)
         full, rest = divmod(self.validation_count, batch)
-        logs, metrics = compiled_validation(self.members[0].model, batch, self.pack)(
+        logs, metrics = device_validation.compiled_validation(self.members[0].model, batch, self.pack)(
             (trainable, non_trainable), metrics, self.images, self.labels, index, 0, full)
         if rest:
             # The rest as one batch of its own shape, starting where the full batches end.
             tail = index[..., full * batch:] if self.pack else index[full * batch:]
-            logs, metrics = compiled_validation(self.members[0].model, rest, self.pack)(
+            logs, metrics = device_validation.compiled_validation(self.members[0].model, rest, self.pack)(
                 (trainable, non_trainable), metrics, self.images, self.labels, tail, 0, 1)
         logs = jax.device_get(logs)
         return [{name: value[index] if self.pack else value for name, value in logs.items()}
@@ -360,12 +326,10 @@ def fit_pack_on_device(members: list[PackMember], config, images: np.ndarray,
         member.callbacks, add_history=True, add_progbar=verbose != 0 and not data.pack,
         verbose=verbose, epochs=config.epochs, steps=data.steps_per_epoch, model=member.model)
         for member in members]
-    active = [True] * len(members)
+    active, epoch_logs = [True] * len(members), [{} for _ in members]
     models = [member.model for member in members]
-    for model in models:
+    for model, callbacks in zip(models, lists):
         model.stop_training = False
-    epoch_logs = [{} for _ in members]
-    for callbacks in lists:
         callbacks.on_train_begin()
     try:
         for epoch in range(first_epoch, config.epochs):

@@ -31,7 +31,8 @@ from pathlib import Path
 
 from lossbench.io.atomic import write_json
 from lossbench.pipeline.runs import tuning_run_name
-from lossbench.train.training import TrainConfig, resolve_pack_size
+from lossbench.train.packs import resolve_pack_size
+from lossbench.train.training import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def tune_pack(configs: list[TrainConfig], loss_name: str, seeds: list[int], data
     (`lossbench.train.training.train_pack`: one compiled step on JAX) and return their
     results; `study` (`lossbench.train.study_cost.StudyCost`) gets its projected cost logged
     by the first pack that trains."""
-    from lossbench.train.training import train_pack
+    from lossbench.train.packs import train_pack
 
     results = [_reusable(config, seed, work_dir) for config, seed in zip(configs, seeds)]
     waiting = [index for index, result in enumerate(results) if result is None]
