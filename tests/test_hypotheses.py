@@ -178,3 +178,26 @@ def test_lossbench_verdicts_puts_two_arms_side_by_side(tmp_path):
                      "--arm", paths[1], "--condition", "40 % label noise", "--output", str(output)]) in (0, None)
     assert output.read_text().rstrip().endswith(
         "The paper's ranking does not survive 40 % label noise unchanged: `ce` > `sq`: reproduced → reversed.")
+
+
+def test_a_pair_with_an_untrainable_loss_is_not_testable_and_leaves_the_family():
+    """The trainability precondition: a pair with a loss compare judged untrainable gets "not
+    testable" whatever its p-value (here a huge difference), and Holm runs over the others."""
+    from lossbench.report.hypotheses import verdict_sentence
+
+    values = {"ce": {s: 0.70 + 0.01 * s for s in SEEDS}, "sq": {s: 0.60 + 0.012 * s for s in SEEDS},
+              "hinge": {s: 0.10 for s in SEEDS}}
+    params = PARAMS
+    untrainable = {"hinge": "8 of 8 runs collapsed to predicting one class"}
+    family = hypotheses.primary_family_verdicts(values, params, 0.05, untrainable)
+    pairs = {(pair["loss_a"], pair["loss_b"]): pair for pair in family["pairs"]}
+    assert pairs[("sq", "hinge")]["verdict"] == pairs[("ce", "hinge")]["verdict"] == "not testable"
+    assert pairs[("ce", "hinge")]["p_value"] < 1e-6  # kept for the record, never a verdict
+    assert pairs[("ce", "hinge")]["p_value_holm"] is None
+    assert family["family_size"] == 1
+    alone = pairs[("ce", "sq")]
+    assert alone["verdict"] == "reproduced" and alone["p_value_holm"] == pytest.approx(alone["p_value"])
+    sentence = verdict_sentence(pairs[("ce", "hinge")], family, untrainable, 0.95)
+    assert sentence == ("`ce` > `hinge`: not testable. `hinge` did not train (8 of 8 runs collapsed "
+                        "to predicting one class), so its accuracy measures that, not the loss; "
+                        "no verdict whatever the p-value.")

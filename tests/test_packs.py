@@ -181,3 +181,55 @@ def test_a_pack_trains_the_runs_it_packs_and_resumes(tmp_path):
         # The same files as a lone run writes, no others.
         assert sorted(p.name for p in (packed / "log").iterdir()) == sorted(
             p.name for p in (single / "log").iterdir())
+
+
+TUNE_SCRIPT = r'''
+import json, sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, sys.argv[2])
+from test_train import write_prepared, write_params
+
+out = Path(sys.argv[1])
+write_prepared(out / "data", train_count=80, test_count=16)
+for size in (1, 4):
+    params = yaml.safe_load(write_params(out / f"params{size}.yaml", epochs=2, width=0.05).read_text())
+    params["train"]["pack_size"] = size
+    params["tune"].update(learning_rates=[0.01, 0.03], seeds=[100, 101], epochs=1, holdout_fraction=0.2)
+    (out / f"params{size}.yaml").write_text(yaml.safe_dump(params))
+'''
+
+
+def test_a_tune_job_packs_its_runs_and_writes_what_it_writes_alone(tmp_path):
+    """The tune stage's command, as Snakemake and DVC both run it, with train.pack_size 4 (its
+    four runs, two rates x two seeds, in one pack) and 1: the same files, the same runs and the
+    same choice, the hold-out accuracies equal (each run validates on its own seed's hold-out)."""
+    environment = dict(os.environ, KERAS_BACKEND="jax",
+                       JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
+                       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                       JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+    subprocess.run([sys.executable, "-c", TUNE_SCRIPT, str(tmp_path), str(PROJECT / "tests")],
+                   check=True, env=environment, cwd=tmp_path)
+    results, logs = {}, {}
+    for size in (1, 4):
+        command = [sys.executable, "-m", "lossbench.cli", "--params", str(tmp_path / f"params{size}.yaml"),
+                   "tune", "--loss", "categorical_crossentropy", "--data", str(tmp_path / "data"),
+                   "--output", str(tmp_path / f"tune{size}.json"), "--work-dir", str(tmp_path / f"work{size}")]
+        done = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[size], logs[size] = json.loads((tmp_path / f"tune{size}.json").read_text()), done.stderr
+    assert "a pack of 4 runs" in logs[4] and "a pack of" not in logs[1]
+    files = {size: sorted(str(path.relative_to(tmp_path / f"work{size}"))
+                          for path in (tmp_path / f"work{size}").rglob("*") if path.is_file())
+             for size in (1, 4)}
+    assert files[1] == files[4] and any(name.endswith("model.keras") for name in files[4])
+    alone, packed = results[1], results[4]
+    assert [(r["learning_rate"], r["seed"]) for r in packed["runs"]] == \
+        [(r["learning_rate"], r["seed"]) for r in alone["runs"]] == \
+        [(0.01, 100), (0.01, 101), (0.03, 100), (0.03, 101)]
+    for run, reference in zip(packed["runs"], alone["runs"]):
+        assert run["holdout_accuracy"] == reference["holdout_accuracy"], (run, reference)
+    assert packed["selected_learning_rate"] == alone["selected_learning_rate"]
+    assert packed["mean_holdout_accuracy"] == alone["mean_holdout_accuracy"]

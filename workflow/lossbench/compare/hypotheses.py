@@ -29,7 +29,12 @@ Each primary pair gets exactly one verdict:
   study could have detected: the effect size a paired t-test of this many seeds finds with
   probability `power` at level alpha / family size (Holm's first, strictest step; statsmodels'
   TTestPower), times the observed standard deviation of the differences;
-- **not tested**: fewer than 3 paired seeds, or no spread in the differences.
+- **not tested**: fewer than 3 paired seeds, or no spread in the differences;
+- **not testable**: a loss of the pair is untrainable (compare's rule,
+  `lossbench.compare.judge_untrainable_losses`: at least half of its runs collapsed to one
+  class): its accuracy measures the collapse, not the loss, so the claim cannot be tested,
+  whatever the p-value. Such a pair leaves the family before Holm's correction, as an untested
+  pair does (its numbers are kept, unadjusted, for the record).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import numpy as np
 
 from lossbench.compare.seed_statistics import MINIMUM_PAIRED_SEEDS, paired_comparison
 
-VERDICTS = ("reproduced", "reversed", "equivalent", "inconclusive", "not tested")
+VERDICTS = ("reproduced", "reversed", "equivalent", "inconclusive", "not tested", "not testable")
 
 
 def pair_key(loss_a: str, loss_b: str) -> str:
@@ -136,12 +141,15 @@ def primary_family_verdicts(accuracies: dict[str, dict[int, Any]], compare_param
         test = _pair_test(accuracies.get(loss_a, {}), accuracies.get(loss_b, {}),
                           confidence_level, margin)
         pairs.append({"loss_a": loss_a, "loss_b": loss_b, **test})
+    testable = [not ({pair["loss_a"], pair["loss_b"]} & set(untrainable_losses)) for pair in pairs]
     for key in ("p_value", "equivalence_p_value"):
-        for pair, adjusted in zip(pairs, holm([pair[key] for pair in pairs])):
+        kept = [pair[key] if keep else None for pair, keep in zip(pairs, testable)]
+        for pair, adjusted in zip(pairs, holm(kept)):
             pair[f"{key}_holm"] = adjusted
-    family_size = max(1, sum(pair["p_value"] is not None for pair in pairs))
-    for pair in pairs:
-        pair["verdict"] = verdict(pair, alpha)
+    family_size = max(1, sum(pair["p_value"] is not None and keep
+                             for pair, keep in zip(pairs, testable)))
+    for pair, keep in zip(pairs, testable):
+        pair["verdict"] = verdict(pair, alpha) if keep else "not testable"
         pair["minimum_detectable_difference"] = minimum_detectable_difference(
             pair["n"], pair["std_difference"], alpha / family_size, power,
         )

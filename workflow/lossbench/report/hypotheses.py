@@ -75,6 +75,12 @@ def verdict_sentence(pair: dict, hypotheses: dict, untrainable: dict[str, str], 
     verdict = pair.get("verdict") or "not tested"
     if verdict == "not tested":
         return f"{claim}: not tested. {not_tested_reason(pair, untrainable)}"
+    if verdict == "not testable":
+        named = [loss for loss in (pair["loss_a"], pair["loss_b"]) if loss in untrainable]
+        reasons = "; ".join(f"`{loss}` did not train ({full_sentence(untrainable[loss])[:-1]})"
+                            for loss in named)
+        return (f"{claim}: not testable. {reasons}, so its accuracy measures that, not the "
+                "loss; no verdict whatever the p-value.")
     numbers = numbers_text(pair, level)
     tost = f"TOST {p_value_text(pair.get('equivalence_p_value'))}"
     if verdict == "reproduced":
