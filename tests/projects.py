@@ -39,9 +39,10 @@ def environment() -> dict[str, str]:
     return dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", PYTHONUNBUFFERED="1")
 
 
-def run(command, cwd, check=True, timeout=900):
+def run(command, cwd, check=True, timeout=900, **variables):
+    """`command` in `cwd` with the project's environment, plus `variables` (KERAS_BACKEND=...)."""
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                            env=environment(), timeout=timeout)
+                            env=dict(environment(), **variables), timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{command} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result

@@ -36,6 +36,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -49,6 +50,7 @@ import dataclasses, json, logging, sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 import yaml
 
 sys.path.insert(0, sys.argv[2])
@@ -233,3 +235,87 @@ def test_a_tune_job_packs_its_runs_and_writes_what_it_writes_alone(tmp_path):
         assert run["holdout_accuracy"] == reference["holdout_accuracy"], (run, reference)
     assert packed["selected_learning_rate"] == alone["selected_learning_rate"]
     assert packed["mean_holdout_accuracy"] == alone["mean_holdout_accuracy"]
+
+
+def test_the_dags_train_jobs_train_their_pack_once(tmp_path):
+    """Train jobs as Snakemake and DVC run them (one per run, the stage table's paths) with
+    train.pack_size 3: the first job to run (seed 1's) trains the pack of seeds 0-2, and the
+    other two jobs move their finished results into place without training; each run's files
+    are those of the same run trained alone (pack_size 1)."""
+    environment = dict(os.environ, KERAS_BACKEND="jax",
+                       JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
+                       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                       JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+    subprocess.run([sys.executable, "-c", TUNE_SCRIPT, str(tmp_path), str(PROJECT / "tests")],
+                   check=True, env=environment, cwd=tmp_path)
+    for size in (1, 3):
+        params = yaml.safe_load((tmp_path / "params1.yaml").read_text())
+        params["train"].update(seeds=[0, 1, 2], pack_size=size, epochs=1)
+        (tmp_path / f"train{size}.yaml").write_text(yaml.safe_dump(params))
+
+    def job(size: int, seed: int) -> str:
+        run, root = f"categorical_crossentropy-seed{seed}", tmp_path / f"project{size}"
+        command = [sys.executable, "-m", "lossbench.cli", "--params", str(tmp_path / f"train{size}.yaml"),
+                   "train", "--loss", "categorical_crossentropy", "--seed", str(seed),
+                   "--data", str(tmp_path / "data"), "--model", str(root / "data/models" / f"{run}.keras"),
+                   "--log-dir", str(root / "reports/training" / run),
+                   "--checkpoint-dir", str(root / "data/checkpoints" / run)]
+        done = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stderr
+
+    first = job(3, 1)
+    assert "a pack of 3 runs (seeds 0, 1, 2)" in first
+    kept = tmp_path / "project3/data/checkpoints/categorical_crossentropy-seed0/finished"
+    assert (kept / "model.keras").is_file() and (kept / "logs" / "history.json").is_file()
+    for seed in (0, 2):
+        log = job(3, seed)
+        assert "trained in its pack by another job" in log and "Training categorical" not in log
+    assert not kept.exists()
+    job(1, 0)  # the reference: seed 0 alone
+    alone, packed = tmp_path / "project1", tmp_path / "project3"
+    for seed in (0, 1, 2):
+        run = f"categorical_crossentropy-seed{seed}"
+        assert (packed / "data/models" / f"{run}.keras").is_file()
+        files = sorted(p.name for p in (packed / "reports/training" / run).iterdir())
+        assert files == sorted(p.name for p in (alone / "reports/training/categorical_crossentropy-seed0").iterdir())
+        assert json.loads((packed / "reports/training" / run / "run.json").read_text())["pack_size"] == 3
+    def accuracies(root: Path) -> list:
+        path = root / "reports/training/categorical_crossentropy-seed0/history.json"
+        return [(r["accuracy"], r["val_accuracy"]) for r in json.loads(path.read_text())["epochs"]]
+
+    assert accuracies(packed) == accuracies(alone)
+
+
+def test_packs_are_cut_from_the_seeds_in_order_and_a_stale_result_is_never_taken(tmp_path):
+    from lossbench.train import pack_jobs
+
+    assert pack_jobs.pack_seeds([0, 1, 2, 3, 4, 5, 6], 4, 3) == [3, 4, 5]
+    assert pack_jobs.pack_seeds([0, 1, 2, 3, 4, 5, 6], 6, 3) == [6]
+    assert pack_jobs.pack_seeds([5, 1, 9], 9, 8) == [5, 1, 9]
+    assert pack_jobs.pack_seeds([0, 1], 7, 8) == [7]  # not a seed of the study: alone
+    own = (tmp_path / "data/models/hinge-seed1.keras", tmp_path / "reports/training/hinge-seed1",
+           tmp_path / "data/checkpoints/hinge-seed1")
+    assert pack_jobs.member_paths(own, "hinge-seed1", "hinge-seed12") == (
+        tmp_path / "data/models/hinge-seed12.keras", tmp_path / "reports/training/hinge-seed12",
+        tmp_path / "data/checkpoints/hinge-seed12")
+
+    # A finished result kept for seed 1, made with fingerprint "old".
+    model, logs = pack_jobs.finished_paths(own[2])
+    logs.mkdir(parents=True)
+    model.write_bytes(b"model")
+    (logs / "run.json").write_text(json.dumps({"fingerprint": "old", "epochs_completed": 2}))
+    assert pack_jobs.needs_training(own, {"new"}, 2)
+    assert not pack_jobs.needs_training(own, {"old"}, 2)
+    assert pack_jobs.needs_training(own, {"old"}, 3)  # unfinished for 3 epochs
+    assert pack_jobs.take_finished(own, {"new"}, 2) is None
+    assert not logs.parent.exists() and not own[0].exists()  # refused, and deleted
+
+    logs.mkdir(parents=True)
+    model.write_bytes(b"model")
+    (logs / "run.json").write_text(json.dumps({"fingerprint": "new", "epochs_completed": 2}))
+    own[1].mkdir(parents=True)
+    (own[1] / "stale.json").write_text("{}")  # a leftover the move replaces
+    assert pack_jobs.take_finished(own, {"new"}, 2)["fingerprint"] == "new"
+    assert own[0].read_bytes() == b"model" and sorted(p.name for p in own[1].iterdir()) == ["run.json"]
+    assert not logs.parent.exists()

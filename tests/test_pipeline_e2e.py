@@ -209,3 +209,39 @@ def test_the_readme_offline_command_runs_and_review_shows_what_it_changed(projec
     assert (source["old"], source["new"]) == (str(SHARED_ARCHIVE), "../shared/data/cifar10-jpeg.tar.gz")
     plots = run(["dvc", "plots", "diff", "--json"], project).stdout
     assert "val/accuracy" in plots or "accuracy" in plots
+
+
+def test_packed_train_jobs_write_what_lone_ones_write_under_both_tools(project):
+    """Issue 28: with train.pack_size 2 on the JAX backend, Snakemake's and DVC's train jobs
+    (one per run, unchanged) train each loss's seeds 0 and 1 as one pack: the first job of a
+    pack trains both, the second takes its finished result; every run writes the files it
+    wrote alone (TensorFlow, above)."""
+    def files(run_dir: Path) -> list[str]:
+        return sorted(path.name for path in run_dir.iterdir())
+
+    alone = {run_dir.name: files(run_dir) for run_dir in (project / "reports/training").iterdir()}
+    assert len(alone) == 4
+    set_params(project, **{"train.pack_size": 2})
+    run(["snakemake", "--cores", "1", "--resources", "gpu=1", "--until", "train"], project,
+        KERAS_BACKEND="jax")
+    for loss in ("categorical_crossentropy", "hinge"):
+        logs = [(project / f"reports/logs/train/{loss}-seed{seed}.log").read_text() for seed in (0, 1)]
+        assert sum("a pack of 2 runs (seeds 0, 1)" in log for log in logs) == 1, logs
+        assert sum("trained in its pack by another job" in log for log in logs) == 1, logs
+    for name, names in alone.items():
+        assert files(project / "reports/training" / name) == names
+        run_info = json.loads((project / "reports/training" / name / "run.json").read_text())
+        assert (run_info["backend"], run_info["pack_size"]) == ("jax", 2)
+        assert (project / "data/models" / f"{name}.keras").is_file()
+    assert not list((project / "data/checkpoints").glob("*/finished"))
+
+    # DVC: one epoch fewer, so that both runs of the pack are out of date; a job trains only
+    # the runs of its pack that have no current output.
+    set_params(project, **{"train.epochs": 2})
+    done = run(["dvc", "repro", "--single-item", "train@hinge-1", "train@hinge-0"], project,
+               KERAS_BACKEND="jax")
+    output = done.stdout + done.stderr
+    assert output.count("a pack of 2 runs (seeds 0, 1)") == 1, output[-3000:]
+    assert output.count("trained in its pack by another job") == 1, output[-3000:]
+    for name in ("hinge-seed0", "hinge-seed1"):
+        assert files(project / "reports/training" / name) == alone[name]

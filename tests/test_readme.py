@@ -99,21 +99,27 @@ def test_the_slurm_plugins_are_an_extra_that_the_tests_install():
 
 
 def test_gpu_extra_and_gpu_environment_agree():
-    """`pip install -e ".[gpu]"` and environment-gpu.yml bring the same CUDA TensorFlow, and
-    the GPU environment is the CPU one with only TensorFlow's line changed."""
+    """`pip install -e ".[gpu]"` and environment-gpu.yml bring the measured GPU path, JAX's CUDA
+    build (KERAS_BACKEND=jax), and the GPU environment is the CPU one with only JAX's line
+    changed; TensorFlow's CUDA build is an extra of its own."""
     project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
-    (gpu,) = project["optional-dependencies"]["gpu"]
-    assert gpu.split(";")[0].strip() == "tensorflow[and-cuda]==2.21.0"
-    assert "tensorflow==2.21.0" in project["dependencies"]
+    extras = project["optional-dependencies"]
+    (gpu,) = extras["gpu"]
+    assert gpu.split(";")[0].strip() == "jax[cuda12]==0.10.2"
+    assert extras["gpu-tensorflow"][0].split(";")[0].strip() == "tensorflow[and-cuda]==2.21.0"
+    assert "jax[cpu]==0.10.2" in extras["test"]
+
+    def environment(name):
+        return yaml.safe_load((PROJECT / name).read_text())
 
     def pip_lines(name):
-        environment = yaml.safe_load((PROJECT / name).read_text())
-        return next(item["pip"] for item in environment["dependencies"] if isinstance(item, dict))
+        return next(item["pip"] for item in environment(name)["dependencies"] if isinstance(item, dict))
 
     cpu, gpu_lines = pip_lines("environment.yml"), pip_lines("environment-gpu.yml")
-    assert "tensorflow[and-cuda]==2.21.0" in gpu_lines
-    assert [line for line in gpu_lines if not line.startswith("tensorflow")] == [
-        line for line in cpu if not line.startswith("tensorflow")]
+    assert "jax[cuda12]==0.10.2" in gpu_lines and environment("environment-gpu.yml")["variables"] == {
+        "KERAS_BACKEND": "jax"}
+    assert [line for line in gpu_lines if not line.startswith("jax")] == [
+        line for line in cpu if not line.startswith("jax")]
 
 
 def test_rule_environment_is_environment_yml_without_the_editable_install():

@@ -85,8 +85,8 @@ class EpochRecorder(keras.callbacks.Callback):
 
 
 GPU_ADVICE = (
-    "For the full study use a GPU (`pip install -e \".[gpu]\"`, then train.device: gpu), or a "
-    "CPU-sized configuration (README, \"A CPU-sized run\")."
+    "For the full study use a GPU (`pip install -e \".[gpu]\"` and KERAS_BACKEND=jax, then "
+    "train.device: gpu), or a CPU-sized configuration (README, \"A CPU-sized run\")."
 )
 
 

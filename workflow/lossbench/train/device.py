@@ -45,10 +45,10 @@ BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 MAX_AUTO_STEPS_PER_EXECUTION = 64
 
 GPU_INSTALL_HINT = (
-    "Install the GPU build: `pip install -e \".[gpu]\"` (TensorFlow with CUDA, "
-    "tensorflow[and-cuda]==2.21.0, Linux x86_64) or `conda env create -f environment-gpu.yml`; "
-    "for the JAX backend, `pip install \"jax[cuda12]\"` and KERAS_BACKEND=jax. Check with "
-    "`python -c \"import tensorflow as tf; print(tf.config.list_physical_devices('GPU'))\"`. "
+    "Install the GPU build: `pip install -e \".[gpu]\"` (JAX with CUDA, jax[cuda12]==0.10.2, "
+    "Linux x86_64; then KERAS_BACKEND=jax) or `conda env create -f environment-gpu.yml`; for "
+    "TensorFlow's CUDA build, `pip install -e \".[gpu-tensorflow]\"`. Check with "
+    "`python -c \"import jax; print(jax.devices())\"`. "
     "To train on this CPU instead, set train.device: cpu (or auto) and a CPU-sized "
     "configuration (README, \"A CPU-sized run\")."
 )

@@ -114,7 +114,7 @@ def prepare_run(config: TrainConfig, loss_name: str, seed: int, data: tuple, num
                                len(fit_labels), len(validation_labels))
     # XLA as Keras compiled the model: it refuses XLA for a model with a layer without it.
     run_info.update(initial_output_gradient_scale=gradient_scale, jit_compile=bool(model.jit_compile),
-                    pack_size=pack_size,
+                    pack_size=pack_size, fingerprint=fingerprint,
                     started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     return PreparedRun(config, loss_name, seed, model, state, run_info, runtime, model_path,
                        log_dir, checkpoint_path, augmentation)
