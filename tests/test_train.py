@@ -326,7 +326,7 @@ def damage(path: Path, kind: str, model) -> None:
 
     state = {"fingerprint": "f", "history": [{"epoch": 1}], "diverged_epoch": None}
     if kind == "truncated":
-        save_checkpoint(path, model, state)
+        save_checkpoint(path, model, state, background=False)
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     elif kind == "empty":
         path.write_bytes(b"")
@@ -386,9 +386,14 @@ def test_a_failed_checkpoint_write_leaves_no_temporary_file(tmp_path, tiny_model
 
     monkeypatch.setattr(checkpoint.np, "savez", disk_full)
     path = tmp_path / "checkpoint.npz"
+    # Written beside training: the error reaches the run when it next waits for its writes
+    # (at the next read of a checkpoint, or at the end of the run).
+    checkpoint.save_checkpoint(path, tiny_model, {"history": []})
     with pytest.raises(OSError, match="No space left"):
-        checkpoint.save_checkpoint(path, tiny_model, {"history": []})
+        checkpoint.wait_for_checkpoints()
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint.save_checkpoint(path, tiny_model, {"history": []}, background=False)
 
 
 @pytest.mark.parametrize("blocked", ["checkpoint", "model", "log_dir"])

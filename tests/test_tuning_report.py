@@ -64,3 +64,25 @@ def test_the_figure_is_written_and_bad_files_are_named(tmp_path):
         read_tuning([tmp_path / "hinge.json"])
     with pytest.raises(FileNotFoundError, match="lossbench tune"):
         read_tuning([tmp_path / "absent.json"])
+
+
+def test_the_report_says_whether_each_choice_meets_the_tuning_protocol():
+    from lossbench.presentation.tuning_report import protocol_sentence
+
+    base = {"loss": "hinge", "selected_learning_rate": 0.01}
+    good = dict(base, protocol={"trustworthy": True, "tuning_seeds": 3, "training_epochs": 12,
+                                "reasons": []})
+    assert protocol_sentence(good) == ("`hinge`: the choice meets the tuning protocol (3 tuning "
+                                       "seeds, the 12 epochs the runs train, a rate inside the "
+                                       "rates tried).")
+    bad = dict(base, protocol={"trustworthy": False, "tuning_seeds": 1, "training_epochs": 12,
+                               "reasons": ["1 tuning seed, fewer than 3: the noise between seeds is not seen",
+                                           "tuned for 6 epochs, while the tuned runs train 12"]})
+    assert protocol_sentence(bad) == (
+        "`hinge`: the choice does not meet the tuning protocol (1 tuning seed, fewer than 3: the "
+        "noise between seeds is not seen; tuned for 6 epochs, while the tuned runs train 12): a "
+        "lead, not a measured best rate.")
+    assert protocol_sentence(base) is None  # a result from before the protocol
+    lines = tuning_section([dict(RESULTS[0], **bad)], 0.01)
+    assert f"- {protocol_sentence(dict(RESULTS[0], **bad))}" in lines
+

@@ -67,10 +67,11 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     # not a run's settings, so a checkpoint resumes under another pack size.
     "train": TRAIN_KEYS + ("train.pack_size",),
     # The study's training settings but those each tuning run sets itself.
+    # train.epochs: the horizon the tuned runs train, which the tuning protocol checks.
     "tune": tuple(key for key in TRAIN_KEYS if key not in (
-        "train.learning_rate", "train.epochs", "train.validation", "train.holdout_fraction",
+        "train.learning_rate", "train.validation", "train.holdout_fraction",
     )) + ("train.pack_size", "tune.learning_rates", "tune.seeds", "tune.epochs",
-          "tune.holdout_fraction"),
+          "tune.holdout_fraction", "tune.preferred_rate", "tune.max_grid_extensions"),
     "evaluate": (
         "evaluate.batch_size", "evaluate.convergence_thresholds", "evaluate.collapse_share",
         "evaluate.dead_layer_share", "evaluate.train_sample", "evaluate.temperature_fraction",

@@ -62,8 +62,24 @@ def tuning_section(results: Sequence[dict], shared_rate: float | str) -> list[st
             text = "—" if value is None else f"{100 * value:.1f} %"
             cells.append(f"**{text}**" if result["selected_learning_rate"] == rate else text)
         lines.append(f"| {_rate_text(rate)} | " + " | ".join(cells) + " |")
+    trust = [sentence for sentence in map(protocol_sentence, tuned) if sentence]
+    lines += ([""] + [f"- {sentence}" for sentence in trust] if trust else [])
     lines += ["", _shared_rate_sentence(tuned, shared_rate), ""]
     return lines
+
+
+def protocol_sentence(result: dict) -> str | None:
+    """Whether a loss's choice meets the tuning protocol (`lossbench.train.tune.protocol`),
+    and what it lacks; None for a result written before the protocol existed."""
+    protocol = result.get("protocol")
+    if not protocol or result.get("selected_learning_rate") is None:
+        return None
+    if protocol["trustworthy"]:
+        return (f"`{result['loss']}`: the choice meets the tuning protocol "
+                f"({protocol['tuning_seeds']} tuning seeds, the {protocol['training_epochs']} epochs "
+                "the runs train, a rate inside the rates tried).")
+    return (f"`{result['loss']}`: the choice does not meet the tuning protocol "
+            f"({'; '.join(protocol['reasons'])}): a lead, not a measured best rate.")
 
 
 def _shared_rate_sentence(tuned: Sequence[dict], shared_rate: float | str) -> str:

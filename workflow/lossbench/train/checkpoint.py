@@ -21,6 +21,7 @@ import logging
 import os
 import pickle
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +77,24 @@ def _variables_to_arrays(variables) -> list[np.ndarray]:
     return [keras.ops.convert_to_numpy(variable.value) for variable in variables]
 
 
-def save_checkpoint(path: Path, model, state: dict) -> None:
-    """Weights, optimizer state and the run's history in one file, replaced atomically.
+# Checkpoints are written to disk by one thread beside training, in the order they were made:
+# the arrays are copied off the device first (milliseconds), and the file (tens of megabytes
+# for a pack of full-width runs) is written while the next epoch trains, so the step never
+# waits for the disk. Reading a checkpoint, and the end of a run, wait for the writes first.
+_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+_PENDING: list[Future] = []
+
+
+def wait_for_checkpoints() -> None:
+    """Return once every checkpoint handed to `save_checkpoint` is on disk (re-raising a
+    write's error, such as a full disk)."""
+    while _PENDING:
+        _PENDING.pop(0).result()
+
+
+def save_checkpoint(path: Path, model, state: dict, background: bool = True) -> None:
+    """Weights, optimizer state and the run's history in one file, replaced atomically, written
+    by the checkpoint thread unless `background` is False (then before returning).
 
     A full disk or a Ctrl-C mid-write leaves the previous checkpoint and no partial file.
     """
@@ -87,8 +104,16 @@ def save_checkpoint(path: Path, model, state: dict) -> None:
     for index, array in enumerate(_variables_to_arrays(model.optimizer.variables)):
         arrays[f"optimizer_{index}"] = array
     arrays["state"] = np.array(json.dumps(state))
-    with staged_file(path) as temporary:
-        np.savez(temporary, **arrays)
+
+    def write() -> None:
+        with staged_file(path) as temporary:
+            np.savez(temporary, **arrays)
+
+    if background:
+        _PENDING.append(_WRITER.submit(write))
+    else:
+        wait_for_checkpoints()
+        write()
 
 
 def set_aside(path: Path, reason: str) -> None:
@@ -115,6 +140,7 @@ def unfinished_fingerprint(path: Path, epochs: int) -> str | None:
     """The fingerprint of the unfinished run whose checkpoint is at `path`, or None where
     there is none, it is unreadable, or it records a finished run. Reads only; what is done
     with the checkpoint is `load_checkpoint`'s to decide."""
+    wait_for_checkpoints()
     try:
         with np.load(path) as stored:
             state = json.loads(str(stored["state"]))
@@ -133,6 +159,7 @@ def load_checkpoint(path: Path, model, fingerprint: str, epochs: int | None = No
     done, or diverged; it is deleted, since resuming it would train nothing), and when it is
     unreadable (it is set aside as `<name>.unreadable`).
     """
+    wait_for_checkpoints()
     if not path.is_file():
         return None
     try:

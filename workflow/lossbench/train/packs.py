@@ -27,7 +27,12 @@ import numpy as np
 from lossbench.core.batches import training_and_validation
 from lossbench.io.atomic import staged_file
 from lossbench.pipeline.params import get_key
-from lossbench.train.checkpoint import CHECKPOINT_NAME, data_signature, resume_or_start
+from lossbench.train.checkpoint import (
+    CHECKPOINT_NAME,
+    data_signature,
+    resume_or_start,
+    wait_for_checkpoints,
+)
 from lossbench.train.training import (
     TrainConfig,
     epoch_recorder,
@@ -80,6 +85,7 @@ class PreparedRun:
     def finish(self) -> dict:
         """Write the final logs and the model (under a temporary name, then renamed: a full
         disk leaves no partial model); return the run information."""
+        wait_for_checkpoints()  # the last epoch's checkpoint is on disk before the model
         write_training_logs(self.log_dir, self.state["history"], self.run_info)
         with staged_file(self.model_path) as temporary:
             self.model.save(temporary)
