@@ -199,7 +199,8 @@ write_prepared(out / "data", train_count=80, test_count=16)
 for size in (1, 4):
     params = yaml.safe_load(write_params(out / f"params{size}.yaml", epochs=2, width=0.05).read_text())
     params["train"]["pack_size"] = size
-    params["tune"].update(learning_rates=[0.01, 0.03], seeds=[100, 101], epochs=1, holdout_fraction=0.2)
+    params["tune"].update(learning_rates=[0.01, 0.03], seeds=[100, 101], epochs=1, holdout_fraction=0.2,
+                          max_grid_extensions=0)
     (out / f"params{size}.yaml").write_text(yaml.safe_dump(params))
 '''
 

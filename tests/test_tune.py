@@ -113,7 +113,8 @@ def test_the_grid_grows_past_an_edge_and_the_protocol_says_what_is_missing():
     assert tune.next_rate(rates, 0.003) == 0.001  # one step (x 3.33) below the edge
     assert tune.next_rate(rates, 3.0) == 10.0
     assert tune.next_rate(rates, 0.1) is None and tune.next_rate(rates, None) is None
-    assert tune.next_rate([0.01], 0.01) == 0.00316
+    assert tune.next_rate([0.01], 0.01) is None  # one rate is a choice, not a search
+    assert tune.next_rate([0.01, 0.1], 0.1) == 1.0
 
     params = {"seeds": [100, 101, 102], "epochs": 12}
     inside = runs_of({0.003: [0.3] * 3, 0.01: [0.5, 0.51, 0.49], 0.03: [0.2] * 3})

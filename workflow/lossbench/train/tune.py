@@ -21,7 +21,8 @@ rate it chooses cannot overfit the test set the comparison reports. The rule, fi
 (SELECTION_RULE): the best mean final-epoch hold-out accuracy over the tuning seeds, a rate
 with a diverged run not selectable; a rate not significantly below the best ties with it, and
 of tied rates `tune.preferred_rate` (the paper's 0.01) is taken; a rate chosen at the grid's
-edge extends the grid one step past it, up to `tune.max_grid_extensions` times. The protocol
+edge extends the grid (of two rates or more) one step past it, up to
+`tune.max_grid_extensions` times. The protocol
 (issue 30) says whether the choice can be trusted: at least 3 tuning seeds, the horizon the
 tuned runs train (`tune.epochs` = `train.epochs`) and a chosen rate inside the rates tried;
 `protocol.reasons` says what is missing, and the report repeats it.
@@ -123,13 +124,12 @@ def next_rate(rates: list[float], chosen: float | None) -> float | None:
     """The rate that extends the grid past `chosen` when it is the grid's smallest or largest,
     else None: one step past the edge, the step between the two rates next to the edge (so a
     1-3-10 grid goes on 1-3-10: 0.003 -> 0.001, 3 -> 10; a geometric grid by its ratio), the
-    ratio of two rates where there are only two, 10^0.5 for one."""
+    ratio of the two rates where there are only two. One rate is a choice, not a search: it is
+    never extended."""
     rates = sorted(set(rates))
-    if chosen is None or chosen not in (rates[0], rates[-1]):
+    if chosen is None or len(rates) < 2 or chosen not in (rates[0], rates[-1]):
         return None
-    if len(rates) == 1:
-        step = 10 ** 0.5
-    elif len(rates) == 2:
+    if len(rates) == 2:
         step = rates[1] / rates[0]
     else:
         step = rates[2] / rates[1] if chosen == rates[0] else rates[-2] / rates[-3]
