@@ -272,6 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         params = yaml.safe_load((args.study / "params.yaml").read_text())
         remaining = runs_left(params, args.study / "runs")
         print(f"{len(remaining)} of {len(study_runs(params))} runs left")
+        _lossbench()
+        from lossbench.io.preregistration import check_runs
+
+        records = {path.parent.parent.name: json.loads(path.read_text())
+                   for path in (args.study / "runs").glob("*/training/run.json")}
+        check_runs(args.study, records)  # refuses a run that began before the pre-registration
         for loss, seed in remaining:
             print(run_name(loss, seed))
     elif args.command == "params":

@@ -179,6 +179,9 @@ def test_a_pack_trains_the_runs_it_packs_and_resumes(tmp_path):
 
         run_info = json.loads((packed / "log" / "run.json").read_text())
         assert run_info["pack_size"] == 3 and run_info["seed"] == seed
+        # When it started and from which commit (a study checks both against its
+        # pre-registration: lossbench.io.preregistration).
+        assert run_info["started"].endswith("+00:00") and set(run_info["code"]) == {"commit", "dirty"}
         assert run_info["learning_rate"] == (0.03 if seed == 2 else 0.01)
         # The same files as a lone run writes, no others.
         assert sorted(p.name for p in (packed / "log").iterdir()) == sorted(

@@ -7,7 +7,8 @@ Out: in the log directory, rewritten whole after every epoch:
      - `history.json`: {"epochs": [record, ...]}, read by evaluate and figures (figures turns
        every run's history into reports/epochs.csv, which `dvc plots` draws);
      - `run.json`: the run information (loss, seed, epochs planned and completed, whether
-       and when it diverged, training seconds, device, backend, precision, versions, command).
+       and when it diverged, training seconds, device, backend, precision, versions, the
+       code's commit, command; `started`, the UTC time it was prepared, and `pack_size`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,26 @@ def progress(state: dict) -> dict:
     }
 
 
+def code_version() -> dict:
+    """{"commit", "dirty"} of the code that trains: LOSSBENCH_COMMIT where it is set (a copy
+    without git, such as the lent GPU machine's), else git's HEAD of the checkout holding the
+    package and whether its workflow/ has uncommitted changes; None where neither is known."""
+    import os
+    import subprocess
+
+    if os.environ.get("LOSSBENCH_COMMIT"):
+        return {"commit": os.environ["LOSSBENCH_COMMIT"], "dirty": None}
+    folder = Path(__file__).resolve().parents[2]  # workflow/
+    try:
+        commit = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        changes = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--", "."],
+                                 check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(changes.strip())}
+
+
 def run_information(config, loss_name: str, seed: int, runtime, state: dict,
                     train_size: int, validation_size: int) -> dict:
     """run.json's content: `config` is the job's `TrainConfig`, `runtime` its resolved
@@ -77,6 +98,8 @@ def run_information(config, loss_name: str, seed: int, runtime, state: dict,
         "train_size": int(train_size),
         "validation_size": int(validation_size),
         "versions": library_versions(),
+        # The code's commit, so a study can check its runs against its pre-registration.
+        "code": code_version(),
         "command": " ".join(["lossbench", *sys.argv[1:]]) if sys.argv else "",
     }
 
