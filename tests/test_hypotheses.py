@@ -118,6 +118,14 @@ def test_the_survival_sentence_follows_the_two_arms():
     assert sentence.startswith("The paper's ranking does not survive a fair learning rate unchanged")
     assert "`ce` > `sq`: reproduced → reversed" in sentence and "`ce` > `hinge`: reproduced → inconclusive" in sentence
     assert "`sq` > `hinge`" not in sentence
+    # Only significance lost: not shown to survive, which is not "does not survive".
+    weaker = family("inconclusive", "reproduced", "inconclusive")
+    assert hypotheses.survival_sentence(reproduced, weaker, condition="40 % label noise") == (
+        "The paper's ranking is not shown to survive 40 % label noise: `ce` > `sq`: reproduced → "
+        "inconclusive; `ce` > `hinge`: reproduced → inconclusive (inconclusive, not reversed).")
+    untestable = family("reproduced", "not testable", "reproduced")
+    assert "cannot be said yet: `sq` > `hinge` was not tested in both arms" in \
+        hypotheses.survival_sentence(reproduced, untestable)
     untested = family("not tested", "reproduced", "reproduced")
     assert "cannot be said yet" in hypotheses.survival_sentence(reproduced, untested)
     same = family("inconclusive", "inconclusive", "inconclusive")

@@ -205,7 +205,7 @@ def survival_sentence(reference: dict, tuned: dict, reference_name: str = "the p
     after = {(pair["loss_a"], pair["loss_b"]): pair["verdict"] for pair in tuned["pairs"]}
     if set(before) != set(after):
         raise ValueError("The two families test different pairs; compare like with like.")
-    untested = [pair for pair in before if "not tested" in (before[pair], after[pair])]
+    untested = [pair for pair in before if {"not tested", "not testable"} & {before[pair], after[pair]}]
     if untested:
         return (f"Whether the paper's ranking survives {condition} cannot be said yet: "
                 + ", ".join(f"`{a}` > `{b}`" for a, b in untested)
@@ -218,6 +218,10 @@ def survival_sentence(reference: dict, tuned: dict, reference_name: str = "the p
                 + (f"survives {condition}." if kinds == ["reproduced"] else
                    f"fares the same under both, so {condition} does not change the answer."))
     listing = "; ".join(f"`{a}` > `{b}`: {before[(a, b)]} → {after[(a, b)]}" for a, b in changed)
+    if all(before[pair] == "reproduced" and after[pair] == "inconclusive" for pair in changed):
+        # Significance lost is not a claim contradicted: the data no longer decide.
+        return (f"The paper's ranking is not shown to survive {condition}: {listing} "
+                "(inconclusive, not reversed).")
     return f"The paper's ranking does not survive {condition} unchanged: {listing}."
 
 
