@@ -265,3 +265,72 @@ def test_what_exp_run_s_does_to_params_yaml_is_what_the_readme_says(tmp_path):
     for comment in ("# Random seeds (integers); each seeds weights",
                     "# Equivalence margin of the paired TOST"):
         assert comment in shipped and comment not in written, comment
+
+
+def test_issue_31_inputs_that_passed_silently_are_refused_naming_the_key_and_the_fix(tmp_path, params,
+                                                                                     monkeypatch):
+    """Issue 31, items 5 and 6: a key given twice, whole numbers written with a decimal point,
+    an exponent YAML 1.1 reads as text, a seed past 2^32 - 1 in tune.seeds, a misspelt loss in
+    compare.primary_pairs, and a leftover LOSSBENCH_DAG_PARAMS."""
+    text = (PROJECT / "params.yaml").read_text()
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(text.replace("  epochs: 100\n", "  epochs: 100\n  epochs: 3\n", 1))
+    with pytest.raises(ParamsError, match=r"line \d+, column 3: the key 'epochs' is given twice in one section"):
+        load_params(twice)
+    doubled = tmp_path / "doubled.yaml"
+    doubled.write_text(text + "\nmodel:\n  width: 0.5\n")
+    with pytest.raises(ParamsError, match="the key 'model' is given twice"):
+        load_params(doubled)
+
+    def refused(section: str, key: str, value) -> str:
+        bad = copy.deepcopy(params)
+        bad[section][key] = value
+        with pytest.raises(ParamsError) as error:
+            validate_params(bad)
+        return str(error.value)
+
+    assert "train.epochs is 2.0 (float); expected integer. Write a whole number without the " \
+           "decimal point: 2." in refused("train", "epochs", 2.0)
+    assert "train.seeds[0] is 0.0 (float); expected integer." in refused("train", "seeds", [0.0])
+    assert "Write a whole number without the decimal point: 4." in refused("train", "steps_per_execution", 4.0)
+    hand_written = refused("train", "learning_rate", "1e-3")
+    assert "train.learning_rate" in hand_written and "YAML reads '1e-3' as text" in hand_written
+    assert "(1.0e-3, not 1e-3), or write it plainly (0.001)" in hand_written
+    assert "tune.seeds[0] is 1099511627776; it must be <= 4294967295." in refused("tune", "seeds", [2 ** 40])
+    misspelt = refused("compare", "primary_pairs", [["categorical_crossentropy", "hnge"]])
+    assert "compare.primary_pairs[0][1] is 'hnge'" in misspelt and "Did you mean 'hinge'?" in misspelt
+
+    from lossbench.pipeline.params import DAG_DIGEST_VARIABLE, check_dag_params
+
+    monkeypatch.setenv(DAG_DIGEST_VARIABLE, "left over from an earlier Snakemake run")
+    with pytest.raises(ParamsError, match=f"`unset {DAG_DIGEST_VARIABLE}`"):
+        check_dag_params(validate_params(copy.deepcopy(params)))
+
+
+def test_a_stage_fails_when_its_values_change_while_it_runs(tmp_path, monkeypatch, capsys):
+    """Issue 31, item 1: `dvc exp run -S train.epochs=3` (refused for the lock, but having
+    rewritten params.yaml) or a hand edit during `dvc repro` changed the values a running stage
+    had read; DVC then recorded the new values beside outputs made with the old ones. Now the
+    stage fails, naming the keys, so no lock records them; a change to keys it does not read
+    leaves it alone."""
+    from lossbench import cli
+
+    path = tmp_path / "params.yaml"
+    path.write_text((PROJECT / "params.yaml").read_text())
+
+    def edit(section: str, key: str, value):
+        def handler(args, params):
+            changed = yaml.safe_load(path.read_text())
+            changed[section][key] = value
+            path.write_text(yaml.safe_dump(changed))
+        return handler
+
+    monkeypatch.setattr(cli, "_compare", edit("compare", "confidence_level", 0.9))
+    command = ["--params", str(path), "compare", "--evaluations", str(tmp_path), "--output",
+               str(tmp_path / "summary.json"), "--headline", str(tmp_path / "headline.json")]
+    assert cli.main(command) == 2
+    error = capsys.readouterr().err
+    assert "changed while `lossbench compare` ran (compare.confidence_level)" in error
+    assert "the stage fails rather than let DVC record the new ones" in error
+    monkeypatch.setattr(cli, "_compare", edit("train", "decay", 0.0))  # not a key compare reads
+    assert cli.main(command) == 0

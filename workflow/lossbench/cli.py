@@ -2,9 +2,8 @@
 
 Snakemake rules and DVC stages both call these subcommands, so the two orchestrators run
 exactly the same code. Every subcommand reads params.yaml (``--params``), validates it, and
-calls one plain function of the stage's module with explicit arguments. Stage modules are
-imported only when their subcommand runs, so that `lossbench --help` stays fast and never
-imports TensorFlow.
+calls one plain function of the stage's module with explicit arguments; stage modules are
+imported only when their subcommand runs (`lossbench --help` never imports TensorFlow).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from lossbench.pipeline import native_logs
+from lossbench.pipeline import native_logs, params as params_file
 from lossbench.pipeline.interrupts import EXIT_STATUS, Terminated, terminate_as_interrupt
 from lossbench.pipeline.params import ParamsError, check_dag_params, load_params
 from lossbench.pipeline.runs import parse_run_name, run_names
@@ -349,6 +348,7 @@ def _run_stage(args: argparse.Namespace) -> int:
             params = load_params(args.params)
             check_dag_params(params, source=str(args.params))
             args.handler(args, params)
+            params_file.check_params_unchanged(args.params, params, args.stage)
     except (ParamsError, ValueError, FileNotFoundError, ConnectionError) as error:
         # User-facing problems end with their message, not a traceback (--verbose shows it).
         if args.verbose:

@@ -170,7 +170,10 @@ def _explain(error) -> str:
                 f"{_did_you_mean(error.instance, allowed)}")
     if error.validator == "type":
         expected = schema.get("type")
-        return f"{where} is {error.instance!r} ({type(error.instance).__name__}); expected {expected}."
+        return (f"{where} is {error.instance!r} ({type(error.instance).__name__}); expected "
+                f"{expected}.{_number_hint(error.instance)}")
+    if error.validator in ("anyOf", "oneOf"):
+        return f"{where}: {error.message}.{_number_hint(error.instance)}"
     if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         bound = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
         return (
@@ -182,16 +185,39 @@ def _explain(error) -> str:
     return f"{where}: {error.message}."
 
 
+def _number_hint(value: Any) -> str:
+    """How to write a number that YAML or the schema read otherwise than meant, or ""."""
+    if isinstance(value, float) and value.is_integer():
+        return f" Write a whole number without the decimal point: {int(value)}."
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return (f" YAML reads {value!r} as text: a number with an exponent needs a dot and a "
+                f"signed exponent (1.0e-3, not 1e-3), or write it plainly (0.001).")
+    return ""
+
+
+def _validator(schema: dict):
+    """Draft 2020-12 with "integer" meaning a whole number written as one: jsonschema takes
+    2.0 for an integer, which then reaches `range(2.0)` or a command line as "2.0"."""
+    import jsonschema
+    from jsonschema import validators
+
+    checker = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    return validators.extend(jsonschema.Draft202012Validator, type_checker=checker)(schema)
+
+
 def validate_params(params: Any, source: str = "params.yaml") -> dict:
     """Validate a params mapping; return it with defaults filled, or raise ParamsError."""
-    import jsonschema  # imported here: it is only needed when validating.
-
     schema = load_schema()
     if not isinstance(params, dict):
         raise ParamsError(f"{source} must hold a mapping of sections, found {type(params).__name__}.")
     _refuse_data_section(params, source)
     _refuse_non_finite(params, source)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator(schema)
     errors = sorted(validator.iter_errors(params), key=lambda error: list(error.absolute_path))
     if errors:
         lines = "\n".join(f"  - {_explain(error)}" for error in errors)
@@ -262,10 +288,26 @@ def load_params(path: str | Path = "params.yaml") -> dict:
         )
     try:
         with path.open() as handle:
-            params = yaml.safe_load(handle)
+            params = yaml.load(handle, Loader=UniqueKeyLoader)
     except yaml.YAMLError as error:
         raise ParamsError(f"{path} is not valid YAML: {_describe_yaml_error(error)}") from error
     return validate_params(params, source=str(path))
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last
+    silently, DVC refuses the file: lossbench and Snakemake now refuse it too)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice in one section; keep one",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def _describe_yaml_error(error: yaml.YAMLError) -> str:
@@ -323,5 +365,35 @@ def check_dag_params(params: dict, source: str = "params.yaml") -> None:
             f"{source} has changed since Snakemake built its DAG from it, so this job would "
             "run with other values than the rest of the run. Leave params.yaml alone while "
             "Snakemake runs: stop the run, or restore the file; then run Snakemake again, "
-            "which reruns every stage whose parameters changed."
+            "which reruns every stage whose parameters changed. (Not running under Snakemake? "
+            f"Then {DAG_DIGEST_VARIABLE}, which Snakemake sets for its jobs, was left in this "
+            f"shell's environment: `unset {DAG_DIGEST_VARIABLE}`, and run again.)"
         )
+
+
+def check_params_unchanged(path: str | Path, params: dict, stage: str) -> None:
+    """Refuse a stage whose values changed in `path` while it ran (`params`: those it read).
+
+    DVC records params.yaml's values in dvc.lock when a stage succeeds, and `dvc exp run -S`
+    or a hand edit can rewrite the file while another run is at work: the lock would then
+    record values the stage never used. Failing leaves no lock entry, and the next run redoes
+    the stage with the values the file holds. (Snakemake's jobs check at their start too,
+    `check_dag_params`.)
+    """
+    if stage not in STAGE_PARAMS:
+        return
+    try:
+        now = load_params(path)
+    except ParamsError as error:
+        raise ParamsError(f"{path} changed while `lossbench {stage}` ran and is no longer valid "
+                          f"({error}); this stage's outputs were made with the earlier values.") from None
+    changed = [key for key in STAGE_PARAMS[stage] if get_key(now, key) != get_key(params, key)]
+    if changed:
+        raise ParamsError(
+            f"{path} changed while `lossbench {stage}` ran ({', '.join(changed)}): its outputs "
+            "were made with the earlier values, so the stage fails rather than let DVC record "
+            "the new ones beside them. Run it again (`dvc repro` or `snakemake` redo it with "
+            "the values the file now holds); to try other values, wait for a run to finish "
+            "(or use `dvc exp run --queue`)."
+        )
+
