@@ -202,3 +202,12 @@ def test_old_metrics_keep_their_running_accuracy_apart_from_the_measured_one(tmp
     assert runs[0]["train_accuracy"] is None and runs[0]["generalization_gap"] is None
     assert runs[0]["running_accuracy"] == old["train_accuracy"]
     assert runs[1]["train_accuracy"] == 0.61 and runs[1]["running_accuracy"] == 0.52
+
+
+@pytest.mark.parametrize("value", [float("nan"), "0.9", -5.0, 1.5, None, True])
+def test_an_evaluation_edited_to_hold_no_accuracy_is_refused(tmp_path, value):
+    """Issue 31, item 3: test_accuracy NaN, "0.9" or -5.0 in an evaluation went into the
+    headline; now compare stops, naming the file and how to restore it."""
+    (path,) = write_runs(tmp_path, [{"loss": "hinge", "seed": 0, "test_accuracy": value}])
+    with pytest.raises(ValueError, match=r"test_accuracy is .*not an accuracy \(a number from 0 to 1\)"):
+        compare.read_metrics([path])

@@ -321,6 +321,34 @@ def test_evaluate_run_refuses_mismatched_or_missing_inputs(tmp_path):
     assert not (tmp_path / "m.json").exists()
 
 
+def test_a_model_changed_after_training_or_damaged_is_refused_with_the_way_back(tmp_path):
+    """Issue 31, items 2 and 6: weights edited in place (size and time kept) were evaluated as
+    if trained; a truncated model said "File not found" and a damaged one gave a BadZipFile
+    traceback."""
+    from lossbench.io.digests import file_sha256
+
+    images, labels = channel_images()
+    data_dir = write_prepared(tmp_path / "prepared", images, labels)
+    model_path = save_channel_model(tmp_path / "model.keras")
+    log_dir = write_logs(tmp_path / "log", loss="hinge", seed=0, model_sha256=file_sha256(model_path))
+    arguments = dict(loss_name="hinge", seed=0, data_dir=data_dir, model_path=model_path,
+                     log_dir=log_dir, output=tmp_path / "m.json")
+    parameters = evaluate_params(batch_size=500, convergence_thresholds=[0.5])
+    evaluate.run(parameters, **arguments)  # the model train recorded: evaluated
+    edited = bytearray(model_path.read_bytes())
+    edited[len(edited) // 2] ^= 0xFF  # one byte flipped, the size kept
+    model_path.write_bytes(bytes(edited))
+    (tmp_path / "m.json").unlink()
+    with pytest.raises(ValueError, match="is not the model train wrote .*`dvc checkout "):
+        evaluate.run(parameters, **arguments)
+    assert not (tmp_path / "m.json").exists()
+    unrecorded = write_logs(tmp_path / "old-log", loss="hinge", seed=0)  # logs from before the digest
+    for damage in (bytes(edited), bytes(edited[: len(edited) // 3])):
+        model_path.write_bytes(damage)
+        with pytest.raises(ValueError, match="cannot be read as a Keras model .* damaged or truncated"):
+            evaluate.run(parameters, **dict(arguments, log_dir=unrecorded))
+
+
 # ---------------------------------------------------------------------------------------------
 # The final convolution's activity: a dead class-score layer is detected.
 # ---------------------------------------------------------------------------------------------

@@ -89,6 +89,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -339,8 +340,21 @@ def read_metrics(paths: Sequence[str | os.PathLike]) -> list[dict]:
                 f"{path} lacks {', '.join(missing)}: it is not a metrics file from "
                 "`lossbench evaluate`. Rerun that stage."
             )
+        _check_accuracy(path, metrics["test_accuracy"])
         runs.append(_with_measured_training_accuracy(metrics))
     return runs
+
+
+def _check_accuracy(path: Path, value) -> None:
+    """Raise ValueError unless `value` is an accuracy evaluate could have written: a finite
+    number in [0, 1] (not text, NaN or -5.0, which a hand edit could leave)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or not 0 <= value <= 1:
+        raise ValueError(
+            f"{path}: test_accuracy is {value!r}, not an accuracy (a number from 0 to 1): the "
+            "file was edited or damaged after `lossbench evaluate` wrote it. Restore it "
+            f"(`git checkout {path}` or `dvc checkout`) or evaluate the run again."
+        )
 
 
 def _with_measured_training_accuracy(metrics: dict) -> dict:

@@ -185,8 +185,12 @@ def read_training_logs(log_dir: str | os.PathLike) -> tuple[list[dict], dict]:
     return list(history), dict(run_info)
 
 
-def load_model(model_path: str | os.PathLike):
-    """Load a trained `.keras` model for inference (no optimizer, no loss)."""
+def load_model(model_path: str | os.PathLike, expected_sha256: str | None = None):
+    """Load a trained `.keras` model for inference (no optimizer, no loss), refusing one whose
+    bytes are not those train recorded (`expected_sha256`, run.json's `model_sha256`; None for
+    logs written before train recorded it) or that Keras cannot read."""
+    import zipfile
+
     import keras
 
     model_path = Path(model_path)
@@ -195,6 +199,14 @@ def load_model(model_path: str | os.PathLike):
             f"The model {model_path} does not exist. Run `lossbench train` for this loss and "
             "seed first (or `dvc repro` / `snakemake`)."
         )
+    restore = (f"Restore it (`dvc checkout {model_path}` where DVC has it) or train the run "
+               f"again (`snakemake --forcerun {model_path}`, or `dvc repro --force` its train stage).")
+    if expected_sha256 is not None:
+        from lossbench.io.digests import file_sha256
+
+        if file_sha256(model_path) != expected_sha256:
+            raise ValueError(f"{model_path} is not the model train wrote (its SHA-256 differs "
+                             f"from run.json's model_sha256): it changed after training. {restore}")
     # The training model holds lossbench's augmentation layers; importing their module
     # registers them with Keras so that the saved model can be rebuilt.
     for module in ("lossbench.core.augment", "lossbench.core.losses"):
@@ -203,7 +215,11 @@ def load_model(model_path: str | os.PathLike):
         except ModuleNotFoundError as error:
             if error.name != module:
                 raise
-    return keras.saving.load_model(model_path, compile=False)
+    try:
+        return keras.saving.load_model(model_path, compile=False)
+    except (zipfile.BadZipFile, ValueError, OSError, KeyError) as error:
+        raise ValueError(f"{model_path} cannot be read as a Keras model ({type(error).__name__}: "
+                         f"{str(error)[:200]}): it is damaged or truncated. {restore}") from error
 
 
 def evaluate_model(
@@ -319,7 +335,7 @@ def run(
     history, run_info = read_training_logs(log_dir)
     _check_same_run(run_info, loss_name, seed, log_dir)
     data = load_prepared(data_dir)
-    model = load_model(model_path)
+    model = load_model(model_path, run_info.get("model_sha256"))
     metrics, predictions = evaluate_model(
         evaluate_params,
         loss_name,

@@ -22,7 +22,6 @@ need not import the stage that writes them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from lossbench.io.atomic import staged_directory
+from lossbench.io.digests import file_digests
 
 IMAGE_SIZE = 32
 SPLITS = ("train", "test")
@@ -45,7 +45,6 @@ DESCRIBED_FILES = (
 # Written only with label noise: the clean training labels, beside the noisy ones.
 CLEAN_LABELS_FILE = "train_clean_labels.npy"
 PREPARED_FILES = (*DESCRIBED_FILES, MANIFEST_NAME)
-DIGEST_CHUNK_BYTES = 1 << 22
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,12 +80,7 @@ def write_prepared(output_dir: Path, splits: dict[str, Split], class_names: list
 
 def _digests(path: Path, *algorithms: str) -> dict[str, str]:
     """The hex digests of the file at ``path``, read once in chunks."""
-    hashes = {name: hashlib.new(name, usedforsecurity=False) for name in algorithms}
-    with path.open("rb") as handle:
-        while chunk := handle.read(DIGEST_CHUNK_BYTES):
-            for digest in hashes.values():
-                digest.update(chunk)
-    return {name: digest.hexdigest() for name, digest in hashes.items()}
+    return file_digests(path, *algorithms)
 
 
 def _describe(path: Path) -> dict:

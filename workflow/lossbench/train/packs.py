@@ -26,6 +26,7 @@ import numpy as np
 
 from lossbench.core.batches import training_and_validation
 from lossbench.io.atomic import staged_file
+from lossbench.io.digests import file_sha256
 from lossbench.pipeline.params import get_key
 from lossbench.train.checkpoint import (
     CHECKPOINT_NAME,
@@ -86,9 +87,11 @@ class PreparedRun:
         """Write the final logs and the model (under a temporary name, then renamed: a full
         disk leaves no partial model); return the run information."""
         wait_for_checkpoints()  # the last epoch's checkpoint is on disk before the model
-        write_training_logs(self.log_dir, self.state["history"], self.run_info)
         with staged_file(self.model_path) as temporary:
             self.model.save(temporary)
+        # The model's digest, so that evaluate refuses a model changed after training.
+        self.run_info["model_sha256"] = file_sha256(self.model_path)
+        write_training_logs(self.log_dir, self.state["history"], self.run_info)
         return self.run_info
 
 
