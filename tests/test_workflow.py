@@ -334,7 +334,7 @@ def test_code_dependencies_are_the_stage_folder_and_the_shared_code_it_imports(b
         "workflow/lossbench/train", "workflow/lossbench/core/augment.py",
         "workflow/lossbench/core/batches.py", "workflow/lossbench/core/losses.py",
         "workflow/lossbench/core/model.py", "workflow/lossbench/io/atomic.py",
-        "workflow/lossbench/io/prepared.py"]
+        "workflow/lossbench/io/digests.py", "workflow/lossbench/io/prepared.py"]
     assert code_dependencies("tune") == code_dependencies("train")
 
 
