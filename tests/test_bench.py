@@ -64,7 +64,7 @@ def test_a_steady_step_time_leaves_out_the_first_call():
     """The path and the compiled computation are timed alike: from the end of the first call
     (which carries the epoch's setup) to the end of the last. Here the first call took 5 s of
     setup and each later call of 4 steps took 2 s: 0.5 s per step, whatever the setup."""
-    from lossbench.train.step_rates import steady_step_seconds
+    from lossbench.step_rates import steady_step_seconds
 
     marks = [(3, 105.0), (7, 107.0), (11, 109.0), (15, 111.0)]
     assert steady_step_seconds(marks) == 0.5

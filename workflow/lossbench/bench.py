@@ -9,7 +9,7 @@ Out: a table on stdout and `<output_dir>/<device>.json` holding, per backend, ba
      input pipeline: Keras's `fit`, or on JAX the device loop, whose former `fit` path is
      one more row), `compiled_images_per_s` and `host_share` (the compiled training step
      alone on data on the device, and the share of a step's wall time spent outside it:
-     feeding, Python, copies; `lossbench.train.step_rates`), `train_efficiency` (achieved FLOP/s / matmul FLOP/s, using the model's
+     feeding, Python, copies; `lossbench.step_rates`), `train_efficiency` (achieved FLOP/s / matmul FLOP/s, using the model's
      analytic training FLOPs per image) and `epoch_efficiency` (the compute-bound ideal epoch
      time / the measured time of a whole epoch as users run it: augmentation, validation,
      logging, checkpoint), and each reduced precision's training images/s over float32's at
@@ -173,7 +173,7 @@ def _measure_row(config, sizes: _Sizes, ceiling: float, data, whole_epoch: bool,
     import keras
 
     from lossbench.core.model import training_flops_per_image
-    from lossbench.train.step_rates import training_rates
+    from lossbench.step_rates import training_rates
 
     train_flops = training_flops_per_image(config.width, 10)
     rates = training_rates(config, sizes.max_steps, sizes.warmup_steps, sizes.target_seconds,

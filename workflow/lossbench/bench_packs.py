@@ -11,7 +11,7 @@ Out: one row per (precision, pack size): aggregate training images/s through the
      budget spent before it).
 
 Both rates are steady-state rates, from the end of the first call (which carries compilation
-and the arrays' transfer) to the end of the last, as `lossbench.train.step_rates` times one
+and the arrays' transfer) to the end of the last, as `lossbench.step_rates` times one
 run; the data are random images (their values do not change a step's time). JAX only: the
 device loop is JAX's.
 """
@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from lossbench.train.step_rates import StepClock, steady_step_seconds
+from lossbench.step_rates import StepClock, steady_step_seconds
 
 logger = logging.getLogger(__name__)
 
