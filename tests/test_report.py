@@ -430,3 +430,37 @@ def test_no_calibration_table_for_evaluations_without_it():
     summary["setup"] = {"num_classes": [3]}
     assert "for 3 classes mean_k max(0, 1 - y_k p_k) = 0.666667 + 0.166667 · MAE" in hinge_as_mae_note(summary)
     assert hinge_as_mae_note({"losses": {"mae": {}}}) is None
+
+
+def test_the_calibration_table_flags_collapsed_runs_bound_temperatures_and_worse_scaling():
+    """Issues 30 and 32: a collapsed model topped the calibration table without a word, a
+    temperature at its bound (100) was not labelled, and scaling that made CE's ECE worse at
+    40 % noise (0.162 -> 0.177) went unreported."""
+    from lossbench.report.calibration import calibration_flags, calibration_section
+
+    def stats(mean, low=None, high=None):
+        return {"n": 3, "mean": mean, "ci_low": mean if low is None else low,
+                "ci_high": mean if high is None else high}
+
+    losses = {
+        "categorical_crossentropy": {"runs": 3, "collapsed_runs": 0, "test_ece": stats(0.162),
+                                     "test_ece_after_temperature": stats(0.177), "temperature": stats(1.09, 1.04, 1.13)},
+        "mae": {"runs": 3, "collapsed_runs": 3, "test_ece": stats(0.001),
+                "test_ece_after_temperature": stats(0.0009), "temperature": stats(99.99999, 99.9999, 100.0)},
+        "hinge": {"runs": 3, "collapsed_runs": 0, "test_ece": stats(0.5),
+                  "test_ece_after_temperature": stats(0.05), "temperature": stats(0.2, 0.1, 0.3)},
+    }
+    order = list(losses)
+    assert calibration_flags(losses, order) == [
+        "`categorical_crossentropy`: temperature scaling made its test ECE worse (0.162 → 0.177).",
+        "`mae`: 3 of 3 runs collapsed to one class; their calibration measures the collapse, not the loss.",
+        "`mae`: the fitted temperature reaches the fit's bound, so no temperature fits its scores; "
+        "leave it out of any range of temperatures or of scaled ECEs.",
+    ]
+    summary = {"losses": losses, "confidence_level": 0.95, "setup": {}}
+    lines = calibration_section(summary, order)
+    mae_row = next(line for line in lines if line.startswith("| `mae`"))
+    assert "(3 of 3 runs collapsed)" in mae_row and "(at its bound)" in mae_row
+    assert "(at its bound)" not in next(line for line in lines if line.startswith("| `hinge`"))
+    assert "- `mae`: 3 of 3 runs collapsed to one class" in "\n".join(lines)
+

@@ -44,9 +44,10 @@ from typing import Any
 
 import numpy as np
 
+from lossbench.core.temperature import TEMPERATURE_BOUNDS
+
 CALIBRATION_BINS = 15
 PROBABILITY_FLOOR = 1e-12
-TEMPERATURE_BOUNDS = (0.01, 100.0)
 PROBABILITY_SOURCES = {
     "softmax": "the model's softmax outputs",
     "linear": "the softmax of the model's linear scores (the loss trained no probabilities)",

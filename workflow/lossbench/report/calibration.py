@@ -53,8 +53,10 @@ def calibration_section(summary: dict, order: list[str]) -> list[str]:
         return []
     level = summary["confidence_level"]
     header = ["Loss", "Probabilities", "ECE", "NLL", "Brier", "Temperature", "ECE after temperature"]
-    rows = [[f"`{loss}`", _probabilities(losses[loss])]
-            + [with_interval(losses[loss].get(name), 2 if name == "temperature" else 3) for name in COLUMNS]
+    rows = [[_loss_cell(loss, losses[loss]), _probabilities(losses[loss])]
+            + [with_interval(losses[loss].get(name), 2 if name == "temperature" else 3)
+               + (" (at its bound)" if name == "temperature" and temperature_at_bound(losses[loss]) else "")
+               for name in COLUMNS]
             for loss in order]
     setup = summary.get("setup", {})
     noise = [value for value in setup.get("label_noise", []) if value]
@@ -71,7 +73,48 @@ def calibration_section(summary: dict, order: list[str]) -> list[str]:
     )
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     table += ["| " + " | ".join(row) + " |" for row in rows]
-    return ["### Calibration", "", *table, "", note, ""]
+    flags = [f"- {sentence}" for sentence in calibration_flags(losses, order)]
+    return ["### Calibration", "", *table, "", note, "", *(flags + [""] if flags else [])]
+
+
+def temperature_at_bound(entry: dict) -> bool:
+    """Whether a loss's fitted temperature reaches the fit's bound (0.01 or 100) in its
+    interval: no temperature fits there (at 100 the scaled model predicts about uniformly)."""
+    from lossbench.core.temperature import TEMPERATURE_BOUNDS
+
+    stats = entry.get("temperature") or {}
+    low, high = stats.get("ci_low", stats.get("mean")), stats.get("ci_high", stats.get("mean"))
+    if low is None or high is None:
+        return False
+    return low <= TEMPERATURE_BOUNDS[0] * 1.01 or high >= TEMPERATURE_BOUNDS[1] * 0.99
+
+
+def _loss_cell(loss: str, entry: dict) -> str:
+    collapsed, runs = entry.get("collapsed_runs") or 0, entry.get("runs")
+    return f"`{loss}`" + (f" ({collapsed} of {runs} runs collapsed)" if collapsed else "")
+
+
+def calibration_flags(losses: dict, order: list[str]) -> list[str]:
+    """Sentences under the table: losses whose runs collapsed (a collapsed model's ECE says
+    nothing about calibration), temperatures at the fit's bound, and scaling that made the
+    test ECE worse."""
+    sentences = []
+    for loss in order:
+        entry = losses[loss]
+        if entry.get("collapsed_runs"):
+            sentences.append(
+                f"`{loss}`: {entry['collapsed_runs']} of {entry.get('runs')} runs collapsed to "
+                "one class; their calibration measures the collapse, not the loss.")
+        if temperature_at_bound(entry):
+            sentences.append(
+                f"`{loss}`: the fitted temperature reaches the fit's bound, so no temperature fits "
+                "its scores; leave it out of any range of temperatures or of scaled ECEs.")
+        before = (entry.get("test_ece") or {}).get("mean")
+        after = (entry.get("test_ece_after_temperature") or {}).get("mean")
+        if before is not None and after is not None and after > before:
+            sentences.append(f"`{loss}`: temperature scaling made its test ECE worse "
+                             f"({before:.3f} → {after:.3f}).")
+    return sentences
 
 
 def hinge_as_mae_note(summary: dict) -> str | None:
