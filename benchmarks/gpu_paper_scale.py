@@ -24,7 +24,6 @@ PYTHONPATH, not lossbench installed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -71,21 +70,14 @@ def runs_left(params: dict, records: Path) -> list[tuple[str, int]]:
             if not (records / run_name(loss, seed) / "evaluation.json").is_file()]
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_params(archive: Path, output: Path, dry_run: bool) -> dict:
     """The chunk's params: the study's, with `archive` as the source; shrunk in a dry run."""
     _lossbench()
+    from lossbench.io.digests import file_sha256
     from lossbench.pipeline.params import validate_params
 
     params = yaml.safe_load((STUDY / "params.yaml").read_text())
-    params["download"].update(source=str(archive), md5=None, sha256=sha256(archive))
+    params["download"].update(source=str(archive), md5=None, sha256=file_sha256(archive))
     if dry_run:
         params["model"]["width"] = DRY_RUN["width"]
         params["preprocess"].update(train_size=DRY_RUN["train_size"], test_size=DRY_RUN["test_size"])

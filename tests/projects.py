@@ -39,6 +39,15 @@ def environment() -> dict[str, str]:
     return dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", PYTHONUNBUFFERED="1")
 
 
+def jax_environment(cache: Path) -> dict[str, str]:
+    """This environment for a JAX subprocess (the device loop, packs), with JAX's compilation
+    cache in `cache` and every computation kept there, so that a second run of the same step
+    (a resumed run, the next job of a pack) does not compile it again."""
+    return dict(os.environ, KERAS_BACKEND="jax", JAX_COMPILATION_CACHE_DIR=str(cache),
+                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+
+
 def run(command, cwd, check=True, timeout=900, **variables):
     """`command` in `cwd` with the project's environment, plus `variables` (KERAS_BACKEND=...)."""
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,

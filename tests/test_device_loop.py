@@ -9,12 +9,13 @@ once. (It also shows that the JAX backend trains at all, which test_train.py onc
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from projects import jax_environment
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -72,10 +73,7 @@ print(json.dumps(results))
 def test_device_loop_matches_fit_in_distribution_and_resumes_exactly(tmp_path):
     import keras
 
-    environment = dict(os.environ, KERAS_BACKEND="jax",
-                       JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
-                       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                       JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+    environment = jax_environment(tmp_path / "jax-cache")
     result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), str(PROJECT / "tests")],
                             capture_output=True, text=True, env=environment, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

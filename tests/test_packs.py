@@ -30,13 +30,14 @@ to sit within rounding of a tie to flip).
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
+
+from projects import jax_environment
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -142,10 +143,7 @@ def within_rounding(run: Path, reference: Path, initial: list[np.ndarray]) -> bo
 
 
 def test_a_pack_trains_the_runs_it_packs_and_resumes(tmp_path):
-    environment = dict(os.environ, KERAS_BACKEND="jax",
-                       JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
-                       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                       JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+    environment = jax_environment(tmp_path / "jax-cache")
     result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), str(PROJECT / "tests")],
                             capture_output=True, text=True, env=environment, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -212,10 +210,7 @@ def test_a_tune_job_packs_its_runs_and_writes_what_it_writes_alone(tmp_path):
     """The tune stage's command, as Snakemake and DVC both run it, with train.pack_size 4 (its
     four runs, two rates x two seeds, in one pack) and 1: the same files, the same runs and the
     same choice, the hold-out accuracies equal (each run validates on its own seed's hold-out)."""
-    environment = dict(os.environ, KERAS_BACKEND="jax",
-                       JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
-                       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                       JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+    environment = jax_environment(tmp_path / "jax-cache")
     subprocess.run([sys.executable, "-c", TUNE_SCRIPT, str(tmp_path), str(PROJECT / "tests")],
                    check=True, env=environment, cwd=tmp_path)
     results, logs = {}, {}
@@ -246,10 +241,7 @@ def test_the_dags_train_jobs_train_their_pack_once(tmp_path):
     train.pack_size 3: the first job to run (seed 1's) trains the pack of seeds 0-2, and the
     other two jobs move their finished results into place without training; each run's files
     are those of the same run trained alone (pack_size 1)."""
-    environment = dict(os.environ, KERAS_BACKEND="jax",
-                       JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
-                       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                       JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+    environment = jax_environment(tmp_path / "jax-cache")
     subprocess.run([sys.executable, "-c", TUNE_SCRIPT, str(tmp_path), str(PROJECT / "tests")],
                    check=True, env=environment, cwd=tmp_path)
     for size in (1, 3):

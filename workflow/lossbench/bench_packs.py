@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from lossbench.step_rates import StepClock, steady_step_seconds
+from lossbench.step_rates import StepClock, compiled_call_seconds, steady_step_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,6 @@ def _members(config, size: int, images: np.ndarray, clock: StepClock | None):
 def pack_rate(config, size: int, steps: int, per_call: int) -> dict:
     """One row of the curve: `size` runs in `config`'s precision, `steps` steps of
     `config.batch_size` images per run, `per_call` steps per call."""
-    import jax
-
     from lossbench.train.device_loop import PackData, fit_pack_on_device
 
     rng = np.random.default_rng(0)
@@ -63,15 +61,7 @@ def pack_rate(config, size: int, steps: int, per_call: int) -> dict:
     # The compiled calls alone, back to back on resident data (compiled already).
     members = _members(one_epoch, size, images, None)
     data = PackData(members, images, labels, one_epoch, per_call)
-    orders, seeds = data.epoch_inputs(0)
-    state, marks = data.state(), []
-    for first in range(0, steps, per_call):
-        calls = min(per_call, steps - first)
-        logs, state = data.full(state, data.learning_rates, data.images, data.labels, orders,
-                                seeds, first, calls)
-        jax.block_until_ready(logs["loss"])
-        marks.append((first + calls - 1, time.perf_counter()))
-    compiled_seconds = steady_step_seconds(marks)
+    compiled_seconds = compiled_call_seconds(data, steps, per_call)[0]
     path_rate = size * config.batch_size / path_seconds
     compiled_rate = size * config.batch_size / compiled_seconds
     return {"pack_size": size, "precision": config.precision, "batch_size": config.batch_size,

@@ -99,6 +99,23 @@ def _device_loop_step_seconds(model, config, images, labels, steps: int, per_cal
     return steady_step_seconds(clock.marks)
 
 
+def compiled_call_seconds(data, steps: int, per_call: int) -> tuple[float, object]:
+    """(seconds per step in the steady state, the state reached) of `data`'s compiled calls
+    (`lossbench.train.device_loop.PackData`, one run or a pack) run back to back on resident
+    data for `steps` steps of epoch 0, each call's loss read before the clock."""
+    import jax
+
+    orders, seeds = data.epoch_inputs(0)
+    state, marks = data.state(), []
+    for first in range(0, steps, per_call):
+        count = min(per_call, steps - first)
+        logs, state = data.full(state, data.learning_rates, data.images, data.labels, orders,
+                                seeds, first, count)
+        jax.block_until_ready(logs["loss"])
+        marks.append((first + count - 1, time.perf_counter()))
+    return steady_step_seconds(marks), state
+
+
 def _jax_compiled_step_seconds(model, config, images, labels, steps: int, per_call: int) -> float:
     """The device loop's compiled calls alone, back to back on resident data, `steps` steps;
     per step in the steady state (the first call untimed, as for the path)."""
@@ -108,18 +125,11 @@ def _jax_compiled_step_seconds(model, config, images, labels, steps: int, per_ca
 
     member = PackMember(model, 0, float(config.learning_rate), np.arange(len(labels)), None, [])
     data = PackData([member], images, labels, config, per_call)
-    orders, seeds = data.epoch_inputs(0)
-    state, marks = data.state(), []
-    for first in range(0, steps, per_call):
-        count = min(per_call, steps - first)
-        logs, state = data.full(state, data.learning_rates, data.images, data.labels, orders,
-                                seeds, first, count)
-        float(logs["loss"])
-        marks.append((first + count - 1, time.perf_counter()))
+    seconds, state = compiled_call_seconds(data, steps, per_call)
     jax.block_until_ready(state)
     hand_back(model, state)
     model.jax_state_sync()
-    return steady_step_seconds(marks)
+    return seconds
 
 
 def _tensorflow_compiled_step_seconds(model, images, labels, steps: int) -> float:
