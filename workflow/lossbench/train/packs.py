@@ -207,7 +207,7 @@ def train_pack(configs: list[TrainConfig], loss_name: str, seeds: list[int], dat
         members = []
         for index in group:
             keep, held_out = indices[index]
-            callbacks = [EpochRecorderFor(runs[index])]
+            callbacks = [epoch_recorder_for(runs[index])]
             members.append(PackMember(runs[index].model, runs[index].seed,
                                       float(runs[index].config.learning_rate), keep,
                                       test_index if held_out is None else held_out, callbacks))
@@ -221,7 +221,7 @@ def train_pack(configs: list[TrainConfig], loss_name: str, seeds: list[int], dat
     return [run.finish() for run in runs]
 
 
-def EpochRecorderFor(run: PreparedRun):
+def epoch_recorder_for(run: PreparedRun):
     """The `EpochRecorder` callback that records `run`'s epochs."""
     from lossbench.train.callbacks import EpochRecorder
 
