@@ -26,6 +26,7 @@ from lossbench.pipeline.params import (
     load_params,
     params_digest,
 )
+from lossbench.pipeline.params_gate import write_gate
 
 min_version("9.0")
 
@@ -46,6 +47,10 @@ try:
     config.update(load_params("params.yaml"))
 except ParamsError as error:
     raise WorkflowError(str(error)) from None
+# The file of dvc.yaml's first stage, `validate` (lossbench.pipeline.params_gate), on which
+# every DVC stage depends: written here when missing, so that `dvc commit` after this run
+# finds every output of dvc.yaml. No rule reads it: Snakemake checked params.yaml above.
+write_gate()
 # Jobs inherit this and refuse to run if params.yaml is edited while Snakemake runs. The main
 # process built the DAG and sets it; a job's own Snakemake process (a SLURM job) keeps the
 # value it inherited from there.

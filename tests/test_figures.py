@@ -204,3 +204,30 @@ def test_reliability_pools_the_seeds_bins(rendered):
     assert table["confidence"][filled] == pytest.approx(0.73)
     assert table["accuracy"][filled] == pytest.approx((106 + 112 + 109) / 600)
     assert pooled_reliability(runs, "absent") is None
+
+
+def test_each_loss_keeps_its_colour_and_only_trained_losses_are_drawn(rendered):
+    """Issue 32: a loss had one colour in the per-loss figures and another in the comparison
+    figure; loss_shapes.png drew losses that were not trained."""
+    import matplotlib.colors
+    import matplotlib.pyplot as plt
+
+    from lossbench.presentation.loss_colours import loss_colour
+
+    _, _, _, log_dirs, _ = rendered
+    histories = figures.read_histories(log_dirs)
+
+    def line_colours(figure):
+        return {line.get_label(): matplotlib.colors.to_hex(line.get_color())
+                for axis in figure.axes for line in axis.get_lines() if not line.get_label().startswith("_")}
+
+    figure = comparison_figures.validation_accuracy_figure(histories, list(STUDY))
+    assert line_colours(figure) == {loss: loss_colour(loss) for loss in STUDY}
+    plt.close(figure)
+    for loss in STUDY:
+        figure = loss_figures.curves_figure(histories, loss)
+        assert set(line_colours(figure).values()) == {loss_colour(loss)}
+        plt.close(figure)
+    figure = comparison_figures.loss_shapes_figure(10, losses=["hinge"])
+    assert line_colours(figure) == {"hinge": loss_colour("hinge")}
+    plt.close(figure)

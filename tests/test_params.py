@@ -1,6 +1,7 @@
 """params.yaml validation: every kind of bad value stops the run with a message naming the key."""
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -334,3 +335,75 @@ def test_a_stage_fails_when_its_values_change_while_it_runs(tmp_path, monkeypatc
     assert "the stage fails rather than let DVC record the new ones" in error
     monkeypatch.setattr(cli, "_compare", edit("train", "decay", 0.0))  # not a key compare reads
     assert cli.main(command) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# `lossbench use-params`: the committed configurations of workflow/params/, for both tools.
+# ---------------------------------------------------------------------------------------------
+
+
+def comment_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("#")]
+
+
+def test_use_params_puts_the_values_in_and_keeps_every_comment(tmp_path, params):
+    from lossbench.cli import main
+
+    shipped = (PROJECT / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(shipped)
+    overlays = [str(PROJECT / "workflow/params" / name) for name in ("cpu-smoke.yaml", "local-copy.yaml")]
+    assert main(["--params", str(tmp_path / "params.yaml"), "use-params", *overlays]) == 0
+    text = (tmp_path / "params.yaml").read_text()
+    assert comment_lines(text) == comment_lines(shipped)
+    expected = copy.deepcopy(params)
+    for overlay in overlays:
+        for section, keys in yaml.safe_load(Path(overlay).read_text()).items():
+            expected[section].update(keys)
+    assert load_params(tmp_path / "params.yaml") == expected
+    # Only the overlays' lines changed: the file is the shipped one elsewhere, line by line.
+    import difflib
+
+    removed = [line for line in difflib.ndiff(shipped.splitlines(), text.splitlines())
+               if line.startswith("- ")]
+    assert all(re.match(r"- +(\w+: |- \w+$)", line) for line in removed), removed
+    assert len(removed) == 12  # 9 one-line values, and 3 of the 6 losses
+    # Applying the same again changes nothing.
+    assert main(["--params", str(tmp_path / "params.yaml"), "use-params", *overlays]) == 0
+    assert (tmp_path / "params.yaml").read_text() == text
+
+
+@pytest.mark.parametrize("overlay, message", [
+    ("train:\n  epochz: 3\n", "no key train.epochz in params.yaml"),
+    ("trian:\n  epochs: 3\n", "no section 'trian' in params.yaml"),
+    ("train: 3\n", "must hold `section: {key: value}` mappings"),
+    ("train:\n  epochs: three\n", "train.epochs"),
+    ("train:\n  epochs: 3\n  epochs: 4\n", "given twice"),
+])
+def test_use_params_refuses_a_bad_overlay_and_leaves_params_yaml_alone(tmp_path, overlay, message, capsys):
+    from lossbench.cli import main
+
+    shipped = (PROJECT / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(shipped)
+    (tmp_path / "bad.yaml").write_text(overlay)
+    assert main(["--params", str(tmp_path / "params.yaml"), "use-params", str(tmp_path / "bad.yaml")]) == 2
+    assert message in capsys.readouterr().err
+    assert (tmp_path / "params.yaml").read_text() == shipped
+    assert main(["--params", str(tmp_path / "params.yaml"), "use-params", str(tmp_path / "absent.yaml")]) == 2
+    assert "absent.yaml not found" in capsys.readouterr().err
+
+
+def test_validate_writes_the_gate_file_only_for_valid_params(tmp_path, capsys):
+    """DVC's first stage (lossbench.pipeline.params_gate): the same text for any valid
+    params.yaml, nothing for a bad one."""
+    from lossbench.cli import main
+    from lossbench.pipeline.params_gate import GATE_TEXT
+
+    (tmp_path / "params.yaml").write_text((PROJECT / "params.yaml").read_text())
+    gate = tmp_path / "data" / "params-valid.txt"
+    assert main(["--params", str(tmp_path / "params.yaml"), "validate", "--output", str(gate)]) == 0
+    assert gate.read_text() == GATE_TEXT
+    gate.unlink()
+    bad = (PROJECT / "params.yaml").read_text().replace("  epochs: 100\n", "  epochs: three\n")
+    (tmp_path / "params.yaml").write_text(bad)
+    assert main(["--params", str(tmp_path / "params.yaml"), "validate", "--output", str(gate)]) == 2
+    assert "train.epochs" in capsys.readouterr().err and not gate.exists()

@@ -190,6 +190,11 @@ def test_ties_and_chance_level_are_stated(tmp_path):
                              "test of each run's correct test images, α = 0.05): ")
     assert "`categorical_crossentropy` 3 of 3 runs; `squared_hinge` 3 of 3 runs; `hinge` 0 of 3 runs." in bullet
     assert bullet.endswith("Not above chance in any run: `hinge` (0 of 3).")
+    # Issue 32: the report's first finding, before the setup, says whether anything learned.
+    lines = text.splitlines()
+    learned = next(index for index, line in enumerate(lines) if line.startswith("**Did the models learn?**"))
+    assert learned < lines.index("## Setup")
+    assert lines[learned].endswith("Not above chance in any run: `hinge` (0 of 3).")
     assert "not significantly different from `squared_hinge`" in text
     # A loss at chance and a tie: the ranking can be neither reproduced nor refuted.
     assert "is not testable at this scale: `hinge` did not rise above chance in any run" in text
@@ -464,3 +469,14 @@ def test_the_calibration_table_flags_collapsed_runs_bound_temperatures_and_worse
     assert "(at its bound)" not in next(line for line in lines if line.startswith("| `hinge`"))
     assert "- `mae`: 3 of 3 runs collapsed to one class" in "\n".join(lines)
 
+
+
+def test_the_first_finding_says_whether_the_models_learned():
+    """Every run above chance, some not, and a summary that does not count them: three
+    sentences, each from the summary's own counts."""
+    every = {"runs": 2, "above_chance_runs": 2, "test_accuracy": {"mean": 0.3}}
+    line = report.learned_line({"losses": {"hinge": every}, "alpha": 0.05, "setup": {"num_classes": [10]}})
+    assert line == ("**Did the models learn?** Every run is above chance, 10.0 % for 10 classes (2 runs; "
+                    "exact one-sided binomial test of each run's correct test images, α = 0.05).")
+    uncounted = report.learned_line({"losses": {"hinge": {"runs": 2, "test_accuracy": {"mean": 0.3}}}})
+    assert uncounted.startswith("**Did the models learn?** Unknown: ")

@@ -16,6 +16,8 @@ import pytest
 
 from lossbench.pipeline.params import STAGE_PARAMS, load_params
 from lossbench.pipeline.runs import run_names
+from lossbench.pipeline.params_gate import GATE_FILE, GATE_STAGE
+from lossbench.presentation.loss_colours import LOSS_COLOURS
 from lossbench.pipeline.stages import DVC_FILES, render_dvc_yaml, snakemake_outputs, snakemake_shell
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -47,6 +49,9 @@ def snakemake_jobs() -> dict[str, dict]:
     return jobs
 
 
+SCHEMA_FILE = "workflow/schemas/params.schema.yaml"
+
+
 def dvc_jobs() -> dict[str, dict]:
     from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
@@ -63,6 +68,12 @@ def dvc_jobs() -> dict[str, dict]:
                        for key in dep.params],
             "cmd": " ".join(stage.cmd.split()),
         }
+    # DVC's own first stage (lossbench.pipeline.params_gate), which Snakemake does while it
+    # parses: every other stage depends on its file; the two DAGs agree on all else.
+    gate = jobs.pop(GATE_STAGE)
+    assert gate["outputs"] == {GATE_FILE} and gate["inputs"] == {"params.yaml", SCHEMA_FILE}
+    for job in jobs.values():
+        job["inputs"].remove(GATE_FILE)
     return jobs
 
 
@@ -155,19 +166,50 @@ def test_bench_is_the_same_command_under_both_tools():
 
 
 def test_the_committed_dvc_yaml_files_are_generated_from_the_stage_table(tmp_path):
-    """dvc.yaml is written by `lossbench dvc-yaml` from lossbench.pipeline.stages, never by hand."""
+    """dvc.yaml is written by `lossbench dvc-yaml` from lossbench.pipeline.stages, never by hand,
+    and the DVC plot templates' loss colours from lossbench.presentation.loss_colours."""
+    import shutil
+
     from lossbench.cli import main
+    from lossbench.pipeline.generated import GENERATED_FILES
 
     assert main(["dvc-yaml", "--root", str(PROJECT), "--check"]) == 0
-    # And the check notices a stale file (here: a copy with one dependency dropped).
+    # And the check notices a stale file (here: a copy with one dependency dropped, and a
+    # template whose hinge is drawn in another colour).
     (tmp_path / "benchmarks").mkdir()
+    shutil.copytree(PROJECT / "workflow/plots", tmp_path / "workflow/plots")
     for name in DVC_FILES:
         (tmp_path / name).write_text(render_dvc_yaml(name))
     stale = (tmp_path / "dvc.yaml").read_text().replace("      - data/raw/archive\n", "", 1)
     (tmp_path / "dvc.yaml").write_text(stale)
+    template = tmp_path / "workflow/plots/per_run.json"
+    template.write_text(template.read_text().replace(LOSS_COLOURS["hinge"], "#000000"))
     assert main(["dvc-yaml", "--root", str(tmp_path), "--check"]) == 1
     assert main(["dvc-yaml", "--root", str(tmp_path)]) == 0
-    assert (tmp_path / "dvc.yaml").read_text() == render_dvc_yaml("dvc.yaml")
+    for name in GENERATED_FILES:
+        assert (tmp_path / name).read_text() == (PROJECT / name).read_text(), name
+
+
+def test_one_colour_per_loss_in_every_figure_and_dvc_plot():
+    """The DVC templates colour by loss with the registry's colours, the figures draw each
+    loss in its own (issue 32: hinge was red in one figure and orange in another)."""
+    import json
+
+    from lossbench.core.losses import LOSS_NAMES
+    from lossbench.presentation.loss_colours import loss_colour
+
+    assert list(LOSS_COLOURS) == list(LOSS_NAMES)
+    assert len(set(LOSS_COLOURS.values())) == len(LOSS_COLOURS)
+    # A loss added without a colour still gets one, always the same, not a registered one.
+    assert loss_colour("a_new_loss") == loss_colour("a_new_loss")
+    assert loss_colour("a_new_loss") not in LOSS_COLOURS.values()
+    for name in ("per_loss", "per_run"):
+        text = (PROJECT / f"workflow/plots/{name}.json").read_text()
+        scales = [match for match in re.findall(r'"field": "loss",[^}]*"scale": (\{[^}]*\})', text, re.S)]
+        assert scales, name
+        for scale in scales:
+            scale = json.loads(scale)
+            assert dict(zip(scale["domain"], scale["range"])) == LOSS_COLOURS, name
 
 
 def test_dvc_yaml_is_a_yaml_document_that_round_trips():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lossbench.pipeline import native_logs, params as params_file
 from lossbench.pipeline.interrupts import EXIT_STATUS, Terminated, terminate_as_interrupt
+from lossbench.pipeline.messages import describe_os_error
 from lossbench.pipeline.params import ParamsError, check_dag_params, load_params
 from lossbench.pipeline.runs import parse_run_name, run_names
 
@@ -176,23 +177,29 @@ EVALUATIONS_HELP = ("each run's evaluation JSON, or their directory (then the ru
 
 
 def _dvc_yaml(args: argparse.Namespace) -> int:
-    """Write dvc.yaml and benchmarks/dvc.yaml from the stage table, or with --check say
-    whether they are current (exit 1 if not)."""
-    from lossbench.io.atomic import write_text
-    from lossbench.pipeline.stages import DVC_FILES, render_dvc_yaml
+    """Write dvc.yaml, benchmarks/dvc.yaml and the plot templates from the stage table and the
+    loss colours, or with --check say whether they are current (exit 1 if not)."""
+    from lossbench.pipeline.generated import write_generated
 
-    stale = []
-    for name in DVC_FILES:
-        path, text = args.root / name, render_dvc_yaml(name)
-        if not path.is_file() or path.read_text() != text:
-            stale.append(name)
-            if not args.check:
-                write_text(path, text)
-    if args.check and stale:
-        print(f"lossbench dvc-yaml: {', '.join(stale)} differ from workflow/lossbench/pipeline/stages.py; "
-              "run `lossbench dvc-yaml` to regenerate them.", file=sys.stderr)
-        return 1
-    print("lossbench dvc-yaml: " + ("up to date" if not stale else f"wrote {', '.join(stale)}"))
+    return write_generated(args.root, check=args.check)
+
+
+def _validate(args: argparse.Namespace, params: dict) -> None:
+    from lossbench.pipeline.params_gate import write_gate
+
+    write_gate(args.output)  # params.yaml was validated before this runs (_run_stage)
+
+
+def _use_params(args: argparse.Namespace) -> int:
+    """Put the overlays' values into params.yaml (lossbench.pipeline.params_overlay)."""
+    from lossbench.pipeline.params_overlay import use_params
+
+    try:
+        changes = use_params(args.params, args.overlays)
+    except ParamsError as error:
+        print(f"lossbench use-params: error: {error}", file=sys.stderr)
+        return 2
+    print(f"lossbench use-params: {args.params}: " + ("; ".join(changes) or "already holds these values"))
     return 0
 
 
@@ -318,6 +325,14 @@ def _add_tools(stages) -> None:
     stage.add_argument("--name", default=None, help="JSON file name (default: the device's name)")
     stage.set_defaults(handler=_bench)
 
+    stage = stages.add_parser("validate", help="check params.yaml (DVC's first stage: before any output is deleted)")
+    stage.add_argument("--output", type=Path, required=True, help="the file of constant text to write")
+    stage.set_defaults(handler=_validate)
+
+    stage = stages.add_parser("use-params", help="put committed values (workflow/params/*.yaml) into params.yaml")
+    stage.add_argument("overlays", type=Path, nargs="+", help="overlay files, applied in order")
+    stage.set_defaults(handler=_use_params, reads_params=False)
+
     stage = stages.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (lossbench.pipeline.stages)")
     stage.add_argument("--root", type=Path, default=Path("."), help="the project root")
     stage.add_argument("--check", action="store_true", help="only check that the files are current")
@@ -361,7 +376,7 @@ def _run_stage(args: argparse.Namespace) -> int:
         # name, so nothing half-written is left where the next run would take it as done.
         if args.verbose:
             raise
-        print(f"lossbench {args.stage}: error: {_describe_os_error(error)}", file=sys.stderr)
+        print(f"lossbench {args.stage}: error: {describe_os_error(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM (lossbench.pipeline.interrupts)
         if args.verbose:
@@ -376,24 +391,6 @@ def _run_stage(args: argparse.Namespace) -> int:
         # What a shell reports for a command ended by the signal: 128 + SIGTERM or SIGINT.
         return EXIT_STATUS if terminated else 130
     return 0
-
-
-def _describe_os_error(error: OSError) -> str:
-    """One sentence: the system's reason, the file and, for the usual causes, the remedy."""
-    import errno
-
-    where = f" ({error.filename})" if error.filename else ""
-    reason = error.strerror or str(error)
-    hints = {
-        errno.ENOSPC: " Free some space on that disk and run again.",
-        errno.EDQUOT: " Free some space within your quota and run again.",
-        errno.EACCES: " Check that you may write there (ownership and permissions).",
-        errno.EPERM: " Check that you may write there (ownership and permissions).",
-        errno.EROFS: " That file system is read-only: write somewhere else.",
-        errno.EFBIG: " The file size limit of this shell (`ulimit -f`) is below what is "
-                     "written there: raise it (`ulimit -f unlimited`) and run again.",
-    }
-    return f"{reason}{where}.{hints.get(error.errno, '')} (--verbose shows the traceback.)"
 
 
 if __name__ == "__main__":

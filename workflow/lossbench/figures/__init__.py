@@ -10,7 +10,7 @@ Out: a directory of PNG files (`reports/figures/`), the figures that set the los
   interval (from the summary) and one dot per seed; the dashed line is chance
   (`lossbench.figures.comparison_figures`, like the next two).
 - `validation_accuracy.png`: every loss's validation accuracy per epoch (mean, ±1 SD band).
-- `loss_shapes.png`: the losses as functions of one quantity, as in the paper's Fig. 1,
+- `loss_shapes.png`: the trained losses as functions of one quantity, as in the paper's Fig. 1,
   computed by calling the registry's loss functions.
 - `tuning_learning_rates.png`: hold-out accuracy per learning rate, when any loss was tuned
   (`lossbench.presentation.tuning_report`).
@@ -170,7 +170,8 @@ def _validation_accuracy(inputs: FigureInputs):
 
 
 def _loss_shapes(inputs: FigureInputs):
-    yield "loss_shapes.png", loss_shapes_figure(num_classes=_class_count(inputs.runs))
+    yield "loss_shapes.png", loss_shapes_figure(num_classes=_class_count(inputs.runs),
+                                                losses=list(inputs.summary["losses"]))
 
 
 def _tuning(inputs: FigureInputs):

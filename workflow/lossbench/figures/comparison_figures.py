@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lossbench.presentation.loss_colours import loss_colour
 from lossbench.presentation.figure_style import (ACCURACY_UNIT, draw_mean_band, epoch_axis,
                                                  fit_range, legend_beside, new_figure,
                                                  percent_axis, plain_numbers)
@@ -70,23 +71,26 @@ def loss_shape_curves(num_classes: int = 10, points: int = 301) -> dict[str, dic
     return panels
 
 
-def loss_shapes_figure(num_classes: int = 10):
-    """The three panels of `loss_shape_curves`, each with its legend below it."""
+def loss_shapes_figure(num_classes: int = 10, losses: Sequence[str] | None = None):
+    """The three panels of `loss_shape_curves` for `losses` (every registered loss when None:
+    the figures stage passes the trained ones), each panel with its legend below it."""
     panels = loss_shape_curves(num_classes)
     figure, axes = new_figure(14, 5.6, 1, 3)
     for axis, panel in zip(axes, panels.values()):
-        for name, values in panel["curves"].items():
-            axis.plot(panel["x"], values, label=name, linewidth=2)
+        drawn = [name for name in panel["curves"] if losses is None or name in losses]
+        for name in drawn:
+            axis.plot(panel["x"], panel["curves"][name], label=name, linewidth=2, color=loss_colour(name))
         axis.set_xlabel(panel["xlabel"])
         axis.set_ylabel("loss of one image")
         axis.set_title(panel["title"])
         axis.grid(alpha=0.3)
         plain_numbers(axis)
-        if panel["curves"]:
+        if not drawn:
+            axis.text(0.5, 0.5, "no trained loss of this kind", transform=axis.transAxes,
+                      ha="center", va="center", color="grey")
+        else:
             axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, fontsize="small")
-    # The title keeps the module's old flat name, so that the committed figures stay
-    # byte-identical (the losses now live in lossbench.core.losses).
-    figure.suptitle(f"Loss functions from lossbench.losses, {num_classes} classes")
+    figure.suptitle(f"The loss of one image under each loss function, {num_classes} classes")
     return figure
 
 
@@ -96,7 +100,7 @@ def validation_accuracy_figure(histories, losses: Sequence[str]):
     seed_count = int(frame.groupby("loss")["seed"].nunique().max()) if len(frame) else 0
     figure, axis = new_figure(11, 5.5)
     for loss in losses:
-        draw_mean_band(axis, frame[frame["loss"] == loss], loss)
+        draw_mean_band(axis, frame[frame["loss"] == loss], loss, loss_colour(loss))
     epoch_axis(axis)
     percent_axis(axis)
     validation_data = ", ".join(sorted(set(frame["validation_data"]))) or "validation"
@@ -131,7 +135,7 @@ def final_accuracy_figure(summary: dict, runs: Sequence[dict]):
                  if run["loss"] == loss and run.get("test_accuracy") is not None]
         # A small fixed horizontal offset keeps each seed's dot visible beside the mean.
         offsets = np.linspace(-0.1, 0.1, len(seeds)) if len(seeds) > 1 else np.zeros(len(seeds))
-        axis.scatter(position + 0.25 + offsets, seeds, color="tab:blue", alpha=0.7, s=25, zorder=2,
+        axis.scatter(position + 0.25 + offsets, seeds, color=loss_colour(loss), alpha=0.8, s=25, zorder=2,
                      label="one seed" if position == 0 else None)
         shown += [accuracy["mean"], *seeds]
     class_count = next((len(run["class_names"]) for run in runs if run.get("class_names")), None)

@@ -13,12 +13,14 @@ from typing import Sequence
 
 import numpy as np
 
+from lossbench.presentation.loss_colours import loss_colour
 from lossbench.presentation.figure_style import (ACCURACY_UNIT, LOSS_UNIT, draw_mean_band,
                                                  epoch_axis, new_figure, percent_axis,
                                                  plain_numbers)
 
-# The paper's colours: training in red, validation in blue.
-SPLIT_COLOURS = {"training": "tab:red", "validation": "tab:blue"}
+# The paper drew training in red and validation in blue; here a colour always means a loss
+# (lossbench.presentation.loss_colours), so the splits differ by line style instead.
+SPLIT_STYLES = {"training": "--", "validation": "-"}
 
 
 def curves_figure(histories, loss: str):
@@ -31,9 +33,9 @@ def curves_figure(histories, loss: str):
     labels = {"training": "training (augmented batches, as Keras logs them)",
               "validation": f"validation ({', '.join(validation_data)} set)"}
     for axis, metric, unit in zip(axes, ("loss", "accuracy"), (LOSS_UNIT, ACCURACY_UNIT)):
-        for split, colour in SPLIT_COLOURS.items():
+        for split, style in SPLIT_STYLES.items():
             draw_mean_band(axis, frame[(frame["metric"] == metric) & (frame["split"] == split)],
-                           labels[split], colour)
+                           labels[split], loss_colour(loss), linestyle=style)
         epoch_axis(axis)
         axis.set_ylabel(f"{metric} ({unit})")
         axis.set_title(f"{loss}: {metric}")

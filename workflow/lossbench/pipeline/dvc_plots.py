@@ -17,7 +17,10 @@ their legend "revision" draws beside each revision's name.
 
 from __future__ import annotations
 
+import json
+
 from lossbench.presentation.figure_style import EPOCH_LABEL, LOSS_UNIT
+from lossbench.presentation.loss_colours import vega_colour_scale
 
 PLOTS_COMMENT = """
 `dvc plots show` / `dvc plots diff`, all from reports/epochs.csv (one row per loss, seed
@@ -35,6 +38,28 @@ CURVES = (
     ("training accuracy", "train_accuracy", "training accuracy (fraction of images)", ("per_loss", "per_run")),
     ("training loss", "train_loss", f"training loss ({LOSS_UNIT})", ("per_loss",)),
 )
+
+
+# The Vega-Lite templates; their colour scale (one colour per loss, the figures' own) is
+# written from lossbench.presentation.loss_colours by `lossbench dvc-yaml`, like dvc.yaml.
+PLOT_TEMPLATES = ("workflow/plots/per_loss.json", "workflow/plots/per_run.json")
+
+
+def coloured_template(text: str) -> str:
+    """A template's JSON `text` with every colour encoding by loss given the registry's
+    colour scale (`vega_colour_scale`); the rest of the template as it was."""
+    template = json.loads(text)
+    pending = [template]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            colour = node.get("color")
+            if isinstance(colour, dict) and colour.get("field") == "loss":
+                colour["scale"] = vega_colour_scale()
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return json.dumps(template, indent=2, ensure_ascii=False) + "\n"
 
 
 def plot_definitions() -> list:

@@ -35,6 +35,7 @@ from pathlib import PurePosixPath
 
 from lossbench.pipeline.dvc_plots import FIGURES_COMMENT, PLOTS_COMMENT, plot_definitions
 from lossbench.pipeline.params import STAGE_PARAMS
+from lossbench.pipeline.params_gate import GATE_COMMENT, GATE_FILE, GATE_STAGE, gate_stage
 from lossbench.pipeline.runs import RUN_PATTERN
 from lossbench.pipeline.sources import code_dependencies, code_files
 
@@ -366,6 +367,12 @@ def dvc_document(dvc_file: str = "dvc.yaml"):
     stages = CommentedMap((entry.name, _dvc_stage(entry)) for entry in entries)
     for entry in entries[1:]:
         stages.yaml_set_comment_before_after_key(entry.name, before="\n", indent=2)
+    if dvc_file == "dvc.yaml":  # DVC's own first stage (lossbench.pipeline.params_gate)
+        for body in stages.values():
+            body["deps"].append(GATE_FILE)
+        stages.insert(0, GATE_STAGE, gate_stage())
+        stages.yaml_set_comment_before_after_key(GATE_STAGE, before=GATE_COMMENT.strip("\n"), indent=2)
+        stages.yaml_set_comment_before_after_key(entries[0].name, before="\n", indent=2)
     document = CommentedMap(stages=stages)
     document.yaml_set_start_comment((DVC_HEADER if dvc_file == "dvc.yaml" else BENCH_HEADER).rstrip())
     document.yaml_set_comment_before_after_key("stages", before="\n")
@@ -386,3 +393,4 @@ def render_dvc_yaml(dvc_file: str = "dvc.yaml") -> str:
     writer.width = 4096
     writer.dump(dvc_document(dvc_file), stream)
     return stream.getvalue()
+

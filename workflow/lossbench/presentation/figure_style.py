@@ -116,15 +116,16 @@ def legend_beside(axis, title: str | None = None, **options):
                        title=title, **options)
 
 
-def draw_mean_band(axis, frame, label: str, colour=None) -> None:
-    """One line of `frame`'s mean `value` per `epoch` (points marked), with a band of ±1
-    standard deviation over the rows of each epoch where there are several (the seeds).
+def draw_mean_band(axis, frame, label: str, colour=None, linestyle: str = "-") -> None:
+    """One line (`colour`, `linestyle`) of `frame`'s mean `value` per `epoch` (points marked),
+    with a band of ±1 standard deviation over the rows of each epoch where there are several
+    (the seeds).
     Missing values (a diverged run's epochs) are left out of the mean."""
     statistics = frame.dropna(subset=["value"]).groupby("epoch")["value"].agg(["mean", "std", "count"])
     if statistics.empty:
         return
     line, = axis.plot(statistics.index, statistics["mean"], marker="o", markersize=3,
-                      linewidth=1.8, label=label, color=colour)
+                      linewidth=1.8, label=label, color=colour, linestyle=linestyle)
     spread = statistics[statistics["count"] > 1]
     if len(spread):
         axis.fill_between(spread.index, spread["mean"] - spread["std"], spread["mean"] + spread["std"],

@@ -107,6 +107,7 @@ def tuning_figure(results: Sequence[dict]):
     """Hold-out accuracy against the learning rate (log axis), one line per tuned loss, the
     chosen rate circled, the legend beside the axes; None when no loss was tuned."""
     from lossbench.presentation.figure_style import ACCURACY_UNIT, legend_beside, new_figure
+    from lossbench.presentation.loss_colours import loss_colour
 
     tuned = [result for result in results if result["runs"]]
     if not tuned:
@@ -115,7 +116,7 @@ def tuning_figure(results: Sequence[dict]):
     for result in tuned:
         points = sorted((float(rate), value) for rate, value in result["mean_holdout_accuracy"].items())
         line, = axis.plot([rate for rate, _ in points], [100 * value for _, value in points],
-                          marker="o", label=result["loss"])
+                          marker="o", label=result["loss"], color=loss_colour(result["loss"]))
         chosen = result["selected_learning_rate"]
         if chosen is not None:
             best = result["mean_holdout_accuracy"][_rate_text(chosen)]

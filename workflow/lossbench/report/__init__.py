@@ -45,6 +45,7 @@ from lossbench.presentation.tuning_report import FIGURE_NAME as TUNING_FIGURE
 from lossbench.presentation.tuning_report import read_tuning, tuning_section
 from lossbench.report.calibration import calibration_section
 from lossbench.report.findings import conclusions
+from lossbench.report.findings_runs import chance_finding
 from lossbench.report.hypotheses import hypotheses_section
 from lossbench.report.paper_setup import PAPER_EPOCHS, PAPER_PARAMETERS, PAPER_TITLE
 from lossbench.report.tables import results_tables, table_order
@@ -223,6 +224,16 @@ def provenance(summary: dict, summary_path: Path | None) -> str:
     )
 
 
+def learned_line(summary: dict) -> str:
+    """The report's first finding: whether the models learned anything, run by run (the
+    binomial test against chance of `chance_finding`), so that a smoke test is read at once."""
+    finding = chance_finding(summary, table_order(summary))
+    if finding is None:
+        return ("**Did the models learn?** Unknown: this summary does not count the runs above "
+                "chance (it was written before lossbench counted them; rerun compare).")
+    return f"**Did the models learn?** {finding}"
+
+
 def render_report(
     report_params: dict,
     summary: dict,
@@ -239,6 +250,8 @@ def render_report(
         "",
         f"Reproduction of {PAPER_TITLE}: one All-CNN trained on the same data per loss "
         f"function and seed ({summary.get('runs', 0)} runs), then evaluated on the test set.",
+        "",
+        learned_line(summary),
         "",
         *setup_section(summary, params),
         "",
