@@ -77,3 +77,19 @@ def test_a_refused_write_that_names_no_file_is_named(tmp_path, kind):
             raise OSError(errno.EFBIG, "File too large")
     assert error.value.errno == errno.EFBIG and error.value.filename == str(target)
     assert leftovers(tmp_path) == []
+
+
+def test_a_killed_writers_staging_directory_is_removed_by_the_next_writer(tmp_path):
+    """Issue 31: a figures stage killed with SIGKILL left reports/.figures.*.tmp for good."""
+    from lossbench.io.atomic import staged_directory
+
+    leftover = tmp_path / ".figures.abc123.tmp"
+    leftover.mkdir()
+    (leftover / "half.png").write_bytes(b"half")
+    retired = tmp_path / ".figures.def456.old"
+    retired.mkdir()
+    other = tmp_path / ".summary.json.x.tmp"  # another output's: not this writer's to remove
+    other.write_text("{}")
+    with staged_directory(tmp_path / "figures") as staging:
+        (staging / "a.png").write_bytes(b"png")
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".summary.json.x.tmp", "figures"]

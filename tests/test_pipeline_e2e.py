@@ -1,18 +1,21 @@
 """End to end on real CIFAR-10 images: Snakemake runs the DAG, DVC records and reruns it.
 
-In a temporary git repository holding a copy of the project, with `download.source` pointing at
-../shared/data/cifar10-jpeg.tar.gz (small stratified subsets, a narrow model, two epochs):
+In a temporary git repository holding a copy of the project, with ../shared/data beside it
+(small stratified subsets, a narrow model, two epochs, set by an overlay file appended to the
+README's own `lossbench use-params` lines):
 
-1. `snakemake --cores 1 --resources gpu=1` runs the whole DAG to the report;
+1. the README's offline Snakemake line runs the whole DAG to the report;
 2. `dvc commit` records those outputs, after which `dvc status` finds nothing to do;
 3. code that decides no result (a version bump, a comment in params.py) leaves both tools
    with nothing to do, and an edit to the losses makes both want the training again;
 4. editing a parameter makes both tools want the same stages (a Snakemake dry run's reasons
    and `dvc status`), for a data parameter and for a training parameter;
-5. the README's offline command (`dvc exp run` with the local copy's settings and the
-   CPU-sized sizes), verbatim, with this study's smaller sizes and one more epoch appended,
-   reruns the DAG from the copy beside the checkout, and the review commands (`dvc metrics
-   diff`, `dvc params diff`, `dvc plots diff`) show what the change did.
+5. the README's offline DVC line (`lossbench use-params ... && dvc exp run`), verbatim, with
+   this study's overlay and one more epoch appended, reruns the DAG, and the review commands
+   (`dvc metrics diff`, `dvc params diff`, `dvc plots diff`) show what the change did;
+6. a bad `-S` value is refused by dvc.yaml's first stage before DVC deletes any output;
+7. packs: Snakemake's and DVC's train jobs train a pack of two runs and write what lone runs
+   write.
 """
 
 import json
@@ -25,7 +28,8 @@ import pytest
 from projects import (
     SHARED_ARCHIVE, copy_project, init_repository, needs_real_images, run, set_params,
 )
-from test_readme import readme_offline_command
+from lossbench.pipeline.params_gate import GATE_STAGE
+from test_readme import OFFLINE, readme_table_commands
 
 pytestmark = [pytest.mark.slow, needs_real_images]
 
@@ -58,6 +62,8 @@ def snakemake_changed_stages(root: Path, reason: str = PARAMS_CHANGED,
 def dvc_changed_stages(root: Path, dependency: str = "params.yaml") -> set[str]:
     """Stages `dvc status` finds changed in a dependency whose path ends with `dependency`."""
     status = json.loads(run(["dvc", "status", "--json"], root).stdout)
+    # DVC's first stage reruns on any change to params.yaml and never reruns another by itself.
+    status.pop(GATE_STAGE, None)
     return {
         stage for stage, changes in status.items()
         if any("changed deps" in change and any(key.endswith(dependency) for key in change["changed deps"])
@@ -65,12 +71,40 @@ def dvc_changed_stages(root: Path, dependency: str = "params.yaml") -> set[str]:
     }
 
 
-# The tiny study of these tests, as `-S` settings appended to the README's offline command.
-TINY_SETTINGS = (
-    "-S preprocess.train_size=400 -S preprocess.test_size=200 -S model.width=0.1 "
-    "-S 'train.losses=[categorical_crossentropy,hinge]' -S 'train.seeds=[0,1]' "
-    "-S 'tune.learning_rates=[0.03]' -S train.epochs=3"
-)
+# The tiny study of these tests: an overlay appended to the README's offline commands.
+TINY = {
+    "preprocess.train_size": 400,
+    "preprocess.test_size": 200,
+    "model.width": 0.1,
+    "train.losses": ["categorical_crossentropy", "hinge"],
+    "train.seeds": [0, 1],
+    "train.epochs": 2,
+    # The fair comparison's path: one tuning run per loss on a hold-out split, and
+    # training at the rate it chose.
+    "tune.learning_rates": [0.03],
+    "tune.epochs": 1,
+    "train.learning_rate": "tuned",
+}
+
+
+def write_overlay(path: Path, values: dict) -> Path:
+    """An overlay file for `lossbench use-params` holding {"section.key": value} `values`."""
+    import yaml
+
+    sections: dict = {}
+    for dotted, value in values.items():
+        section, key = dotted.split(".")
+        sections.setdefault(section, {})[key] = value
+    path.write_text(yaml.safe_dump(sections, sort_keys=False))
+    return path
+
+
+def readme_line_with(tool: str, *overlays: Path) -> str:
+    """The README's offline command for `tool`, verbatim, with `overlays` appended to its
+    `lossbench use-params` (the README: a later file wins)."""
+    command = readme_table_commands()[(OFFLINE, tool)]
+    use_params, rest = command.split(" && ", 1)
+    return " ".join([use_params, *map(str, overlays)]) + " && " + rest
 
 
 @pytest.fixture(scope="module")
@@ -79,28 +113,15 @@ def project(tmp_path_factory):
     base = tmp_path_factory.mktemp("e2e")
     (base / "shared").symlink_to(SHARED_ARCHIVE.parent.parent)
     (base / "lossbench").mkdir()
-    root = copy_project(
-        base / "lossbench",
-        **{
-            "preprocess.train_size": 400,
-            "preprocess.test_size": 200,
-            "model.width": 0.1,
-            "train.losses": ["categorical_crossentropy", "hinge"],
-            "train.seeds": [0, 1],
-            "train.epochs": 2,
-            # The fair comparison's path: one tuning run per loss on a hold-out split, and
-            # training at the rate it chose.
-            "tune.learning_rates": [0.03],
-            "tune.epochs": 1,
-            "train.learning_rate": "tuned",
-        },
-    )
+    write_overlay(base / "tiny.yaml", TINY)
+    root = copy_project(base / "lossbench")
     init_repository(root)
     return root
 
 
 def test_snakemake_runs_the_whole_dag(project):
-    run(["snakemake", "--cores", "1", "--resources", "gpu=1"], project)
+    """Issue 32: the README's offline Snakemake line, verbatim, with this study's overlay."""
+    run(["bash", "-c", readme_line_with("Snakemake", project.parent / "tiny.yaml")], project)
     counts = json.loads((project / "reports/data/counts.json").read_text())
     assert counts["train"]["total"] == 400 and counts["test"]["total"] == 200
     for run_name in ("categorical_crossentropy-seed0", "hinge-seed1"):
@@ -188,11 +209,10 @@ def test_a_parameter_edit_reruns_the_same_stages_under_both_tools(project):
 
 
 def test_the_readme_offline_command_runs_and_review_shows_what_it_changed(project):
-    """Issue 19: the README's offline command, verbatim, with this study's sizes appended
-    (the README: "where a key is given twice, the last value counts")."""
-    command = readme_offline_command()
-    assert command.startswith("dvc exp run -S download.source=../shared/data/cifar10-jpeg.tar.gz")
-    run(["bash", "-c", f"{command} {TINY_SETTINGS}"], project)
+    """Issues 19 and 32: the README's offline DVC line, verbatim, with this study's overlay
+    and one more epoch appended, reruns the DAG; the review commands show what it changed."""
+    three = write_overlay(project.parent / "three-epochs.yaml", {"train.epochs": 3})
+    run(["bash", "-c", readme_line_with("DVC", project.parent / "tiny.yaml", three)], project)
     assert "up to date" in run(["dvc", "status"], project).stdout.lower()
     counts = json.loads((project / "reports/data/counts.json").read_text())
     assert counts["train"]["total"] == 400 and counts["test"]["total"] == 200
@@ -205,10 +225,78 @@ def test_the_readme_offline_command_runs_and_review_shows_what_it_changed(projec
     params_diff = json.loads(run(["dvc", "params", "diff", "--json"], project).stdout)
     epochs = params_diff["params.yaml"]["train.epochs"]
     assert (epochs["old"], epochs["new"]) == (2, 3)
-    source = params_diff["params.yaml"]["download.source"]
-    assert (source["old"], source["new"]) == (str(SHARED_ARCHIVE), "../shared/data/cifar10-jpeg.tar.gz")
     plots = run(["dvc", "plots", "diff", "--json"], project).stdout
     assert "val/accuracy" in plots or "accuracy" in plots
+
+
+def test_a_bad_value_is_refused_before_dvc_deletes_any_output(project):
+    """Issue 32: `dvc exp run -S train.epochs=three` used to delete reports/tune/*.json before
+    the tune stage refused the value. dvc.yaml's first stage, validate, now refuses it first:
+    every output stays, byte for byte, and so do params.yaml's other values."""
+    import hashlib
+
+    import yaml
+
+    outputs = [path for folder in ("reports", "data/models", "data/prepared")
+               for path in (project / folder).rglob("*")
+               if path.is_file() and "logs" not in path.parts and not path.name.startswith(".")]
+    assert any(path.parent.name == "tune" for path in outputs)
+
+    def contents() -> dict[Path, str]:
+        # Their bytes, not their times: `dvc exp run` relinks outputs from its cache as it starts.
+        return {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in outputs if path.is_file()}
+
+    before_run = contents()
+    text = (project / "params.yaml").read_text()
+    result = run(["dvc", "exp", "run", "-S", "train.epochs=three"], project, check=False)
+    output = result.stdout + result.stderr
+    try:
+        assert result.returncode != 0, output[-3000:]
+        assert "train.epochs" in output and "lossbench validate" in output, output[-3000:]
+        assert contents() == before_run
+        before, after = yaml.safe_load(text), yaml.safe_load((project / "params.yaml").read_text())
+        assert after["train"].pop("epochs") == "three" and before["train"].pop("epochs") == 3
+        assert after == before
+    finally:
+        (project / "params.yaml").write_text(text)
+
+
+def test_snakemake_sees_what_dvc_made_with_other_values_and_what_was_deleted(project):
+    """Issue 31, items 0 and 4. DVC made these outputs (the offline line above) and Snakemake
+    holds no record of them (its metadata removed, as in the probe): after an edit of
+    model.width, `snakemake -n` said "Nothing to be done" while `dvc status` listed the change.
+    Each output's record (lossbench.pipeline.made) now makes Snakemake plan the same jobs as
+    DVC; and a deleted model is made again (with what it feeds), not taken as done."""
+    import shutil
+
+    shutil.rmtree(project / ".snakemake" / "metadata", ignore_errors=True)
+    stamp_reason = r"Updated input files: [^\n]*\.snakemake/lossbench/params-of/"
+    set_params(project, **{"model.width": 0.15})
+    try:
+        dry_run = run(["snakemake", "--dry-run", "--cores", "1"], project)
+        output = dry_run.stdout + dry_run.stderr
+        trainings = {f"train@{loss}-{seed}" for loss in ("categorical_crossentropy", "hinge")
+                     for seed in (0, 1)}
+        tunings = {"tune@categorical_crossentropy", "tune@hinge"}
+        assert trainings | tunings <= snakemake_changed_stages(project, stamp_reason, output), output[-3000:]
+        assert "it was made with other values of model.width" in output
+        assert trainings | tunings <= dvc_changed_stages(project)
+    finally:
+        set_params(project, **{"model.width": 0.1})
+    model = project / "data/models/hinge-seed1.keras"
+    saved, times = model.read_bytes(), model.stat()
+    model.unlink()
+    try:
+        dry_run = run(["snakemake", "--dry-run", "--cores", "1"], project)
+        output = dry_run.stdout + dry_run.stderr
+        assert "evaluate@hinge-1" in snakemake_changed_stages(project, stamp_reason, output), output[-3000:]
+        assert "train@hinge-1" in snakemake_changed_stages(project, r"Missing output files: data/models/hinge-seed1", output)
+        assert "data/models/hinge-seed1.keras, which it was made from, is missing" in output
+        status = json.loads(run(["dvc", "status", "--json"], project).stdout)
+        assert "train@hinge-1" in status
+    finally:
+        model.write_bytes(saved)
+        os.utime(model, ns=(times.st_atime_ns, times.st_mtime_ns))
 
 
 def test_packed_train_jobs_write_what_lone_ones_write_under_both_tools(project):

@@ -20,14 +20,18 @@ def readme_block_after(marker: str) -> str:
     return text[text.index(marker):].split("```bash\n", 1)[1].splitlines()[0]
 
 
-def readme_cpu_sized_command() -> str:
-    return readme_block_after("**A CPU-sized run of the whole pipeline**")
+def readme_table_commands() -> dict[tuple[str, str], str]:
+    """The first screen's table: {(row, tool): command}, tool "Snakemake" or "DVC"."""
+    text = (PROJECT / "README.md").read_text()
+    table = text[text.index("| | Snakemake | DVC |"):].split("\n\n", 1)[0].splitlines()[2:]
+    commands = {}
+    for row in table:
+        name, snakemake, dvc = (cell.strip() for cell in row.strip("|").split("|"))
+        commands[(name, "Snakemake")], commands[(name, "DVC")] = snakemake.strip("`"), dvc.strip("`")
+    return commands
 
 
-def readme_offline_command() -> str:
-    """The README's one-line command for the CPU-sized run from a local copy of the data
-    (tests/test_pipeline_e2e.py runs it verbatim)."""
-    return readme_block_after("**The same run offline**")
+OFFLINE = "offline, from `../shared/data/cifar10-jpeg.tar.gz`"
 
 
 def settings(command: str) -> list[tuple[str, str]]:
@@ -152,23 +156,30 @@ def test_readme_explains_conda_and_the_quick_test_run():
     assert '-m "not slow"' in text
 
 
-def test_the_offline_command_is_the_cpu_sized_one_with_every_local_copy_setting():
-    """Issue 19: one line runs the CPU-sized study from the local JPEG copy. Its settings are
-    the four a local copy needs (download.error names the same four), with the copy's SHA-256,
-    followed by exactly the CPU-sized command's; all are params.yaml's keys and valid values."""
+def test_the_first_screen_runs_the_smoke_test_the_same_way_under_both_tools():
+    """Issue 32: the first command is the smoke test; the table gives it under both tools, and
+    offline with the local copy's overlay, whose four settings are those a local copy needs
+    (download.error names the same four), with the copy's SHA-256; each overlay is valid."""
     from lossbench.pipeline.params import load_params, validate_params
 
     from projects import SHARED_SHA256
 
-    offline, cpu_sized = settings(readme_offline_command()), settings(readme_cpu_sized_command())
-    assert offline[:4] == [("download.source", "../shared/data/cifar10-jpeg.tar.gz"),
-                           ("download.md5", "null"), ("download.sha256", SHARED_SHA256),
-                           ("preprocess.dataset", "image_folder")]
-    assert offline[4:] == cpu_sized
-    assert ("tune.learning_rates", "[]") in cpu_sized  # no tuning: minutes, not hours
+    run_command, _ = readme_commands()
+    commands = readme_table_commands()
+    smoke = "lossbench use-params workflow/params/cpu-smoke.yaml"
+    tail = {"Snakemake": " && snakemake --cores 1 --resources gpu=1", "DVC": " && dvc exp run"}
+    assert run_command.endswith(smoke + tail["Snakemake"])
+    for tool, end in tail.items():
+        assert commands[("smoke test", tool)] == smoke + end
+        assert commands[(OFFLINE, tool)] == smoke + " workflow/params/local-copy.yaml" + end
+    local = yaml.safe_load((PROJECT / "workflow/params/local-copy.yaml").read_text())
+    assert local == {"download": {"source": "../shared/data/cifar10-jpeg.tar.gz", "md5": None,
+                                  "sha256": SHARED_SHA256},
+                     "preprocess": {"dataset": "image_folder"}}
+    smoke_values = yaml.safe_load((PROJECT / "workflow/params/cpu-smoke.yaml").read_text())
+    assert smoke_values["tune"] == {"learning_rates": []}  # no tuning: minutes, not hours
     params = load_params(PROJECT / "params.yaml")
-    for key, value in offline:
-        section, name = key.split(".")
-        assert name in params[section], key
-        params[section][name] = yaml.safe_load(value)
+    for overlay in (smoke_values, local):
+        for section, keys in overlay.items():
+            params[section].update(keys)
     validate_params(params)

@@ -85,7 +85,11 @@ def shell(line: str, cwd: Path, **replacements) -> str:
 
 
 def test_the_readme_recipe_blocks_exist():
-    recipe, = readme_blocks("## Reviewing a change: `dvc metrics diff`")[:1]
+    experiments, recipe = readme_blocks("## Reviewing a change: `dvc metrics diff`")[:2]
+    assert experiments[0] == "lossbench use-params workflow/params/cpu-smoke.yaml"
+    assert [line.split("#")[0].strip() for line in experiments[3:]] == [
+        "dvc exp show --drop '.*[./]'", "dvc exp diff first second", "dvc metrics diff first second",
+        "dvc plots diff first second"]
     assert any(line.startswith("git add params.yaml dvc.lock") for line in recipe)
     assert any("dvc commit --force dvc.yaml" in line for line in recipe)
     push, pull = readme_blocks("### Sharing results: a DVC remote")
@@ -295,7 +299,7 @@ def clone(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reviewed(clone):
     """The README's review recipe, line by line; returns each command's output."""
-    recipe = readme_blocks("## Reviewing a change: `dvc metrics diff`")[0]
+    recipe = readme_blocks("## Reviewing a change: `dvc metrics diff`")[1]
     outputs = {}
     for line in recipe:
         if line.startswith("#"):
@@ -308,6 +312,45 @@ def reviewed(clone):
             # The baseline holds everything a run leaves: nothing untracked, nothing deleted.
             assert run(["git", "status", "--porcelain"], clone).stdout == ""
     return outputs
+
+
+@pytest.fixture(scope="module")
+def experiments(tmp_path_factory):
+    """Issue 32: the README's review without a committed baseline, line by line, in a fresh
+    clone: its smoke-test overlay with this study's tiny one appended, two experiments (the
+    second with 2 epochs instead of the README's 10). Returns each command's output."""
+    import yaml
+
+    root = copy_project(tmp_path_factory.mktemp("experiments"))
+    init_repository(root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "lossbench"], root)
+    tiny = root.parent / "tiny.yaml"
+    sections: dict = {}
+    for dotted, value in TINY.items():
+        section, key = dotted.split(".")
+        sections.setdefault(section, {})[key] = value
+    tiny.write_text(yaml.safe_dump(sections))
+    outputs = {}
+    for line in readme_blocks("## Reviewing a change: `dvc metrics diff`")[0]:
+        command = line.split("#")[0].strip()
+        if command.startswith("lossbench use-params"):
+            line = f"{command} {tiny}"
+        outputs[command] = shell(line, root, **{"train.epochs=10": "train.epochs=2"})
+    return outputs
+
+
+@pytest.mark.slow
+@needs_real_images
+def test_two_experiments_are_reviewed_by_name_without_a_baseline(experiments):
+    shown = experiments["dvc exp show --drop '.*[./]'"]
+    assert "first" in shown and "second" in shown, shown
+    changed = experiments["dvc exp diff first second"]
+    assert "train.epochs" in changed and "reports/headline.json" in changed, changed
+    metrics = experiments["dvc metrics diff first second"]
+    assert "reports/headline.json" in metrics and "first" in metrics and "second" in metrics, metrics
+    assert "failed to load" not in metrics
+    assert "dvc_plots" in experiments["dvc plots diff first second"]
 
 
 @pytest.mark.slow

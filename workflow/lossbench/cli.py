@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lossbench.pipeline import native_logs, params as params_file
 from lossbench.pipeline.interrupts import EXIT_STATUS, Terminated, terminate_as_interrupt
+from lossbench.pipeline.made import record_outputs
 from lossbench.pipeline.messages import describe_os_error
 from lossbench.pipeline.params import ParamsError, check_dag_params, load_params
 from lossbench.pipeline.runs import parse_run_name, run_names
@@ -364,6 +365,7 @@ def _run_stage(args: argparse.Namespace) -> int:
             check_dag_params(params, source=str(args.params))
             args.handler(args, params)
             params_file.check_params_unchanged(args.params, params, args.stage)
+            record_outputs(args, params)
     except (ParamsError, ValueError, FileNotFoundError, ConnectionError) as error:
         # User-facing problems end with their message, not a traceback (--verbose shows it).
         if args.verbose:

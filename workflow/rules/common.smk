@@ -5,6 +5,7 @@
 # only what is Snakemake's own: its log, resources, conda environment and report entries. Only
 # light modules are imported here (no TensorFlow), so `snakemake -n` stays fast.
 
+from lossbench.pipeline.made import job_files, params_stamp
 from lossbench.pipeline.params import stage_fingerprint
 from lossbench.pipeline.runs import RUN_PATTERN, run_names
 from lossbench.pipeline.stages import (
@@ -32,9 +33,20 @@ wildcard_constraints:
 
 def stage_inputs(stage):
     """The stage's inputs from the table: `code` (its module and every lossbench module it
-    imports, so that a code change reruns it), then its files, every run's for an aggregate.
+    imports, so that a code change reruns it), then its files, every run's for an aggregate,
+    and `made_with`, the job's stamp (lossbench.pipeline.made): dated now when the job's
+    output was made, by DVC or anyone, with other values than params.yaml's, or when an input
+    it was made from is missing, so that Snakemake makes it again as DVC would.
     """
-    return snakemake_inputs(stage, RUNS, LOSSES)
+    return {**snakemake_inputs(stage, RUNS, LOSSES), "made_with": made_with(stage)}
+
+
+def made_with(stage):
+    def stamp(wildcards):
+        outputs, inputs = job_files(stage, RUNS, LOSSES, dict(wildcards))
+        return params_stamp(stage, config, outputs, inputs)
+
+    return stamp
 
 
 def stage_outputs(stage, **reports):

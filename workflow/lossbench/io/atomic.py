@@ -128,6 +128,10 @@ def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A stage killed with SIGKILL leaves its staging (or retired) directory behind; the next
+    # writer of the same output removes it (orchestrators run one writer per output).
+    for leftover in [*path.parent.glob(f".{path.name}.*.tmp"), *path.parent.glob(f".{path.name}.*.old")]:
+        shutil.rmtree(leftover, ignore_errors=True)
     staging = None
     try:
         with signals_deferred():
