@@ -247,3 +247,26 @@ def test_unknown_init_and_padding_are_refused():
         model_of(init="he")
     with pytest.raises(ValueError, match="model.stride2_padding"):
         model_of(stride2_padding="reflect")
+
+
+def test_the_final_convolution_can_be_linear_with_the_same_parameters():
+    """Issue 30, item 5: `model.final_convolution_activation: linear` drops only the ReLU of the
+    last convolution (its class maps may then be negative); the paper's ReLU is the default."""
+    import keras
+    import numpy as np
+
+    from lossbench.core.model import FINAL_CONVOLUTION_NAME, build_model
+
+    paper = build_model(width=1.0, init="keras1", stride2_padding="theano")
+    linear = build_model(width=1.0, init="keras1", stride2_padding="theano",
+                         final_convolution_activation="linear")
+    assert paper.count_params() == linear.count_params() == 1_376_148
+    assert paper.get_layer(FINAL_CONVOLUTION_NAME).activation is keras.activations.relu
+    assert linear.get_layer(FINAL_CONVOLUTION_NAME).activation is keras.activations.linear
+    assert all(layer.activation is keras.activations.relu for layer in linear.layers
+               if isinstance(layer, keras.layers.Conv2D) and layer.name != FINAL_CONVOLUTION_NAME)
+    maps = keras.Model(linear.inputs, linear.get_layer(FINAL_CONVOLUTION_NAME).output)
+    images = np.random.default_rng(0).uniform(size=(4, 32, 32, 3)).astype("float32")
+    assert float(np.min(maps.predict(images, verbose=0))) < 0
+    with pytest.raises(ValueError, match="model.final_convolution_activation"):
+        build_model(width=1.0, init="keras1", stride2_padding="theano", final_convolution_activation="tanh")

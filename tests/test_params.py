@@ -407,3 +407,13 @@ def test_validate_writes_the_gate_file_only_for_valid_params(tmp_path, capsys):
     (tmp_path / "params.yaml").write_text(bad)
     assert main(["--params", str(tmp_path / "params.yaml"), "validate", "--output", str(gate)]) == 2
     assert "train.epochs" in capsys.readouterr().err and not gate.exists()
+
+
+@pytest.mark.parametrize("overlay", sorted((PROJECT / "reports/studies").glob("*/overlay-*.yaml")) +
+                         sorted((PROJECT / "workflow/params").glob("*.yaml")), ids=lambda path: path.name)
+def test_every_committed_overlay_makes_a_valid_params_yaml(tmp_path, overlay):
+    from lossbench.pipeline.params_overlay import use_params
+
+    (tmp_path / "params.yaml").write_text((PROJECT / "params.yaml").read_text())
+    assert use_params(tmp_path / "params.yaml", [overlay])
+    load_params(tmp_path / "params.yaml")

@@ -229,6 +229,49 @@ def test_the_readme_offline_command_runs_and_review_shows_what_it_changed(projec
     assert "val/accuracy" in plots or "accuracy" in plots
 
 
+def test_snakemake_sees_what_dvc_made_with_other_values_and_what_was_deleted(project):
+    """Issue 31, items 0 and 4. DVC made these outputs (the offline line above) and Snakemake
+    holds no record of them (its metadata removed, as in the probe): after an edit of
+    model.width, `snakemake -n` said "Nothing to be done" while `dvc status` listed the change.
+    Each output's record (lossbench.pipeline.made) now makes Snakemake plan the same jobs as
+    DVC; and a deleted model is made again (with what it feeds), not taken as done."""
+    import shutil
+
+    shutil.rmtree(project / ".snakemake" / "metadata", ignore_errors=True)
+    trainings = {f"train@{loss}-{seed}" for loss in ("categorical_crossentropy", "hinge") for seed in (0, 1)}
+    tunings = {"tune@categorical_crossentropy", "tune@hinge"}
+
+    def planned() -> tuple[set[str], str]:
+        dry_run = run(["snakemake", "--dry-run", "--cores", "1"], project)
+        output = dry_run.stdout + dry_run.stderr
+        return snakemake_changed_stages(project, r"\n    reason: ", output), output
+
+    jobs, output = planned()
+    assert not jobs & (trainings | {"tune", "evaluate@hinge-1"}), output[-3000:]
+    set_params(project, **{"model.width": 0.15})
+    try:
+        jobs, output = planned()
+        assert trainings | {"tune"} <= jobs, output[-3000:]  # the helper names tune jobs "tune"
+        for run_name in ("categorical_crossentropy-seed0", "hinge-seed1"):
+            assert (f"lossbench: data/models/{run_name}.keras will be made again: it was made with "
+                    "other values of model.width.") in output, output[-3000:]
+        assert trainings | tunings <= dvc_changed_stages(project)
+    finally:
+        set_params(project, **{"model.width": 0.1})
+    model = project / "data/models/hinge-seed1.keras"
+    saved, times = model.read_bytes(), model.stat()
+    model.unlink()
+    try:
+        jobs, output = planned()
+        assert {"train@hinge-1", "evaluate@hinge-1"} <= jobs, output[-3000:]
+        assert ("reports/evaluation/hinge-seed1.json will be made again: "
+                "data/models/hinge-seed1.keras, which it was made from, is missing") in output
+        assert "train@hinge-1" in json.loads(run(["dvc", "status", "--json"], project).stdout)
+    finally:
+        model.write_bytes(saved)
+        os.utime(model, ns=(times.st_atime_ns, times.st_mtime_ns))
+
+
 def test_a_bad_value_is_refused_before_dvc_deletes_any_output(project):
     """Issue 32: `dvc exp run -S train.epochs=three` used to delete reports/tune/*.json before
     the tune stage refused the value. dvc.yaml's first stage, validate, now refuses it first:
@@ -259,44 +302,6 @@ def test_a_bad_value_is_refused_before_dvc_deletes_any_output(project):
         assert after == before
     finally:
         (project / "params.yaml").write_text(text)
-
-
-def test_snakemake_sees_what_dvc_made_with_other_values_and_what_was_deleted(project):
-    """Issue 31, items 0 and 4. DVC made these outputs (the offline line above) and Snakemake
-    holds no record of them (its metadata removed, as in the probe): after an edit of
-    model.width, `snakemake -n` said "Nothing to be done" while `dvc status` listed the change.
-    Each output's record (lossbench.pipeline.made) now makes Snakemake plan the same jobs as
-    DVC; and a deleted model is made again (with what it feeds), not taken as done."""
-    import shutil
-
-    shutil.rmtree(project / ".snakemake" / "metadata", ignore_errors=True)
-    stamp_reason = r"Updated input files: [^\n]*\.snakemake/lossbench/params-of/"
-    set_params(project, **{"model.width": 0.15})
-    try:
-        dry_run = run(["snakemake", "--dry-run", "--cores", "1"], project)
-        output = dry_run.stdout + dry_run.stderr
-        trainings = {f"train@{loss}-{seed}" for loss in ("categorical_crossentropy", "hinge")
-                     for seed in (0, 1)}
-        tunings = {"tune@categorical_crossentropy", "tune@hinge"}
-        assert trainings | tunings <= snakemake_changed_stages(project, stamp_reason, output), output[-3000:]
-        assert "it was made with other values of model.width" in output
-        assert trainings | tunings <= dvc_changed_stages(project)
-    finally:
-        set_params(project, **{"model.width": 0.1})
-    model = project / "data/models/hinge-seed1.keras"
-    saved, times = model.read_bytes(), model.stat()
-    model.unlink()
-    try:
-        dry_run = run(["snakemake", "--dry-run", "--cores", "1"], project)
-        output = dry_run.stdout + dry_run.stderr
-        assert "evaluate@hinge-1" in snakemake_changed_stages(project, stamp_reason, output), output[-3000:]
-        assert "train@hinge-1" in snakemake_changed_stages(project, r"Missing output files: data/models/hinge-seed1", output)
-        assert "data/models/hinge-seed1.keras, which it was made from, is missing" in output
-        status = json.loads(run(["dvc", "status", "--json"], project).stdout)
-        assert "train@hinge-1" in status
-    finally:
-        model.write_bytes(saved)
-        os.utime(model, ns=(times.st_atime_ns, times.st_mtime_ns))
 
 
 def test_packed_train_jobs_write_what_lone_ones_write_under_both_tools(project):

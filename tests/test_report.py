@@ -480,3 +480,10 @@ def test_the_first_finding_says_whether_the_models_learned():
                     "exact one-sided binomial test of each run's correct test images, α = 0.05).")
     uncounted = report.learned_line({"losses": {"hinge": {"runs": 2, "test_accuracy": {"mean": 0.3}}}})
     assert uncounted.startswith("**Did the models learn?** Unknown: ")
+
+
+def test_the_model_row_names_a_final_convolution_that_is_not_the_papers():
+    assert report.final_convolution_text({"model": {"final_convolution_activation": "relu"}}) == ""
+    assert report.final_convolution_text({}) == ""
+    assert report.final_convolution_text({"model": {"final_convolution_activation": "linear"}}) == (
+        "; final convolution linear, not the paper's ReLU (`model.final_convolution_activation`)")

@@ -115,3 +115,62 @@ def test_the_noise_studys_confound_sentence_names_untrainable_losses_of_the_fami
     assert "crammer_singer_hinge" not in text and "slowness, not robustness" in text
     assert sentence({"pairs": pairs, "untrainable_losses": {"square": "2 of 3 runs collapsed"}}) == ""
     assert sentence({"pairs": pairs, "untrainable_losses": {}}) == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# cpu-class-scores: the pre-registered verdicts, on synthetic tuning tables.
+# ---------------------------------------------------------------------------------------------
+
+
+def load_class_scores_analysis():
+    import importlib.util
+
+    path = STUDY.parent / "cpu-class-scores" / "analyse.py"
+    spec = importlib.util.spec_from_file_location("class_scores_analysis", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def synthetic_tuning(accuracies: dict[float, list[float]], selected: float) -> dict:
+    """A tune result with one run per (rate, accuracy) and the given selected rate."""
+    runs = [{"learning_rate": rate, "seed": 100 + index, "holdout_accuracy": accuracy, "diverged": False}
+            for rate, values in accuracies.items() for index, accuracy in enumerate(values)]
+    return {"runs": runs, "selected_learning_rate": selected}
+
+
+def test_class_scores_verdicts_follow_the_pre_registered_rules():
+    analysis = load_class_scores_analysis()
+    chance, learned = 0.100, 0.300
+    collapsing = {0.01: [learned] * 3, 0.03: [learned] * 3, 0.1: [chance] * 3, 0.3: [chance] * 3}
+    healthy = {rate: [learned] * 3 for rate in (0.01, 0.03, 0.1, 0.3)}
+    # The boundary of "at chance" with 1,000 hold-out images: 116 correct is, 117 is not.
+    assert analysis.at_chance({"holdout_accuracy": 0.116}) and not analysis.at_chance({"holdout_accuracy": 0.117})
+    assert analysis.at_chance({"holdout_accuracy": None, "diverged": True})
+    tunings = {"relu": {"hinge": synthetic_tuning(collapsing, 0.01),
+                        "categorical_crossentropy": synthetic_tuning(healthy, 0.03)},
+               "linear": {"hinge": synthetic_tuning(healthy, 0.1),
+                          "categorical_crossentropy": synthetic_tuning(healthy, 0.03)}}
+    rows = {row["loss"]: row for row in analysis.verdict_rows(tunings)}
+    assert rows["hinge"]["relu"] == [6, 6] and rows["hinge"]["linear"] == [0, 6]
+    assert rows["hinge"]["p_predicted"] == pytest.approx(0.0011, abs=1e-4)
+    assert rows["hinge"]["verdict"] == "reproduced"
+    assert rows["categorical_crossentropy"]["verdict"] == "not testable"  # no collapse to remove
+    rates = analysis.selected_rates(tunings)
+    assert rates == {"loss": "hinge", "selected": {"relu": 0.01, "linear": 0.1}, "moved": True}
+    lines = analysis.describe(list(rows.values()), rates)
+    assert lines[0] == ("- **H1** (`hinge`, rates 0.1 and 0.3): at chance in 6 of 6 runs with the ReLU "
+                        "and 0 of 6 without (difference +100 points; Fisher one-sided p = 0.00108, "
+                        "Holm 0.00216): **reproduced**.")
+    assert lines[2] == "- **H3** (descriptive): the hinge's selected rate moved: 0.01 with the ReLU, 0.1 without."
+    # The reverse, a partial effect, and an arm whose hinge never learned.
+    tunings["linear"]["hinge"] = synthetic_tuning(collapsing, 0.01)
+    tunings["relu"]["hinge"] = synthetic_tuning(healthy | {0.3: [chance, learned, learned]}, 0.03)
+    assert analysis.verdict_rows(tunings)[0]["verdict"] == "reversed"
+    tunings["linear"]["hinge"] = synthetic_tuning(healthy | {0.3: [learned, learned, learned]}, 0.03)
+    tunings["relu"]["hinge"] = synthetic_tuning(healthy | {0.3: [chance, chance, chance]}, 0.03)
+    assert analysis.verdict_rows(tunings)[0]["verdict"] == "inconclusive"  # 3 of 6 against 0 of 6
+    tunings["linear"]["hinge"] = synthetic_tuning({rate: [chance] * 3 for rate in healthy}, 0.01)
+    assert analysis.selected_rates(tunings)["moved"] == "not testable"
+    assert "H3**: not testable" in analysis.describe(analysis.verdict_rows(tunings),
+                                                     analysis.selected_rates(tunings))[2]

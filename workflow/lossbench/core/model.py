@@ -157,8 +157,9 @@ def _check_choices(output_activation: str, init: str, stride2_padding: str) -> N
 
 
 def _convolution(features, position: int, channels: int, kernel_size: int, strides: int,
-                 init: str, stride2_padding: str, name: str):
-    """Apply the plan's convolution number `position` (ReLU) to `features`; return its output.
+                 init: str, stride2_padding: str, name: str, activation: str = "relu"):
+    """Apply the plan's convolution number `position` (`activation`: ReLU but for a linear
+    final convolution) to `features`; return its output.
 
     Under "theano" padding a stride-2 convolution is preceded by a `pad_<position>` layer.
     """
@@ -176,7 +177,7 @@ def _convolution(features, position: int, channels: int, kernel_size: int, strid
         kernel_size,
         strides=strides,
         padding=padding,
-        activation="relu",
+        activation=activation,
         kernel_initializer=kernel_initializer(init, 4),
         bias_initializer="zeros",
         name=name,
@@ -192,6 +193,7 @@ def build_model(
     output_activation: str = "softmax",
     input_shape=(32, 32, 3),
     name: str = "all_cnn",
+    final_convolution_activation: str = "relu",
 ) -> keras.Model:
     """Build the paper's All-CNN variant (Listing 1.1) with the Functional API.
 
@@ -208,6 +210,8 @@ def build_model(
             or "keras3" (today's Glorot-uniform); see the module docstring.
         stride2_padding: "theano" (the paper's: one pixel of zeros on every side before
             each stride-2 convolution) or "tensorflow" (TensorFlow's asymmetric "same").
+        final_convolution_activation: "relu" (the paper's: every convolution has a ReLU) or
+            "linear": the last convolution's class maps pass to the dense layer unclipped.
 
     Returns:
         An uncompiled `keras.Model` from images (batch, height, width, channels) to
@@ -215,14 +219,19 @@ def build_model(
     """
     input_shape = _check_arguments(num_classes, width, input_shape)
     _check_choices(output_activation, init, stride2_padding)
+    if final_convolution_activation not in ("relu", "linear"):
+        raise ValueError(f"final_convolution_activation must be relu or linear, got "
+                         f"{final_convolution_activation!r} (params.yaml: model.final_convolution_activation).")
 
     inputs = keras.Input(shape=input_shape, name="images")
     features = inputs
     plan = _layer_plan(num_classes, width)
     for position, (channels, kernel_size, strides) in enumerate(plan, start=1):
+        final = position == len(plan)
         features = _convolution(
             features, position, channels, kernel_size, strides, init, stride2_padding,
-            name=FINAL_CONVOLUTION_NAME if position == len(plan) else f"conv_{position}",
+            name=FINAL_CONVOLUTION_NAME if final else f"conv_{position}",
+            activation=final_convolution_activation if final else "relu",
         )
     features = layers.Flatten(name="flatten")(features)
     scores = layers.Dense(

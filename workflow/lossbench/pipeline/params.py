@@ -34,6 +34,7 @@ TRAIN_KEYS = (
     "model.width",
     "model.init",
     "model.stride2_padding",
+    "model.final_convolution_activation",
     "train.epochs",
     "train.batch_size",
     "train.learning_rate",
@@ -83,9 +84,9 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "figures": ("train.losses", "train.seeds"),
     "report": (
         "report.paper", "train.losses", "train.learning_rate", "preprocess.dataset", "download.url",
-        "download.source", "download.sha256", "model.width", "train.batch_size",
-        "evaluate.collapse_share", "evaluate.dead_layer_share", "preprocess.label_noise",
-        "preprocess.label_noise_mode",
+        "download.source", "download.sha256", "model.width", "model.final_convolution_activation",
+        "train.batch_size", "evaluate.collapse_share", "evaluate.dead_layer_share",
+        "preprocess.label_noise", "preprocess.label_noise_mode",
     ),
 }
 

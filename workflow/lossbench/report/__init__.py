@@ -105,6 +105,13 @@ def labels_text(setup: dict, params: dict) -> str:
     )
 
 
+def final_convolution_text(params: dict) -> str:
+    """A note for the Model row when the last convolution is not the paper's (ReLU)."""
+    activation = (params.get("model") or {}).get("final_convolution_activation", "relu")
+    return "" if activation == "relu" else (
+        f"; final convolution {activation}, not the paper's ReLU (`model.final_convolution_activation`)")
+
+
 def setup_section(summary: dict, params: dict) -> list[str]:
     """The setup table's Markdown lines: what was trained, on what data, where, with what."""
     setup = summary.get("setup", {})
@@ -131,7 +138,7 @@ def setup_section(summary: dict, params: dict) -> list[str]:
         ("Model", (
             f"All-CNN, width {MISSING if width is None else width}, "
             f"{joined(count(value) for value in setup.get('model_parameters', []))} parameters "
-            f"(paper: {count(PAPER_PARAMETERS)})"
+            f"(paper: {count(PAPER_PARAMETERS)})" + final_convolution_text(params)
         )),
         ("Training", (
             f"{joined(setup.get('epochs_planned', []))} epochs (paper: {PAPER_EPOCHS}), batch size "

@@ -122,6 +122,7 @@ def build_training_model(config: TrainConfig, loss_name: str, seed: int, num_cla
         output_activation=loss.output_activation,
         init=config.init,
         stride2_padding=config.stride2_padding,
+        final_convolution_activation=config.final_convolution_activation,
     )
     augmentation = (None if device_loop else
                     build_augmentation(config.shift_fraction, config.horizontal_flip, seed))
@@ -216,7 +217,7 @@ def measured_precision(config: TrainConfig, runtime, loss_name: str, seed: int, 
         return build_training_model(config, loss_name, seed, num_classes, measuring)[0]
 
     key = (keras.backend.backend(), runtime.device, runtime.jit_compile, config.width,
-           config.init, config.stride2_padding, config.shift_fraction, config.horizontal_flip,
+           config.init, config.stride2_padding, config.final_convolution_activation, config.shift_fraction, config.horizontal_flip,
            count, num_classes, loss_name, tuple(candidates))
     choice, rates = precision.measure(build, images[:count], labels[:count], candidates, key)
     return dataclasses.replace(runtime, precision=choice), rates
