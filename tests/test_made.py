@@ -85,3 +85,39 @@ def test_a_job_run_by_hand_elsewhere_records_beside_its_own_output(project, para
     assert record_path(elsewhere).is_file() and not Path("data").exists()
     record_outputs(Namespace(stage="validate", output=Path("gate.txt")), params)  # reads no stage params
     assert not record_path("gate.txt").exists()
+
+
+def test_an_input_edited_after_its_stage_wrote_it_is_refused_with_the_way_back(project, params):
+    """Issue 31, items 2 and 3: a model edited in place (size and time kept) and a summary
+    edited by hand used to flow into every result after them."""
+    from argparse import Namespace
+
+    from lossbench.pipeline.made import check_inputs
+
+    model = Path("data/models/hinge-seed0.keras")
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"weights-1")
+    record_made("train", params, model)
+    evaluate = Namespace(stage="evaluate", data=Path("data/prepared"), model=model,
+                         log_dir=Path("reports/training/hinge-seed0"))
+    check_inputs(evaluate)
+    model.write_bytes(b"weights-2")  # the same size
+    with pytest.raises(ValueError, match=r"data/models/hinge-seed0.keras is not the file `lossbench train` "
+                                         r"wrote .*`dvc checkout data/models/hinge-seed0.keras`.*"
+                                         r"`dvc repro -f train`.*`snakemake --forcerun train"):
+        check_inputs(evaluate)
+    # train names the model as its output: never checked there, so a rerun can replace it.
+    check_inputs(Namespace(stage="train", data=Path("data/prepared"), tuning=None, model=[model]))
+    # DVC gives an aggregate stage the directory: each file in it with a record is checked.
+    evaluation = Path("reports/evaluation/hinge-seed0.json")
+    evaluation.parent.mkdir(parents=True)
+    evaluation.write_text('{"test_accuracy": 0.08}')
+    record_made("evaluate", params, evaluation)
+    compare = Namespace(stage="compare", evaluations=[Path("reports/evaluation")])
+    check_inputs(compare)
+    evaluation.write_text('{"test_accuracy": 0.99}')
+    with pytest.raises(ValueError, match="reports/evaluation/hinge-seed0.json is not the file `lossbench evaluate`"):
+        check_inputs(compare)
+    # A file without a record (made before records existed, or brought in by hand): not checked.
+    record_path(evaluation).unlink()
+    check_inputs(compare)

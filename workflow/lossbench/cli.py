@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lossbench.pipeline import native_logs, params as params_file
 from lossbench.pipeline.interrupts import EXIT_STATUS, Terminated, terminate_as_interrupt
-from lossbench.pipeline.made import record_outputs
+from lossbench.pipeline.made import check_inputs, record_outputs
 from lossbench.pipeline.messages import describe_os_error
 from lossbench.pipeline.params import ParamsError, check_dag_params, load_params
 from lossbench.pipeline.runs import parse_run_name, run_names
@@ -363,6 +363,7 @@ def _run_stage(args: argparse.Namespace) -> int:
         with terminate_as_interrupt():
             params = load_params(args.params)
             check_dag_params(params, source=str(args.params))
+            check_inputs(args)
             args.handler(args, params)
             params_file.check_params_unchanged(args.params, params, args.stage)
             record_outputs(args, params)

@@ -3,9 +3,10 @@
 In:  a finished job (its stage, run, first output and the params it read), or, for Snakemake,
      a job about to be planned (its stage, wildcards, outputs and inputs).
 Out: `record_made`: a small JSON file beside the job's first output, `.<name>.made.json`,
-     holding the stage's parameter values (`stage_fingerprint`); `params_stamp`: the path of
-     a stamp file that a rule takes as an input, dated now when the job must run again and
-     1970 otherwise.
+     holding the stage's parameter values (`stage_fingerprint`) and the file's SHA-256;
+     `params_stamp`: the path of a stamp file that a rule takes as an input, dated now when
+     the job must run again and 1970 otherwise; `check_inputs`, which refuses an input file
+     whose bytes are not those its stage recorded (edited in place, or replaced by hand).
 
 Why: Snakemake reruns a job when a value under its `params:` changed, but only for outputs it
 made itself (it keeps that record in .snakemake/metadata/). Outputs made by `dvc repro` had no
@@ -17,6 +18,10 @@ params.yaml. The same stamp is dated now when an output exists but an input it w
 is missing (a deleted model, or an evaluation Snakemake removed after a killed job), because
 Snakemake does not remake a missing file that only feeds outputs it finds up to date.
 
+Why the digest: an edit in place that keeps size and time (a model's weights, a summary's
+number) is invisible to both tools, and DVC's hardlinked cache copy is edited with it; the stage
+that reads the file is the last place to notice, and it refuses, naming how to get it back.
+
 A job run by hand with other paths (`lossbench train --model /tmp/x.keras`) records beside
 that path, never beside the pipeline's outputs. An output brought back by `dvc checkout` or
 `dvc exp apply` keeps the record of whoever made the file now there last: Snakemake may rerun
@@ -25,8 +30,10 @@ such a job once more than needed, never less.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -47,10 +54,63 @@ def record_path(output: str | Path) -> Path:
 
 
 def record_made(stage: str, params: dict, output: str | Path) -> None:
-    """Record, beside `output`, the values of the params that `stage` read to make it."""
-    write_text(record_path(output),
-               json.dumps({"stage": stage, "params": json.loads(stage_fingerprint(params, stage))},
-                          indent=2) + "\n")
+    """Record, beside `output`, the values of the params that `stage` read to make it and,
+    for a file, its SHA-256 (a directory's files have checks of their own, e.g. the prepared
+    arrays' manifest)."""
+    record = {"stage": stage, "params": json.loads(stage_fingerprint(params, stage))}
+    if Path(output).is_file():
+        record["sha256"] = file_sha256(output)
+    write_text(record_path(output), json.dumps(record, indent=2) + "\n")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def input_flags(stage: str) -> list[str]:
+    """The options of `lossbench <stage>` that name its inputs, read from the stage table's
+    command (`--model {input.model}`: an input of evaluate, an output of train)."""
+    from lossbench.pipeline.stages import stage as stage_entry
+
+    return re.findall(r"(--[\w-]+) \{input\.\w+\}", stage_entry(stage).command)
+
+
+def check_inputs(args) -> None:
+    """Before a stage of the DAG runs: refuse (ValueError) an input file that differs from
+    what the stage that wrote it recorded (its SHA-256 beside it): a model or a summary edited
+    by hand would otherwise flow into every result after it. A directory input is checked
+    file by file (the per-run files of an aggregate stage under DVC)."""
+    from lossbench.pipeline.params import STAGE_PARAMS
+
+    if args.stage not in STAGE_PARAMS:
+        return
+    for flag in input_flags(args.stage):
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        for path in map(Path, value if isinstance(value, list) else [value] if value else []):
+            files = [path] if path.is_file() else [
+                record.parent / record.name[1:].removesuffix(".made.json")
+                for record in path.glob(".*.made.json")] if path.is_dir() else []
+            for file in files:
+                _check_file(file)
+
+
+def _check_file(path: Path) -> None:
+    try:
+        made = json.loads(record_path(path).read_text())
+        expected = made["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no record (an older run, or a file from elsewhere): nothing to compare with
+    if path.is_file() and file_sha256(path) != expected:
+        stage = made.get("stage", "the stage that wrote it")
+        raise ValueError(
+            f"{path} is not the file `lossbench {stage}` wrote (its SHA-256 differs from the one "
+            f"recorded beside it, {record_path(path)}): it was edited or replaced. Restore it "
+            f"with `dvc checkout {path}` (if DVC has it), or make it again: `dvc repro -f "
+            f"{stage}` or `snakemake --forcerun {stage} --cores 1 --resources gpu=1`.")
 
 
 def record_outputs(args, params: dict) -> None:
