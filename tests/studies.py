@@ -14,7 +14,6 @@ from lossbench import compare, evaluate, report
 from lossbench.evaluate.calibration import calibration_fields
 from lossbench.pipeline.params import load_params, with_defaults
 
-
 PROJECT = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # params.yaml's `evaluate:` defaults (the shares that make a run collapsed or its conv_9 dead).

@@ -106,7 +106,8 @@ def test_a_source_larger_than_the_limit_is_refused_before_copying(tmp_path):
     source = tmp_path / "big.tar"
     source.write_bytes(bytes(LIMIT + 1))
 
-    with pytest.raises(ArchiveTooLargeError, match=r"is 4,000,001 bytes, over download.max_archive_bytes \(4,000,000 bytes\)"):
+    with pytest.raises(ArchiveTooLargeError,
+                       match=r"is 4,000,001 bytes, over download.max_archive_bytes \(4,000,000 bytes\)"):
         fetch_archive(str(source), tmp_path / "archive", None, None, max_bytes=LIMIT)
     assert not (tmp_path / "archive.part").exists()
 

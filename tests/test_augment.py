@@ -5,10 +5,9 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 from keras import layers
 
 from lossbench.core.augment import build_augmentation, set_epoch_seed

@@ -13,7 +13,14 @@ from lossbench import evaluate
 from lossbench.evaluate import calibration
 from lossbench.evaluate.predictions import read_predictions
 from lossbench.evaluate.training_sample import temperature_split
-from test_evaluate import channel_images, evaluate_params, expected_probabilities, save_channel_model, write_logs, write_prepared
+from test_evaluate import (
+    channel_images,
+    evaluate_params,
+    expected_probabilities,
+    save_channel_model,
+    write_logs,
+    write_prepared,
+)
 
 # Four images, three classes, by hand: confidences 0.9 (right), 0.9 (wrong), 0.5 (right),
 # 0.7 (right) fall in the bins (13/15, 14/15], (7/15, 8/15] and (10/15, 11/15].

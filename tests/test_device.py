@@ -2,16 +2,13 @@
 
 import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lossbench.train import callbacks, device
-
-from test_train import LOSSBENCH, PROJECT, train_command, write_params, write_prepared
+from test_train import PROJECT, train_command, write_params, write_prepared
 
 
 def test_bf16_units_are_read_from_the_cpu_flags():

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from archives import prepare_with_defaults
 from archives import (
     UNSAFE_KINDS,
     make_evil_archive,
     make_image_folder_archive,
     make_symlink_archive,
     make_unsafe_archive,
+    prepare_with_defaults,
     write_image_folder,
 )
 from lossbench import download, preprocess
@@ -556,12 +556,13 @@ def test_offline_and_checksum_errors_name_every_setting_of_a_local_copy(
                       md5="c58f30108f718f92721af3b95e74349a", sha256=None)
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert "### Using a local copy of the data" in readme and "**The same run offline**" in readme
+    assert "### Using a local copy of the data" in readme and "workflow/params/local-copy.yaml" in readme
     for message in (str(unreachable.value), str(checksum.value)):
         for key in ("download.source", "download.md5", "download.sha256", "preprocess.dataset"):
             assert key in message, (key, message)
         assert "image_folder" in message and "cifar10" in message and "null" in message
-        assert '"Using a local copy of the data"' in message and '"The same run offline"' in message
+        assert '"Using a local copy of the data"' in message
+        assert "`lossbench use-params workflow/params/local-copy.yaml` sets all four" in message
     # The checksum error also gives the copy's own digest, ready to paste.
     assert digests(payload_archive)[0] in str(checksum.value)
 

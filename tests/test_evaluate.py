@@ -203,7 +203,8 @@ def write_prepared(directory: Path, images: np.ndarray, labels: np.ndarray,
 
     Both splits hold `images`; the training split has `train_labels` where given.
     """
-    from lossbench.io.prepared import Split, write_prepared as write_arrays
+    from lossbench.io.prepared import Split
+    from lossbench.io.prepared import write_prepared as write_arrays
 
     train = labels if train_labels is None else train_labels
     write_arrays(directory, {"train": Split(images, train), "test": Split(images, labels)},

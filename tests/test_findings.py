@@ -86,7 +86,8 @@ def test_a_loss_is_not_above_chance_only_when_none_of_its_runs_is():
     text = findings_runs.chance_finding(data, ["a", "b", "c"])
     assert text.startswith("Runs above chance, 10.0 % for 10 classes (exact one-sided binomial test "
                            "of each run's correct test images, α = 0.05): ")
-    assert "`a` 3 of 3 runs; `b` 1 of 3 runs (mean over seeds above chance: one-sided t-test p = 0.210); `c` 0 of 3 runs." in text
+    assert ("`a` 3 of 3 runs; `b` 1 of 3 runs (mean over seeds above chance: one-sided t-test p = 0.210); "
+            "`c` 0 of 3 runs.") in text
     assert text.endswith("Not above chance in any run: `c` (0 of 3).")
     assert findings_runs.not_above_chance(data, ["a", "b", "c"]) == ["c"]
 

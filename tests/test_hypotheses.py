@@ -93,7 +93,7 @@ def test_compare_keeps_the_families_apart_and_leaves_out_collapsed_losses():
 
 
 def test_primary_pairs_must_name_two_losses():
-    from lossbench.pipeline.params import ParamsError, validate_params, load_params
+    from lossbench.pipeline.params import ParamsError, load_params, validate_params
 
     params = load_params("params.yaml")
     params["compare"]["primary_pairs"] = [["categorical_crossentropy"]]

@@ -5,11 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import yaml
-
-import keras
 from keras import ops
 
 from lossbench.core import losses

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lossbench.pipeline.made import (STAMP_DIRECTORY, changed_keys, job_files, params_stamp,
-                                     record_made, record_path)
+from lossbench.pipeline.made import STAMP_DIRECTORY, changed_keys, job_files, params_stamp, record_made, record_path
 from lossbench.pipeline.params import load_params
 
 PROJECT = Path(__file__).resolve().parent.parent

@@ -2,19 +2,18 @@
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 from keras import layers
 
-from lossbench.pipeline.params import load_params
 from lossbench.core.model import (
     build_model,
     forward_flops_per_image,
     scaled_channels,
     training_flops_per_image,
 )
+from lossbench.pipeline.params import load_params
 
 # The project's params.yaml model section (the paper's width, initialisation and stride-2
 # padding), which build_model takes from params only: it has no defaults of its own.

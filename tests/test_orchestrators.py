@@ -18,7 +18,12 @@ from pathlib import Path
 import pytest
 
 from projects import (
-    copy_project, environment, init_repository, needs_real_images, run, set_params,
+    copy_project,
+    environment,
+    init_repository,
+    needs_real_images,
+    run,
+    set_params,
 )
 
 TINY = {

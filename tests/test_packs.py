@@ -70,7 +70,8 @@ LOSS = "categorical_crossentropy"
 
 
 def paths(name, seed):
-    return out / name / f"seed{seed}" / "model.keras", out / name / f"seed{seed}" / "log", out / name / f"seed{seed}" / "checkpoint"
+    run_dir = out / name / f"seed{seed}"
+    return run_dir / "model.keras", run_dir / "log", run_dir / "checkpoint"
 
 
 def pack(name):

@@ -25,10 +25,15 @@ from pathlib import Path
 
 import pytest
 
-from projects import (
-    SHARED_ARCHIVE, copy_project, init_repository, needs_real_images, run, set_params,
-)
 from lossbench.pipeline.params_gate import GATE_STAGE
+from projects import (
+    SHARED_ARCHIVE,
+    copy_project,
+    init_repository,
+    needs_real_images,
+    run,
+    set_params,
+)
 from test_readme import OFFLINE, readme_table_commands
 
 pytestmark = [pytest.mark.slow, needs_real_images]

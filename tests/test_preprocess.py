@@ -13,7 +13,6 @@ import pytest
 import yaml
 from PIL import Image
 
-from archives import prepare_with_defaults
 from archives import (
     CIFAR10_CLASSES,
     CIFAR100_CLASSES,
@@ -25,14 +24,14 @@ from archives import (
     make_malicious_pickle_archive,
     make_unsafe_archive,
     png_bytes,
+    prepare_with_defaults,
     random_images,
 )
 from lossbench import cli, preprocess
 from lossbench.io.archive import ArchiveError, UnsafeArchiveError
 from lossbench.io.prepared import PREPARED_FILES, load_prepared
 from lossbench.pipeline.params import with_defaults
-from lossbench.preprocess import image_folder
-from lossbench.preprocess import image_folder_order, stratified_subset
+from lossbench.preprocess import image_folder, image_folder_order, stratified_subset
 
 PROJECT_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
 
@@ -226,7 +225,7 @@ def test_unknown_dataset_name(tmp_path):
     archive = make_cifar10_archive(tmp_path).path
 
     with pytest.raises(ValueError, match=r"preprocess\.dataset"):
-        prepare_into(tmp_path, archive, "mnist")
+        prepare_into(tmp_path, archive, "no_such_dataset")
 
 
 @pytest.mark.parametrize("kind", UNSAFE_KINDS)
@@ -551,5 +550,6 @@ def test_schema_dataset_enum_matches_the_registry():
     )
     for name, spec in preprocess.DATASETS.items():
         assert spec.name == name and spec.layout and callable(spec.found) and callable(spec.read)
-    with pytest.raises(ValueError, match="preprocess.dataset is 'mnist'; it must be one of cifar10, cifar100, image_folder"):
-        preprocess.dataset_spec("mnist")
+    expected = "preprocess.dataset is 'no_such_dataset'; it must be one of cifar10, cifar100, image_folder"
+    with pytest.raises(ValueError, match=expected):
+        preprocess.dataset_spec("no_such_dataset")

@@ -161,7 +161,6 @@ def test_the_first_screen_runs_the_smoke_test_the_same_way_under_both_tools():
     offline with the local copy's overlay, whose four settings are those a local copy needs
     (download.error names the same four), with the copy's SHA-256; each overlay is valid."""
     from lossbench.pipeline.params import load_params, validate_params
-
     from projects import SHARED_SHA256
 
     run_command, _ = readme_commands()

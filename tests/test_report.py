@@ -9,7 +9,9 @@ import pytest
 from scipy import stats
 
 from lossbench import compare, figures, report
-from lossbench.report import findings, paper_setup, tables as report_tables, text as report_text
+from lossbench.report import findings, paper_setup
+from lossbench.report import tables as report_tables
+from lossbench.report import text as report_text
 from lossbench.report.hypotheses import hypotheses_section
 from studies import PNG_SIGNATURE, STUDY, study_params, write_study
 
@@ -449,7 +451,8 @@ def test_the_calibration_table_flags_collapsed_runs_bound_temperatures_and_worse
 
     losses = {
         "categorical_crossentropy": {"runs": 3, "collapsed_runs": 0, "test_ece": stats(0.162),
-                                     "test_ece_after_temperature": stats(0.177), "temperature": stats(1.09, 1.04, 1.13)},
+                                     "test_ece_after_temperature": stats(0.177),
+                                     "temperature": stats(1.09, 1.04, 1.13)},
         "mae": {"runs": 3, "collapsed_runs": 3, "test_ece": stats(0.001),
                 "test_ece_after_temperature": stats(0.0009), "temperature": stats(99.99999, 99.9999, 100.0)},
         "hinge": {"runs": 3, "collapsed_runs": 0, "test_ece": stats(0.5),

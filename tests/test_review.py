@@ -119,7 +119,8 @@ def test_review_metrics_are_few_flat_rounded_numbers_without_run_times():
 
 def test_headline_is_each_losss_mean_test_accuracy_under_its_name():
     runs = [{"loss": loss, "seed": seed, "test_accuracy": accuracy, "collapsed": accuracy < 0.2}
-            for loss, values in (("a", [0.5, 0.6, 0.7]), ("b", [0.1, 0.5, 0.5])) for seed, accuracy in enumerate(values)]
+            for loss, values in (("a", [0.5, 0.6, 0.7]), ("b", [0.1, 0.5, 0.5]))
+            for seed, accuracy in enumerate(values)]
     summary = compare.summarise(runs, {"confidence_level": 0.95})
     assert compare.headline(summary) == {"a": 0.6, "b": 0.3667}
 

@@ -32,7 +32,13 @@ from pathlib import Path
 import pytest
 
 from projects import (
-    PROJECT, SLURM_STARTED, copy_project, environment, init_repository, needs_real_images, run,
+    PROJECT,
+    SLURM_STARTED,
+    copy_project,
+    environment,
+    init_repository,
+    needs_real_images,
+    run,
 )
 
 START_SLURM = PROJECT / "tests" / "slurm" / "start-slurm.sh"

@@ -21,7 +21,8 @@ LOSSBENCH = [sys.executable, "-m", "lossbench.cli"]
 
 def write_prepared(directory: Path, train_count=256, test_count=64, seed=0) -> Path:
     """A small prepared-data directory of learnable synthetic images (class = bright quadrant)."""
-    from lossbench.io.prepared import Split, write_prepared as write_arrays
+    from lossbench.io.prepared import Split
+    from lossbench.io.prepared import write_prepared as write_arrays
 
     rng = np.random.default_rng(seed)
     splits = {}
@@ -208,8 +209,8 @@ def test_divergence_is_recorded_and_the_job_succeeds(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_ARCHIVE.is_file(), reason=f"{SHARED_ARCHIVE} (real CIFAR-10 images) is absent")
 def test_two_epochs_on_real_images_beat_chance(tmp_path):
-    from lossbench.io.prepared import load_prepared
     from archives import prepare_with_defaults as prepare
+    from lossbench.io.prepared import load_prepared
     from lossbench.train.training import TrainConfig, train_model
 
     prepare(SHARED_ARCHIVE, dataset="image_folder", output_dir=tmp_path / "prepared",

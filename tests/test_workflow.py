@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from lossbench.pipeline.params import STAGE_PARAMS, load_params
-from lossbench.pipeline.runs import run_names
 from lossbench.pipeline.made import STAMP_DIRECTORY
+from lossbench.pipeline.params import STAGE_PARAMS, load_params
 from lossbench.pipeline.params_gate import GATE_FILE, GATE_STAGE
-from lossbench.presentation.loss_colours import LOSS_COLOURS
+from lossbench.pipeline.runs import run_names
 from lossbench.pipeline.stages import DVC_FILES, render_dvc_yaml, snakemake_outputs, snakemake_shell
+from lossbench.presentation.loss_colours import LOSS_COLOURS
 
 PROJECT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -259,6 +259,14 @@ def test_snakefmt_is_clean():
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"All {len(files)} file(s) would be left unchanged" in result.stderr
+
+
+def test_ruff_is_clean():
+    """The package and the tests pass `ruff check` with pyproject.toml's rules (pinned in the
+    test extra): pyflakes, pycodestyle and sorted imports."""
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "workflow/lossbench", "tests"],
+                            cwd=PROJECT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_parsing_the_workflow_does_not_import_tensorflow():

@@ -47,12 +47,12 @@ which measures the training loop and so may import train/ and preprocess/).
 A stage's code dependencies (dvc.yaml, the Snakemake rules, a checkpoint's fingerprint) are
 its folder and the shared files it imports; nothing in pipeline/, this file or cli.py, which
 only describe and dispatch (lossbench.pipeline.sources says why).
-
-Where the cross-stage helpers went, and why: calibration, training_sample (evaluate only)
-into evaluate/; hypotheses and seed_statistics (compare; the CLI's `verdicts` is a front
-end) into compare/; study_cost and device (train and tune, both in train/; bench and the CLI
-are front ends) into train/; losses and batches (several stages) into core/; review into
-io/; figure_style and tuning_report (figures and report) into presentation/.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+# pyproject.toml holds the version, once; an installed (or editable) package reports it.
+try:
+    __version__ = version("lossbench")
+except PackageNotFoundError:  # the sources on sys.path without an install
+    __version__ = "unknown"

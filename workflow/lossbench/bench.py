@@ -7,16 +7,16 @@ Out: a table on stdout and `<output_dir>/<device>.json` holding, per backend, ba
      precision: `matmul_gflops` (the device's dense matmul rate, measured in the same run),
      `train_images_per_s` (steady state, after warm-up, of the paper model with the real
      input pipeline: Keras's `fit`, or on JAX the device loop, whose former `fit` path is
-     one more row), `compiled_images_per_s` and `host_share` (the compiled training step
-     alone on data on the device, and the share of a step's wall time spent outside it:
-     feeding, Python, copies; `lossbench.step_rates`), `train_efficiency` (achieved FLOP/s / matmul FLOP/s, using the model's
-     analytic training FLOPs per image) and `epoch_efficiency` (the compute-bound ideal epoch
-     time / the measured time of a whole epoch as users run it: augmentation, validation,
-     logging, checkpoint), and each reduced precision's training images/s over float32's at
-     the same batch size (`precision_speedups`). Also the CPU's model and its native bfloat16
-     units (`cpu`), the input pipeline alone, `snakemake -n`, `dvc status` and `dvc dag` on
-     this project, and the preprocess stage where an archive is given. The table printed is
-     `lossbench.bench_table`'s.
+     one more row), `compiled_images_per_s` and `host_share` (the compiled training step alone
+     on data on the device, and the share of a step's wall time spent outside it: feeding,
+     Python, copies; `lossbench.step_rates`), `train_efficiency` (achieved FLOP/s / matmul
+     FLOP/s, using the model's analytic training FLOPs per image) and `epoch_efficiency` (the
+     compute-bound ideal epoch time / the measured time of a whole epoch as users run it:
+     augmentation, validation, logging, checkpoint), and each reduced precision's training
+     images/s over float32's at the same batch size (`precision_speedups`). Also the CPU's model
+     and its native bfloat16 units (`cpu`), the input pipeline alone, `snakemake -n`,
+     `dvc status` and `dvc dag` on this project, and the preprocess stage where an archive is
+     given. The table printed is `lossbench.bench_table`'s.
 
 Shared machines make absolute numbers noisy, so every figure that matters is a ratio
 against a baseline measured in the same run. Each backend runs in its own process (Keras

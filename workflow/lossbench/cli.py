@@ -14,11 +14,11 @@ import os
 import sys
 from pathlib import Path
 
-from lossbench.pipeline import native_logs, params as params_file
+from lossbench.pipeline import native_logs
 from lossbench.pipeline.interrupts import EXIT_STATUS, Terminated, terminate_as_interrupt
 from lossbench.pipeline.made import check_inputs, record_outputs
 from lossbench.pipeline.messages import describe_os_error
-from lossbench.pipeline.params import ParamsError, check_dag_params, load_params
+from lossbench.pipeline.params import ParamsError, check_dag_params, check_params_unchanged, load_params
 from lossbench.pipeline.runs import parse_run_name, run_names
 
 
@@ -365,7 +365,7 @@ def _run_stage(args: argparse.Namespace) -> int:
             check_dag_params(params, source=str(args.params))
             check_inputs(args)
             args.handler(args, params)
-            params_file.check_params_unchanged(args.params, params, args.stage)
+            check_params_unchanged(args.params, params, args.stage)
             record_outputs(args, params)
     except (ParamsError, ValueError, FileNotFoundError, ConnectionError) as error:
         # User-facing problems end with their message, not a traceback (--verbose shows it).

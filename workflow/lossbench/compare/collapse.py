@@ -80,7 +80,8 @@ def render_markdown(table: dict, title: str, setup: str) -> str:
     level = round(100 * table["confidence_level"])
     alpha = 1 - table["confidence_level"]
     lines = [f"# {title}", "", setup, "",
-             f"| Loss | Setting | Runs | Collapsed | Rate ({level} % Clopper–Pearson) | Mean test accuracy, not collapsed |",
+             f"| Loss | Setting | Runs | Collapsed | Rate ({level} % Clopper–Pearson) "
+             "| Mean test accuracy, not collapsed |",
              "|---|---|---|---|---|---|"]
     for loss, by_group in table["cells"].items():
         for group, cell in by_group.items():

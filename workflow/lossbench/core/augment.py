@@ -27,9 +27,8 @@ one would.
 
 from __future__ import annotations
 
-import numpy as np
-
 import keras
+import numpy as np
 from keras import layers
 
 

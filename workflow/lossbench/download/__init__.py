@@ -12,11 +12,12 @@ Out: one tar archive at ``output``, verified against ``download.md5`` and/or ``d
 where they apply, and checked to hold only regular files and directories whose paths stay
 inside the archive, and at most ``download.max_archive_bytes`` bytes, compressed or not (so a
 decompression bomb is refused in seconds). A source that is neither a regular file nor a
-directory (``/dev/zero``, a FIFO, a socket) is refused before it is opened, and a copy, a
-packed directory or a download stops as soon as it passes the limit. The archive is written as ``<output>.part`` and renamed only once it is
-complete and verified, so ``output`` is either absent or good. An interrupted network
-transfer keeps its ``<output>.part`` (and ``<output>.part.source``, the URL it came from),
-and the next run of the same URL resumes from it.
+directory (``/dev/zero``, a FIFO, a socket) is refused before it is opened, and a copy, a packed
+directory or a download stops as soon as it passes the limit. The archive is written as
+``<output>.part`` and renamed only once it is complete and verified, so ``output`` is either
+absent or good. An interrupted network transfer keeps its ``<output>.part`` (and
+``<output>.part.source``, the URL it came from), and the next run of the same URL resumes from
+it.
 
 The member checks (``read_archive``, ``check_members``) live in ``lossbench.io.archive``, which
 the preprocess stage also uses to read the archive in place; the transfer itself, with its
@@ -28,15 +29,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import stat
 import tarfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from lossbench.download.network import (CHUNK_BYTES, LOCAL_COPY_SETTINGS, NETWORK_SCHEMES,
-                                        download_url)
+from lossbench.download.network import CHUNK_BYTES, LOCAL_COPY_SETTINGS, NETWORK_SCHEMES, download_url
 from lossbench.io.archive import check_members, too_large
 
 logger = logging.getLogger(__name__)
@@ -49,8 +48,9 @@ class ChecksumError(ValueError):
 def run(download_params: dict, output: Path) -> Path:
     """Fetch the archive that ``download_params`` (params.yaml's ``download`` section) names.
 
-    ``source`` replaces ``url`` where it is set; a relative local ``source`` is taken relative to the current working directory, which is the project root when the
-    stage runs under Snakemake or DVC.
+    ``source`` replaces ``url`` where it is set; a relative local ``source`` is taken relative
+    to the current working directory, which is the project root when the stage runs under
+    Snakemake or DVC.
     """
     source = download_params.get("source")
     if source is None:
@@ -78,12 +78,12 @@ def fetch_archive(
     """Place a verified tar archive from ``source`` at ``output`` and return ``output``.
 
     ``max_bytes`` bounds the archive, compressed and decompressed
-    (``download.max_archive_bytes``). ``retries`` is how many times a transient network failure is retried; the wait before
-    retry ``k`` (1-based) is ``backoff_seconds * 2 ** (k - 1)``. ``timeout_seconds`` bounds
-    each connect and each read. The archive is written to ``<output>.part`` and renamed to
-    ``output`` only after its checksums and members have been checked; on any failure the
-    partial file is removed and ``output`` is left as it was, except that an interrupted
-    network transfer keeps its ``<output>.part`` for the next run to resume.
+    (``download.max_archive_bytes``). ``retries`` is how many times a transient network failure
+    is retried; the wait before retry ``k`` (1-based) is ``backoff_seconds * 2 ** (k - 1)``.
+    ``timeout_seconds`` bounds each connect and each read. The archive is written to
+    ``<output>.part`` and renamed to ``output`` only after its checksums and members have been
+    checked; on any failure the partial file is removed and ``output`` is left as it was, except
+    that an interrupted network transfer keeps its ``<output>.part`` for the next run to resume.
     """
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

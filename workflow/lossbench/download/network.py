@@ -45,8 +45,8 @@ LOCAL_COPY_SETTINGS = (
     "from `md5sum` and `sha256sum`, or null to skip either check), and preprocess.dataset "
     "(cifar10 or cifar100 for a copy of the official python release, image_folder for an "
     "archive or directory of train/<class>/* and test/<class>/* images). README: \"Using a "
-    "local copy of the data\"; \"The same run offline\" sets all four in one `dvc exp run` "
-    "command."
+    "local copy of the data\"; for the JPEG copy beside the checkout, `lossbench use-params "
+    "workflow/params/local-copy.yaml` sets all four."
 )
 
 # HTTP statuses worth retrying: the server or a proxy is busy or briefly broken.

@@ -85,11 +85,12 @@ Definitions:
   `final_conv_channels` is its channel count. `final_layer_dead` is true when at least
   `evaluate.dead_layer_share` (0.99) of the activations are zero (1 - active fraction), null
   when the fraction is unknown. Why: a ReLU unit whose input is negative for every image
-  outputs 0 and gets no gradient, so it stays dead. When (nearly) all of `conv_9`'s outputs
-  are 0, the Dense layer sees (nearly) the same input for every image and predicts one class
-  for (nearly) all of them, so the run sits at chance whatever the loss. This happens to the paper's architecture (ReLU on the class-score layer, no batch
-  normalisation) under SGD, notably in short or narrow runs; `lossbench compare` counts such
-  runs and `lossbench report` names them instead of blaming the loss.
+  outputs 0 and gets no gradient, so it stays dead. When (nearly) all of `conv_9`'s outputs are
+  0, the Dense layer sees (nearly) the same input for every image and predicts one class for
+  (nearly) all of them, so the run sits at chance whatever the loss. This happens to the paper's
+  architecture (ReLU on the class-score layer, no batch normalisation) under SGD, notably in
+  short or narrow runs; `lossbench compare` counts such runs and `lossbench report` names them
+  instead of blaming the loss.
   `conv_9` is looked up in the model and in the models nested in it (the training model
   wraps the classifier behind `Rescaling` and the augmentation); when it is nested, it is
   fed the images through the outer model's `Rescaling` (uint8 / 255 without one). All are

@@ -40,15 +40,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from lossbench.figures.calibration_figures import reliability_figure
-from lossbench.figures.comparison_figures import (final_accuracy_figure, loss_shapes_figure,
-                                                  validation_accuracy_figure)
+from lossbench.figures.comparison_figures import final_accuracy_figure, loss_shapes_figure, validation_accuracy_figure
 from lossbench.figures.loss_figures import confusion_figure, curves_figure, summed_confusion
 from lossbench.io.atomic import staged_directory, write_text
 from lossbench.pipeline.runs import parse_run_name, run_name

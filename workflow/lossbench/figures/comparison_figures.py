@@ -24,10 +24,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lossbench.presentation.figure_style import (
+    ACCURACY_UNIT,
+    draw_mean_band,
+    epoch_axis,
+    fit_range,
+    legend_beside,
+    new_figure,
+    percent_axis,
+    plain_numbers,
+)
 from lossbench.presentation.loss_colours import loss_colour
-from lossbench.presentation.figure_style import (ACCURACY_UNIT, draw_mean_band, epoch_axis,
-                                                 fit_range, legend_beside, new_figure,
-                                                 percent_axis, plain_numbers)
 
 
 def loss_shape_curves(num_classes: int = 10, points: int = 301) -> dict[str, dict[str, Any]]:

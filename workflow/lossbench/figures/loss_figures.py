@@ -13,10 +13,16 @@ from typing import Sequence
 
 import numpy as np
 
+from lossbench.presentation.figure_style import (
+    ACCURACY_UNIT,
+    LOSS_UNIT,
+    draw_mean_band,
+    epoch_axis,
+    new_figure,
+    percent_axis,
+    plain_numbers,
+)
 from lossbench.presentation.loss_colours import loss_colour
-from lossbench.presentation.figure_style import (ACCURACY_UNIT, LOSS_UNIT, draw_mean_band,
-                                                 epoch_axis, new_figure, percent_axis,
-                                                 plain_numbers)
 
 # The paper drew training in red and validation in blue; here a colour always means a loss
 # (lossbench.presentation.loss_colours), so the splits differ by line style instead.

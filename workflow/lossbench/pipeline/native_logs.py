@@ -12,12 +12,12 @@ before its own log level applies, so even TF_CPP_MIN_LOG_LEVEL=3 leaves "WARNING
 messages before absl::InitializeLog() is called are written to STDERR" and "cudart_stub.cc:31]
 Could not find cuda drivers on your machine" in every job's log, twice, on a machine without a
 GPU (measured; tensorflow/tensorflow#100442). Nor can TF_CPP_MIN_LOG_LEVEL be the switch that
-keeps them: JAX sets it (to 1) in os.environ whenever it is imported, so every command a
-Python process that imported JAX starts (pytest, a study driver) would have it. What is dropped: those two, TensorFlow's other
-native info and warning lines (the `I...`/`W...` absl lines and the old `... I tensorflow/...`
-form: the CPU-instructions notice, oneDNN's, XLA's), and two errors that only say that there
-is no usable CUDA driver or that a CUDA plugin registered twice. Native errors of any other
-kind, Python's own output and crash reports pass.
+keeps them: JAX sets it (to 1) in os.environ whenever it is imported, so every command a Python
+process that imported JAX starts (pytest, a study driver) would have it. What is dropped: those
+two, TensorFlow's other native info and warning lines (the `I...`/`W...` absl lines and the old
+`... I tensorflow/...` form: the CPU-instructions notice, oneDNN's, XLA's), and two errors that
+only say that there is no usable CUDA driver or that a CUDA plugin registered twice. Native
+errors of any other kind, Python's own output and crash reports pass.
 
 The filter runs in a forked child process, not a thread, so that what a crashing process
 wrote last (a fatal error, a segfault's report) still arrives: the child reads until every

@@ -62,6 +62,7 @@ from lossbench.io.prepared import SPLITS, Split, write_prepared
 from lossbench.preprocess.cifar_release import CIFAR10_FOLDER, CIFAR100_FOLDER, RELEASES, read_cifar
 from lossbench.preprocess.image_folder import decode_images, image_folder_parts, list_image_folder
 from lossbench.preprocess.label_noise import add_label_noise, check_rate, noise_record
+
 # stratified_subset is imported for callers that draw a subset as preprocess does (tests).
 from lossbench.preprocess.subsets import check_sizes, draw_subsets, stratified_subset  # noqa: F401
 

@@ -111,7 +111,8 @@ def ranking_finding(summary: dict, ranking: list[str], untrainable: dict[str, st
                 f"{interval} (n = {top['n']}).")
     rest = [loss for loss in ranked if loss not in tied]
     if rest:
-        text += " Then " + ", ".join(f"`{loss}` {percent(losses[loss]['test_accuracy']['mean'])}" for loss in rest) + "."
+        text += " Then " + ", ".join(
+            f"`{loss}` {percent(losses[loss]['test_accuracy']['mean'])}" for loss in rest) + "."
     if single and len(single) == len(ranked):
         text += " This ranking rests on one run per loss and is not tested."
     elif single:

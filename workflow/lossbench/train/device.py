@@ -15,7 +15,8 @@ Why `auto` resolves as it does (measured, see README "Performance"):
   (tensor cores compute it natively), float32 elsewhere. It is a rule, since timing each
   precision would cost an XLA compilation per candidate; on the one GPU measured (an H200,
   reports/benchmarks/gpu/) the compiled step ran 1.25x faster in mixed_bfloat16 than in
-  float32 at batch 32, and bfloat16's accuracy at full size has not been checked there. The paper trained in float32, the default of params.yaml.
+  float32 at batch 32, and bfloat16's accuracy at full size has not been checked there. The
+  paper trained in float32, the default of params.yaml.
 - steps_per_execution: 1 on a CPU, where the host is not the bottleneck. On a GPU, several
   steps per call hide the host's per-step overhead at batch 32; the value must divide the
   epoch's step count, or Keras would run the last call of an epoch into the next epoch's

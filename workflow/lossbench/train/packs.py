@@ -36,9 +36,9 @@ from lossbench.train.checkpoint import (
 )
 from lossbench.train.training import (
     TrainConfig,
-    epoch_recorder,
     build_training_model,
     check_output_paths,
+    epoch_recorder,
     initial_gradient_scale,
     job_fingerprint,
     measured_precision,

@@ -99,14 +99,13 @@ def build_training_model(config: TrainConfig, loss_name: str, seed: int, num_cla
     `runtime` (`lossbench.train.device.Runtime`) gives the precision, steps per execution and XLA
     setting with every `auto` resolved; without one they are resolved for a CPU.
     """
-    from lossbench.train.device_loop import uses_device_loop
-
     import keras
     from keras import layers
 
     from lossbench.core.augment import build_augmentation
     from lossbench.core.losses import get_loss
     from lossbench.core.model import build_model
+    from lossbench.train.device_loop import uses_device_loop
 
     loss = get_loss(loss_name)
     precision, steps_per_execution, jit_compile = _compile_settings(config, runtime)
@@ -217,7 +216,8 @@ def measured_precision(config: TrainConfig, runtime, loss_name: str, seed: int, 
         return build_training_model(config, loss_name, seed, num_classes, measuring)[0]
 
     key = (keras.backend.backend(), runtime.device, runtime.jit_compile, config.width,
-           config.init, config.stride2_padding, config.final_convolution_activation, config.shift_fraction, config.horizontal_flip,
+           config.init, config.stride2_padding, config.final_convolution_activation,
+           config.shift_fraction, config.horizontal_flip,
            count, num_classes, loss_name, tuple(candidates))
     choice, rates = precision.measure(build, images[:count], labels[:count], candidates, key)
     return dataclasses.replace(runtime, precision=choice), rates
