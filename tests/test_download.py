@@ -713,3 +713,21 @@ def test_an_unsafe_archive_leaves_the_previous_output(tmp_path):
         fetch_archive(str(make_evil_archive(tmp_path)), output, md5=None, sha256=None)
 
     assert output.read_text() == "precious"
+
+
+def test_a_relative_source_missing_in_a_dvc_temp_copy_says_why_and_how(tmp_path, monkeypatch):
+    """Issue 32: `dvc exp run --temp` runs in a copy under .dvc/tmp/exps/, where a path relative
+    to the checkout does not reach; the error says so and how to give it absolutely."""
+    from lossbench.download import _local_path
+
+    copy = tmp_path / ".dvc" / "tmp" / "exps" / "tmpabc"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    with pytest.raises(FileNotFoundError, match=r"A relative path is taken from the project root.*"
+                                                r"\(`dvc exp run --temp` or --queue.*"
+                                                r"-S download\.source=\$PWD/\.\./shared/x\.tar\.gz"):
+        _local_path("../shared/x.tar.gz")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as outside:
+        _local_path("../shared/x.tar.gz")
+    assert "--temp" not in str(outside.value)

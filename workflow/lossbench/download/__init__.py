@@ -253,6 +253,11 @@ def _local_path(source: str) -> Path:
             f"download.source {source!r} does not exist (looked for {path.absolute()}). A relative "
             "path is taken from the project root; fix download.source in params.yaml, or set it to "
             "null to download download.url."
+            + (" This run is in a copy of the project (`dvc exp run --temp` or --queue run "
+               "experiments under .dvc/tmp/exps/), so a path relative to your checkout does not "
+               "reach it: give download.source as an absolute path, e.g. "
+               f"-S download.source=$PWD/{source}." if not path.is_absolute() and
+               ".dvc/tmp/exps" in Path.cwd().as_posix() else "")
         )
     mode = path.stat().st_mode
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
