@@ -79,12 +79,15 @@ def loss_shape_curves(num_classes: int = 10, points: int = 301) -> dict[str, dic
 
 
 def loss_shapes_figure(num_classes: int = 10, losses: Sequence[str] | None = None):
-    """The three panels of `loss_shape_curves` for `losses` (every registered loss when None:
-    the figures stage passes the trained ones), each panel with its legend below it."""
-    panels = loss_shape_curves(num_classes)
-    figure, axes = new_figure(14, 5.6, 1, 3)
-    for axis, panel in zip(axes, panels.values()):
+    """The panels of `loss_shape_curves` that draw any of `losses` (every registered loss when
+    None: the figures stage passes the trained ones), each with its legend below it."""
+    panels = []
+    for panel in loss_shape_curves(num_classes).values():
         drawn = [name for name in panel["curves"] if losses is None or name in losses]
+        if drawn:
+            panels.append((panel, drawn))
+    figure, axes = new_figure(max(7.0, 4.7 * len(panels)), 5.6, 1, max(1, len(panels)), squeeze=False)
+    for axis, (panel, drawn) in zip(axes[0], panels):
         for name in drawn:
             axis.plot(panel["x"], panel["curves"][name], label=name, linewidth=2, color=loss_colour(name))
         axis.set_xlabel(panel["xlabel"])
@@ -92,11 +95,10 @@ def loss_shapes_figure(num_classes: int = 10, losses: Sequence[str] | None = Non
         axis.set_title(panel["title"])
         axis.grid(alpha=0.3)
         plain_numbers(axis)
-        if not drawn:
-            axis.text(0.5, 0.5, "no trained loss of this kind", transform=axis.transAxes,
-                      ha="center", va="center", color="grey")
-        else:
-            axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, fontsize="small")
+        axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, fontsize="small")
+    if not panels:
+        axes[0][0].set_axis_off()
+        axes[0][0].text(0.5, 0.5, "no registered loss to draw", ha="center", va="center")
     figure.suptitle(f"The loss of one image under each loss function, {num_classes} classes")
     return figure
 
