@@ -211,3 +211,21 @@ def test_an_evaluation_edited_to_hold_no_accuracy_is_refused(tmp_path, value):
     (path,) = write_runs(tmp_path, [{"loss": "hinge", "seed": 0, "test_accuracy": value}])
     with pytest.raises(ValueError, match=r"test_accuracy is .*not an accuracy \(a number from 0 to 1\)"):
         compare.read_metrics([path])
+
+
+def test_a_dead_final_layer_that_the_metrics_do_not_record_is_unknown_never_alive():
+    """Issue 30: evaluation files written before `final_layer_dead` existed gave "Dead final
+    layer: 0 of 3" for Crammer-Singer runs whose conv_9 was 99.1-99.9999 % zero. Their active
+    fraction decides by the same rule; without it the answer is unknown."""
+    from lossbench.io.evaluation import final_layer_dead
+    from lossbench.report.tables import dead_text
+
+    assert final_layer_dead({"final_layer_dead": False, "final_conv_active_fraction": 0.0}) is False
+    assert final_layer_dead({"final_conv_active_fraction": 0.009}) is True  # 99.1 % zero
+    assert final_layer_dead({"final_conv_active_fraction": 0.5}) is False
+    assert final_layer_dead({"final_conv_channels": 10, "final_conv_dead_channels": 10}) is True
+    assert final_layer_dead({"final_conv_channels": 10, "final_conv_dead_channels": 3}) is None
+    assert final_layer_dead({}) is None
+    assert dead_text(2, 0, 3) == "2 of 3"
+    assert dead_text(0, 1, 3) == "0 of 3 (1 unknown)"
+    assert dead_text(0, 3, 3) == "unknown" and dead_text(None, 0, 3) == "unknown"

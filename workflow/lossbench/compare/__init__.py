@@ -73,7 +73,8 @@ Statistics:
 - `train_accuracy` is measured by evaluate on un-augmented training images (a sample of
   `train_accuracy_images`); `running_accuracy` is Keras's running accuracy on augmented batches
   in the last epoch, kept under its own name; `generalization_gap` = train - test accuracy. `dead_final_layer_runs`
-  and `dead_final_layer_seeds` count and name them; `test_accuracy_alive` summarises test
+  and `dead_final_layer_seeds` count and name them (`dead_final_layer_unknown_runs`: runs whose
+  metrics do not say, neither dead nor alive); `test_accuracy_alive` summarises test
   accuracy over the other runs (runs whose metrics lack the `final_conv_*` values, or hold
   null there, count as alive). `test_accuracy` still includes every run.
 - A run is collapsed when it predicted one class for at least `evaluate.collapse_share` of
@@ -205,8 +206,9 @@ def loss_entry(ordered: list[dict], thresholds: dict[float, str], confidence_lev
         "runs": len(ordered),
         "diverged_runs": sum(bool(run.get("diverged")) for run in ordered),
         "diverged_seeds": [run["seed"] for run in ordered if run.get("diverged")],
-        "dead_final_layer_runs": sum(final_layer_dead(run) for run in ordered),
+        "dead_final_layer_runs": sum(final_layer_dead(run) is True for run in ordered),
         "dead_final_layer_seeds": [run["seed"] for run in ordered if final_layer_dead(run)],
+        "dead_final_layer_unknown_runs": sum(final_layer_dead(run) is None for run in ordered),
         "collapsed_runs": sum(bool(run.get("collapsed")) for run in ordered),
         "collapsed_seeds": [run["seed"] for run in ordered if run.get("collapsed")],
         "calibration_probabilities": _distinct((run.get("calibration") or {}).get("probabilities") for run in ordered),

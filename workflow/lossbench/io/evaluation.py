@@ -11,17 +11,28 @@ description (lossbench.pipeline, which no stage depends on as code).
 
 from __future__ import annotations
 
+# evaluate.dead_layer_share's default: the share of zero activations that makes conv_9 dead,
+# for metrics written before evaluate recorded its verdict.
+DEFAULT_DEAD_LAYER_SHARE = 0.99
 
-def final_layer_dead(metrics: dict) -> bool:
-    """Whether a run's metrics say that its final conv layer (conv_9) is dead.
+
+def final_layer_dead(metrics: dict, dead_layer_share: float = DEFAULT_DEAD_LAYER_SHARE) -> bool | None:
+    """Whether a run's metrics say that its final conv layer (conv_9) is dead; None when they
+    do not say (unknown, never taken as alive in a count).
 
     `lossbench evaluate` writes `final_layer_dead`: at least `evaluate.dead_layer_share` of
     conv_9's activations on the test set are zero. Metrics written before that key existed
-    (or holding null there) fall back to the older, stricter rule: every channel was zero on
-    every test image. A run whose layer was not measured counts as alive.
+    (or holding null there) are judged by the same rule from their `final_conv_active_fraction`
+    where they hold it; else by the older, stricter one (every channel zero on every test
+    image), which can only say "dead"; else the answer is unknown.
     """
     if metrics.get("final_layer_dead") is not None:
         return bool(metrics["final_layer_dead"])
+    active = metrics.get("final_conv_active_fraction")
+    if active is not None:
+        return 1.0 - float(active) >= dead_layer_share - 1e-12
     channels = metrics.get("final_conv_channels")
     dead = metrics.get("final_conv_dead_channels")
-    return channels is not None and dead is not None and channels > 0 and dead == channels
+    if channels is not None and dead is not None and channels > 0 and dead == channels:
+        return True
+    return None

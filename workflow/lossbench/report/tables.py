@@ -179,8 +179,15 @@ def convergence_row(loss: str, entry: dict, key: str | None) -> list[str]:
         duration(mean_of(entry, "train_seconds")),
         MISSING if collapsed is None else f"{collapsed} of {entry['runs']}",
         accuracy_with_count(without) if without.get("mean") is not None else MISSING,
-        MISSING if dead is None else f"{dead} of {entry['runs']}",
+        dead_text(dead, entry.get("dead_final_layer_unknown_runs") or 0, entry["runs"]),
     ]
+
+
+def dead_text(dead: int | None, unknown: int, runs: int) -> str:
+    """"d of n", with the runs whose metrics do not say, never counted as alive."""
+    if dead is None or unknown == runs:
+        return "unknown"
+    return f"{dead} of {runs}" + (f" ({unknown} unknown)" if unknown else "")
 
 
 def convergence_table(summary: dict, params: dict) -> list[str]:
