@@ -216,7 +216,7 @@ def test_dvc_tables_fit_a_screen_for_the_cpu_sized_study(tmp_path):
     # One loss changes, the other numbers only beyond DVC's 5 decimals.
     write_review_outputs(root, {loss: 0.5 - 0.06 * index + (0.015 if index == 1 else 0.0)
                                 for index, loss in enumerate(losses)}, nudge=-3e-7)
-    recipe = readme_blocks("## Reviewing a change: `dvc metrics diff`")[0]
+    recipe = readme_blocks("## Reviewing a change: `dvc metrics diff`")[1]
     diffs = [line.split("#")[0].strip() for line in recipe if line.startswith("dvc metrics diff")]
     assert diffs == ["dvc metrics diff", "dvc metrics diff --targets reports/metrics"]
     exp_show, = [block[0] for block in readme_blocks("## Reviewing a change: `dvc metrics diff`")

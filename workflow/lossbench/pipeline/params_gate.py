@@ -11,7 +11,8 @@ while it parses the Snakefile, before any job; DVC has no such step. So dvc.yaml
 `validate`, on which every other stage depends: it reruns whenever params.yaml changes, stops
 `dvc repro` on a bad value before anything is deleted, and writes the same text every time, so
 that it never makes another stage stale by itself. The Snakefile writes the same file when it
-is missing, so that `dvc commit` after a Snakemake run finds it.
+is missing, so that `dvc commit` after a Snakemake run finds it. Git ignores it (.gitignore) and
+DVC caches it like any output, so that `dvc pull` brings it back with the rest.
 """
 
 from __future__ import annotations
@@ -43,4 +44,4 @@ def gate_stage() -> dict:
     """The `validate` stage of dvc.yaml, as DVC reads it."""
     return {"cmd": f"lossbench validate --output {GATE_FILE}",
             "deps": ["params.yaml", "workflow/schemas/params.schema.yaml"],
-            "outs": [{GATE_FILE: {"cache": False}}]}
+            "outs": [GATE_FILE]}
