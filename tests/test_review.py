@@ -185,7 +185,7 @@ def write_review_outputs(root: Path, accuracies: dict[str, float], nudge: float 
     shutil.rmtree(scratch)
     runs = [path.stem for path in evaluation_paths]
     stand_ins = ["data/raw/archive", "data/prepared/x", "reports/data/counts.json", "reports/report.md",
-                 "reports/figures/x.png", "reports/epochs.csv"]
+                 "reports/figures/x.png", "reports/epochs.csv", "data/params-valid.txt"]
     stand_ins += [f"data/{kind}/{run}{suffix}" for run in runs for kind, suffix in (
         ("models", ".keras"), ("predictions", ".npz"), ("../reports/training", "/history.json"))]
     stand_ins += [f"reports/tune/{loss}.json" for loss in accuracies]
