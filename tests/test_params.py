@@ -419,3 +419,35 @@ def test_every_committed_overlay_makes_a_valid_params_yaml(tmp_path, overlay):
     (tmp_path / "params.yaml").write_text((PROJECT / "params.yaml").read_text())
     assert use_params(tmp_path / "params.yaml", [overlay])
     load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("setting, named", [
+    ("+train.newkey=1", "newkey"),             # D11: a `+key` DVC writes without a word
+    ("+data.train_size=10", "data"),           # D6: a leftover `data:` section
+    ("train.epochs=three", "train.epochs"),    # issue 32: a bad value
+])
+def test_dvcs_first_stage_refuses_what_lossbench_would_before_any_output_goes(tmp_path, setting, named):
+    """dvc.yaml's `validate` stage (lossbench.pipeline.params_gate), on which every stage
+    depends: `dvc exp run -S` with a key or value lossbench refuses stops there, naming it,
+    and the next stage's output stays."""
+    import shutil
+    import sys
+
+    import yaml as yaml_module
+
+    from lossbench.pipeline.params_gate import gate_stage
+
+    shutil.copytree(PROJECT / "workflow/schemas", tmp_path / "workflow/schemas")
+    gate = {"validate": gate_stage(),
+            "make": {"cmd": "echo made > out.txt", "deps": ["data/params-valid.txt"],
+                     "params": ["train.epochs"], "outs": ["out.txt"]}}
+    gate["validate"]["cmd"] = f"{Path(sys.executable).parent / 'lossbench'} validate --output data/params-valid.txt"
+    stages = yaml_module.safe_dump(gate, sort_keys=False)
+    run = one_stage_dvc_project(tmp_path, (PROJECT / "params.yaml").read_text(),
+                                "".join(f"  {line}\n" for line in stages.splitlines()))
+    assert run("dvc", "repro").returncode == 0
+    assert (tmp_path / "out.txt").read_text() == "made\n"
+    result = run("dvc", "exp", "run", "-S", setting)
+    assert result.returncode != 0
+    assert "lossbench validate: error" in result.stdout + result.stderr and named in result.stdout + result.stderr
+    assert (tmp_path / "out.txt").read_text() == "made\n"

@@ -185,3 +185,19 @@ def test_class_scores_verdicts_follow_the_pre_registered_rules():
     assert analysis.selected_rates(tunings)["moved"] == "not testable"
     assert "H3**: not testable" in analysis.describe(analysis.verdict_rows(tunings),
                                                      analysis.selected_rates(tunings))[2]
+
+
+def test_class_scores_start_records_from_a_job_log(tmp_path):
+    """The relu arm's run.json files were deleted before they were copied (a slip of the
+    copying script, README); its start times come from its job log, checked the same way."""
+    analysis = load_class_scores_analysis()
+    log = tmp_path / "relu" / "snakemake.log"
+    log.parent.mkdir()
+    log.write_text("localrule tune:\n"
+                   "2026-12-07 19:54:22,919 lossbench.train.packs INFO: Training hinge, seed 100, on CPU\n"
+                   "Epoch 1/6\n"
+                   "2026-12-07 19:55:16,758 lossbench.train.packs INFO: Training hinge, seed 101, on CPU\n")
+    starts = analysis.log_starts(log)
+    assert list(starts.values()) == [{"started": "2026-12-07T19:54:22+00:00"},
+                                     {"started": "2026-12-07T19:55:16+00:00"}]
+    assert list(starts)[0] == "relu/log line 2: hinge seed 100"

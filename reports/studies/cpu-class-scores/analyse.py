@@ -1,7 +1,8 @@
 """cpu-class-scores: the pre-registered tests (README.md), from the committed tuning results.
 
 In:  `relu/` and `linear/` beside this file, each holding the arm's tune results
-     (`tune/<loss>.json`) and its tuning runs' records (`runs/<loss>/<run>/run.json`), and
+     (`tune/<loss>.json`) and its tuning runs' records (`runs/<loss>/<run>/logs/run.json`, or,
+     where those were lost, the start lines of the arm's job log `snakemake.log`), and
      `preregistration.json`.
 Out: `analysis.md` (written by `python analyse.py` from this folder's parent's parent's parent,
      or any directory) and `analysis.json`; every sentence comes from `verdict_rows` and
@@ -13,6 +14,7 @@ Refuses (ValueError) when any tuning run started before the pre-registration's c
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -109,12 +111,31 @@ def describe(rows: list[dict], rates: dict) -> list[str]:
     return lines
 
 
+def log_starts(log: Path) -> dict[str, dict]:
+    """{name: {"started": ISO time}} of each tuning run's "Training <loss>, seed <n>" line of a
+    job log (UTC, as the machine's clock wrote it), for an arm whose run.json files were lost."""
+    starts = {}
+    for index, line in enumerate(log.read_text().splitlines()):
+        match = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ lossbench\.train\.packs INFO: "
+                         r"Training (\w+), seed (\d+),", line)
+        if match:
+            started = match[1].replace(" ", "T") + "+00:00"
+            starts[f"{log.parent.name}/log line {index + 1}: {match[2]} seed {match[3]}"] = {"started": started}
+    return starts
+
+
 def load_arm(arm: str) -> tuple[dict[str, dict], dict[str, dict]]:
-    """The arm's tune results by loss and its tuning runs' records by name."""
+    """The arm's tune results by loss and its tuning runs' start records by name: their
+    run.json files, else the start lines of the arm's job log (snakemake.log)."""
     folder = STUDY / arm
     tunings = {loss: json.loads((folder / "tune" / f"{loss}.json").read_text()) for loss in LOSSES}
-    records = {f"{arm}/{path.parent.parent.name}/{path.parent.name}": json.loads(path.read_text())
-               for path in sorted((folder / "runs").glob("*/*/run.json"))}
+    records = {f"{arm}/{path.parent.parent.parent.name}/{path.parent.parent.name}": json.loads(path.read_text())
+               for path in sorted((folder / "runs").glob("*/*/logs/run.json"))}
+    if not records and (folder / "snakemake.log").is_file():
+        records = log_starts(folder / "snakemake.log")
+    runs = sum(len(tuning["runs"]) for tuning in tunings.values())
+    if len(records) != runs:
+        raise ValueError(f"{arm}: {len(records)} start records for {runs} tuning runs.")
     return tunings, records
 
 
