@@ -478,3 +478,23 @@ def test_an_interrupt_during_a_write_waits_for_the_rename(tmp_path):
         signals.signal(signals.SIGINT, previous)
     assert json.loads(target.read_text()) == {"complete": True}
     assert not list(tmp_path.glob(".*.tmp*"))
+
+
+def test_the_typed_config_has_one_field_per_training_key_in_order():
+    """Issue 29: TrainConfig is a plain dataclass a reader (or an IDE) can follow from
+    params.yaml to where each value is used; its fields are TRAIN_KEYS, in order, and a field's
+    type admits the value the schema's default gives."""
+    import dataclasses
+    import typing
+
+    from lossbench.pipeline.params import TRAIN_KEYS, load_params
+    from lossbench.train.training import TrainConfig
+
+    fields = dataclasses.fields(TrainConfig)
+    assert [field.name for field in fields] == [key.split(".")[-1] for key in TRAIN_KEYS]
+    config = TrainConfig.from_params(load_params(PROJECT / "params.yaml"))
+    hints = typing.get_type_hints(TrainConfig)
+    for field in fields:
+        value = getattr(config, field.name)
+        allowed = typing.get_args(hints[field.name]) or (hints[field.name],)
+        assert isinstance(value, allowed) or (float in allowed and isinstance(value, int)), field.name

@@ -71,23 +71,40 @@ from lossbench.train.training_logs import progress, write_training_logs
 logger = logging.getLogger(__name__)
 
 
-def _config_from_params(cls, params: dict):
-    """The job's settings: the value of every key of `TRAIN_KEYS` in validated params."""
-    return cls(**{key.split(".")[-1]: get_key(params, key) for key in TRAIN_KEYS})
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training settings of one job, read from params.yaml: one field per key of
+    `lossbench.pipeline.params.TRAIN_KEYS`, named by the key's last part (`train.batch_size` is
+    `config.batch_size`), typed as workflow/schemas/params.schema.yaml allows (which also holds
+    each default and `params.yaml` each meaning). `learning_rate` is "tuned" until
+    lossbench.train resolves it; "auto" values are resolved per machine (lossbench.train.device).
+    tests/test_train.py checks that the fields are exactly TRAIN_KEYS, in order."""
 
+    width: float                          # model.width
+    init: str                             # model.init: keras1 | keras3
+    stride2_padding: str                  # model.stride2_padding: theano | tensorflow
+    final_convolution_activation: str     # model.final_convolution_activation: relu | linear
+    epochs: int                           # train.epochs
+    batch_size: int                       # train.batch_size
+    learning_rate: float | str            # train.learning_rate: a rate per step, or "tuned"
+    decay: float                          # train.decay
+    momentum: float                       # train.momentum
+    nesterov: bool                        # train.nesterov
+    shift_fraction: float                 # train.shift_fraction
+    horizontal_flip: bool                 # train.horizontal_flip
+    shuffle: bool                         # train.shuffle
+    validation: str                       # train.validation: test | holdout
+    holdout_fraction: float               # train.holdout_fraction
+    precision: str                        # train.precision
+    steps_per_execution: int | str        # train.steps_per_execution: a count, or "auto"
+    device: str                           # train.device: auto | gpu | cpu
+    jit_compile: bool | str               # train.jit_compile: true/false, or "auto"
+    deterministic: bool                   # train.deterministic
 
-# The training settings of one job (`model.*`, `train.*`), a frozen dataclass with one field
-# per key of lossbench.pipeline.params.TRAIN_KEYS, named by the key's last part
-# (`train.batch_size` is `config.batch_size`): the keys are listed there once, with their
-# types and meanings in the params schema. `learning_rate` is "tuned" until lossbench.train resolves it.
-TrainConfig = dataclasses.make_dataclass(
-    "TrainConfig", [key.split(".")[-1] for key in TRAIN_KEYS], frozen=True,
-    namespace={
-        "__module__": __name__,
-        "__doc__": "The training settings of one job, read from params.yaml (`model.*`, `train.*`).",
-        "from_params": classmethod(_config_from_params),
-    },
-)
+    @classmethod
+    def from_params(cls, params: dict) -> "TrainConfig":
+        """The job's settings: the value of every key of `TRAIN_KEYS` in validated params."""
+        return cls(**{key.split(".")[-1]: get_key(params, key) for key in TRAIN_KEYS})
 
 
 def build_training_model(config: TrainConfig, loss_name: str, seed: int, num_classes: int,
