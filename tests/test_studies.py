@@ -1,6 +1,7 @@
 """The committed headline study agrees with a recomputation from its committed per-run files."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,30 @@ def test_class_scores_start_records_from_a_job_log(tmp_path):
     assert list(starts.values()) == [{"started": "2026-12-07T19:54:22+00:00"},
                                      {"started": "2026-12-07T19:55:16+00:00"}]
     assert list(starts)[0] == "relu/log line 2: hinge seed 100"
+
+
+CLASS_SCORES = STUDY.parent / "cpu-class-scores"
+
+
+@pytest.mark.skipif(not (CLASS_SCORES / "analysis.md").is_file(), reason="cpu-class-scores has no results yet")
+def test_the_class_scores_analysis_recomputes_from_its_committed_records(tmp_path, monkeypatch):
+    """The committed analysis.md and analysis.json are what analyse.py writes from the committed
+    tune results, after checking every run started after the pre-registration."""
+    import shutil
+
+    copy = tmp_path / "reports" / "studies" / "cpu-class-scores"
+    shutil.copytree(CLASS_SCORES, copy)
+    (copy / "analysis.md").unlink()
+    (copy / "analysis.json").unlink()
+    spec_path = copy / "analyse.py"
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("class_scores_copy", spec_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "STUDY", copy)
+    monkeypatch.setattr(sys, "path", [str(STUDY.parents[2] / "workflow"), *sys.path])
+    assert module.main() == 0
+    assert (copy / "analysis.md").read_text() == (CLASS_SCORES / "analysis.md").read_text()
+    assert json.loads((copy / "analysis.json").read_text()) == json.loads(
+        (CLASS_SCORES / "analysis.json").read_text())

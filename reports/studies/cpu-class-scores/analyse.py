@@ -36,7 +36,7 @@ def at_chance(run: dict, images: int = HOLDOUT_IMAGES, classes: int = 10) -> boo
     if run.get("diverged") or accuracy is None:
         return True
     correct = round(accuracy * images)
-    return stats.binomtest(correct, images, 1 / classes, alternative="greater").pvalue >= ALPHA
+    return bool(stats.binomtest(correct, images, 1 / classes, alternative="greater").pvalue >= ALPHA)
 
 
 def high_rate_counts(tuning: dict) -> tuple[int, int]:
