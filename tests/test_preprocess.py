@@ -26,6 +26,7 @@ from archives import (
     png_bytes,
     prepare_with_defaults,
     random_images,
+    write_image_folder,
 )
 from lossbench import cli, preprocess
 from lossbench.io.archive import ArchiveError, UnsafeArchiveError
@@ -553,3 +554,51 @@ def test_schema_dataset_enum_matches_the_registry():
     expected = "preprocess.dataset is 'no_such_dataset'; it must be one of cifar10, cifar100, image_folder"
     with pytest.raises(ValueError, match=expected):
         preprocess.dataset_spec("no_such_dataset")
+
+
+@pytest.mark.parametrize("extra, named", [
+    ("images/train/cat/more/0099.png", "images/train/cat/more/0099.png"),   # a nested folder
+    ("images/train/cat/0099.bmp", "images/train/cat/0099.bmp"),             # another format
+    ("images/test/0099.png", "images/test/0099.png"),                       # outside a class
+])
+def test_files_an_image_folder_would_not_read_are_refused_not_dropped(tmp_path, extra, named):
+    """Issue 31: images in subfolders of a class folder, .bmp and .gif files were dropped
+    without a word (a class kept 10 of its 60 images). Files that are no images (notes, macOS
+    `._` files) stay ignored (test_image_folder_converts_grayscale_...)."""
+    import io
+    import tarfile
+
+    tree = tmp_path / "tree"
+    write_image_folder(tree)
+    path = tmp_path / "images.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for file in sorted(tree.rglob("*")):
+            if file.is_file():
+                tar.add(file, arcname=file.relative_to(tree).as_posix())
+        info = tarfile.TarInfo(extra)
+        payload = (tree / "images/train").rglob("*.png").__next__().read_bytes()
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    with pytest.raises(ValueError, match=rf"1 image\(s\) under train/ or test/ that would not be read, "
+                                         rf"e.g. '{named}'"):
+        prepare_into(tmp_path, path, "image_folder")
+
+
+def test_a_16_bit_image_is_refused_not_clipped(tmp_path):
+    """Issue 31: a 16-bit PNG was clipped to 6 values by the conversion to 8-bit RGB."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    tree = tmp_path / "tree"
+    write_image_folder(tree)
+    deep = io.BytesIO()
+    Image.fromarray(np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60).save(deep, format="PNG")
+    target = sorted((tree / "images/train").rglob("*.png"))[0]
+    target.write_bytes(deep.getvalue())
+    path = tmp_path / "images.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(tree / "images", arcname="images")
+    with pytest.raises(ValueError, match=r"has 16 bits per sample \(mode I;16\); images must have 8"):
+        prepare_into(tmp_path, path, "image_folder")

@@ -29,6 +29,10 @@ from lossbench.io.archive import path_parts
 from lossbench.io.prepared import IMAGE_SIZE, SPLITS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Image formats an image folder may hold but lossbench does not read: refused, not skipped.
+OTHER_IMAGE_SUFFIXES = (".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".heic")
+# Pillow's modes of more than 8 bits per sample (a 16-bit grayscale PNG opens as I;16).
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 # Below this many images, starting worker processes costs more than it saves.
 PARALLEL_MINIMUM_IMAGES = 4096
@@ -100,9 +104,12 @@ def _entries_by_split(
     """Each split's images as (class, path, member), all under one top-level folder."""
     entries = {split: [] for split in SPLITS}
     prefixes = set()
+    unread = []
     for name, member in files.items():
         parts = image_folder_parts(name)
         if parts is None:
+            if _unread_image(name) and getattr(member, "isfile", lambda: True)():
+                unread.append(name)
             continue
         prefix, split, class_name, _filename = parts
         prefixes.add(prefix)
@@ -113,7 +120,27 @@ def _entries_by_split(
             f"{archive} holds train/ and test/ folders under several top-level folders "
             f"({shown}); an image folder needs exactly one. Repack it with one of them."
         )
+    if unread:
+        # Dropping them silently left a class with 10 of its 60 images (issue 31).
+        shown = ", ".join(repr(name) for name in sorted(unread)[:3])
+        raise ValueError(
+            f"{archive} has {len(unread)} image(s) under train/ or test/ that would not be read, "
+            f"e.g. {shown}: images must sit directly in train/<class>/ or test/<class>/ and be "
+            f"{', '.join(IMAGE_SUFFIXES)} files. Move, convert or remove them, and run again."
+        )
     return entries
+
+
+def _unread_image(name: str) -> bool:
+    """Whether `name` is an image the layout would not read: inside a train/ or test/ folder
+    but not directly in a class folder, or in a format not read (.bmp, .gif, ...). Other files
+    there (notes, macOS `._` files) are no images and stay ignored."""
+    parts = path_parts(name)
+    # The split folder is the first or (under one top-level folder) the second part.
+    if len(parts) < 2 or parts[-1].startswith(".") or not any(
+            part in SPLITS for part in parts[:min(2, len(parts) - 1)]):
+        return False
+    return parts[-1].lower().endswith(IMAGE_SUFFIXES + OTHER_IMAGE_SUFFIXES)
 
 
 def _usable_cpus() -> int:
@@ -162,6 +189,12 @@ def _decode_chunk(chunk: tuple[Sequence[bytes], Sequence[str]]) -> np.ndarray:
                     raise ValueError(
                         f"The image {name} is {image.size[0]}x{image.size[1]} pixels; every "
                         f"image must be {IMAGE_SIZE}x{IMAGE_SIZE}. Resize it or remove it."
+                    )
+                if image.mode in SIXTEEN_BIT_MODES:
+                    # convert("RGB") would clip every value above 255 (issue 31: six values left).
+                    raise ValueError(
+                        f"The image {name} has 16 bits per sample (mode {image.mode}); images must "
+                        "have 8. Convert it (e.g. with Pillow or ImageMagick: -depth 8) and run again."
                     )
                 if image.mode != "RGB":
                     image = image.convert("RGB")
