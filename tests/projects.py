@@ -66,6 +66,16 @@ def set_params(root: Path, **changes) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def write_overlay(path: Path, values: dict) -> Path:
+    """An overlay file for `lossbench use-params` holding {"section.key": value} `values`."""
+    sections: dict = {}
+    for dotted, value in values.items():
+        section, key = dotted.split(".")
+        sections.setdefault(section, {})[key] = value
+    path.write_text(yaml.safe_dump(sections, sort_keys=False))
+    return path
+
+
 def copy_project(root: Path, **changes) -> Path:
     """A copy of the project reading the shared real images, with `changes` to params.yaml."""
     for name in ("Snakefile", "dvc.yaml", "params.yaml", "environment.yml", "pyproject.toml",

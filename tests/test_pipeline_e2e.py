@@ -33,6 +33,7 @@ from projects import (
     needs_real_images,
     run,
     set_params,
+    write_overlay,
 )
 from test_readme import OFFLINE, readme_table_commands
 
@@ -90,18 +91,6 @@ TINY = {
     "tune.epochs": 1,
     "train.learning_rate": "tuned",
 }
-
-
-def write_overlay(path: Path, values: dict) -> Path:
-    """An overlay file for `lossbench use-params` holding {"section.key": value} `values`."""
-    import yaml
-
-    sections: dict = {}
-    for dotted, value in values.items():
-        section, key = dotted.split(".")
-        sections.setdefault(section, {})[key] = value
-    path.write_text(yaml.safe_dump(sections, sort_keys=False))
-    return path
 
 
 def readme_line_with(tool: str, *overlays: Path) -> str:

@@ -29,7 +29,7 @@ import pytest
 
 from lossbench import compare, evaluate, figures
 from lossbench.core.metric_registry import review_names
-from projects import PROJECT, copy_project, init_repository, needs_real_images, run, set_params
+from projects import PROJECT, copy_project, init_repository, needs_real_images, run, set_params, write_overlay
 
 LOSSES = ["categorical_crossentropy", "hinge"]
 TINY = {"preprocess.train_size": 200, "preprocess.test_size": 100, "model.width": 0.1,
@@ -320,18 +320,11 @@ def experiments(tmp_path_factory):
     """Issue 32: the README's review without a committed baseline, line by line, in a fresh
     clone: its smoke-test overlay with this study's tiny one appended, two experiments (the
     second with 2 epochs instead of the README's 10). Returns each command's output."""
-    import yaml
-
     root = copy_project(tmp_path_factory.mktemp("experiments"))
     init_repository(root)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "lossbench"], root)
-    tiny = root.parent / "tiny.yaml"
-    sections: dict = {}
-    for dotted, value in TINY.items():
-        section, key = dotted.split(".")
-        sections.setdefault(section, {})[key] = value
-    tiny.write_text(yaml.safe_dump(sections))
+    tiny = write_overlay(root.parent / "tiny.yaml", TINY)
     outputs = {}
     for line in readme_blocks("## Reviewing a change: `dvc metrics diff`")[0]:
         command = line.split("#")[0].strip()

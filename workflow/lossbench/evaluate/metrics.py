@@ -27,6 +27,7 @@ import numpy as np
 
 from lossbench.core.metric_registry import RunOutputs, computed_metrics
 from lossbench.evaluate.calibration import no_calibration
+from lossbench.io.evaluation import dead_by_share
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -258,11 +259,6 @@ def activation_summary(batches: Iterable[np.ndarray]) -> dict[str, Any]:
 NO_FINAL_CONV = {"final_conv_active_fraction": None, "final_conv_dead_channels": None,
                  "final_conv_channels": None}
 
-# The share is compared with 1 - (a fraction of counts): a margin of rounding keeps a layer
-# with exactly the share of zeros from being judged by the last bit of a float.
-SHARE_TOLERANCE = 1e-12
-
-
 def final_layer_dead(active_fraction: float | None, dead_layer_share: float) -> bool | None:
     """Whether the final convolution counts as dead, from its active (positive) fraction.
 
@@ -271,9 +267,7 @@ def final_layer_dead(active_fraction: float | None, dead_layer_share: float) -> 
     least `dead_layer_share`; None when the fraction is unknown (no conv_9, or non-finite
     activations of a diverged run).
     """
-    if active_fraction is None:
-        return None
-    return 1.0 - float(active_fraction) >= float(dead_layer_share) - SHARE_TOLERANCE
+    return dead_by_share(active_fraction, dead_layer_share)
 
 
 def training_fields(history: Sequence[dict], test_accuracy: float,

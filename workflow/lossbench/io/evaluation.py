@@ -16,6 +16,19 @@ from __future__ import annotations
 DEFAULT_DEAD_LAYER_SHARE = 0.99
 
 
+# The share is compared with 1 - (a fraction of counts): a margin of rounding keeps a layer
+# with exactly the share of zeros from being judged by the last bit of a float.
+SHARE_TOLERANCE = 1e-12
+
+
+def dead_by_share(active_fraction: float | None, dead_layer_share: float) -> bool | None:
+    """Whether a ReLU layer whose `active_fraction` of activations is positive counts as dead:
+    its zero share (1 - active) is at least `dead_layer_share`; None when unknown."""
+    if active_fraction is None:
+        return None
+    return 1.0 - float(active_fraction) >= float(dead_layer_share) - SHARE_TOLERANCE
+
+
 def final_layer_dead(metrics: dict, dead_layer_share: float = DEFAULT_DEAD_LAYER_SHARE) -> bool | None:
     """Whether a run's metrics say that its final conv layer (conv_9) is dead; None when they
     do not say (unknown, never taken as alive in a count).
@@ -30,7 +43,7 @@ def final_layer_dead(metrics: dict, dead_layer_share: float = DEFAULT_DEAD_LAYER
         return bool(metrics["final_layer_dead"])
     active = metrics.get("final_conv_active_fraction")
     if active is not None:
-        return 1.0 - float(active) >= dead_layer_share - 1e-12
+        return dead_by_share(active, dead_layer_share)
     channels = metrics.get("final_conv_channels")
     dead = metrics.get("final_conv_dead_channels")
     if channels is not None and dead is not None and channels > 0 and dead == channels:

@@ -30,7 +30,6 @@ such a job once more than needed, never less.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Iterable
 
 from lossbench.io.atomic import write_text
+from lossbench.io.digests import file_sha256
 from lossbench.pipeline.params import stage_fingerprint
 from lossbench.pipeline.stages import snakemake_inputs, snakemake_outputs
 
@@ -61,14 +61,6 @@ def record_made(stage: str, params: dict, output: str | Path) -> None:
     if Path(output).is_file():
         record["sha256"] = file_sha256(output)
     write_text(record_path(output), json.dumps(record, indent=2) + "\n")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def input_flags(stage: str) -> list[str]:
