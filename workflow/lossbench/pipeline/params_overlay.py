@@ -75,6 +75,9 @@ def use_params(params_path: Path, overlays: Sequence[Path]) -> list[str]:
     reader.indent(mapping=2, sequence=4, offset=2)
     reader.representer.add_representer(
         type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
+    # Floats as PyYAML writes them (1.0e-06): ruamel.yaml writes 1e-06, which the YAML 1.1
+    # readers of params.yaml (PyYAML, hence lossbench, Snakemake and DVC) read back as text.
+    reader.representer.add_representer(float, _float_as_pyyaml)
     original = params_path.read_text()
     document = reader.load(original)
     # The plain values, to compare and show (ruamel.yaml's own types do not print plainly).
@@ -96,6 +99,10 @@ def use_params(params_path: Path, overlays: Sequence[Path]) -> list[str]:
     if changes:
         write_text(params_path, text)
     return changes
+
+
+def _float_as_pyyaml(representer: Any, value: float) -> Any:
+    return representer.represent_scalar("tag:yaml.org,2002:float", _show(value))
 
 
 def _show(value: Any) -> str:
