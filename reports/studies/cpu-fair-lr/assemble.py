@@ -3,8 +3,8 @@
 Usage (from the project root, with lossbench installed):
     python reports/studies/cpu-fair-lr/assemble.py /path/to/worktree/study
 
-The trainings ran from a fixed commit in their own git worktree (`run_study.py` beside this
-file; README). This script, run from the commit that assembles the study:
+The trainings ran from a fixed commit in their own git worktree (by `run_study.py`, a
+driver since replaced by the pipeline: README, "Reproduce"; in git history until 9d31ba7). This script, run from the commit that assembles the study:
 1. copies each run's training logs (history.json, run.json) here, adding to run.json the
    gradient scale at initialisation (`initial_output_gradient_scale`, recomputed from the seed
    with `lossbench.train.training`: the same initial weights, as they depend on the seed only);
@@ -152,7 +152,6 @@ def main(source: Path) -> None:
     from lossbench.io.prepared import load_prepared
 
     shutil.copy(source / "base-params.yaml", HERE / "base-params.yaml")
-    shutil.copy(source / "run_study.py", HERE / "run_study.py")
     tuning = tuning_results(source, study_params(source, 0.01))
     rates = {path.stem: json.loads(path.read_text())["selected_learning_rate"] for path in tuning}
     prepared = prepare_again(source, study_params(source, 0.01))

@@ -3,9 +3,10 @@
 Usage (from the project root, with lossbench installed):
     python reports/studies/cpu-label-noise/assemble.py /path/to/wt-noise/study
 
-The trainings ran from a fixed commit in their own git worktree (`run_study.py` beside this
-file; README), and each run was evaluated there on the whole clean test set right after it
-trained. This script, run from the commit that assembles the study:
+The trainings ran from a fixed commit in their own git worktree (by `run_study.py`, a
+driver since replaced by the pipeline: README, "Reproduce"; in git history until 9d31ba7), and
+each run was evaluated there on the whole clean test set right after it trained. This script,
+run from the commit that assembles the study:
 1. copies each finished run's evaluation, review metrics and training logs (history.json,
    run.json) into noise<rate>/, the worktree's paths in their recorded commands made relative;
 2. re-evaluates the first run of each noise rate with this commit's `lossbench evaluate` and
