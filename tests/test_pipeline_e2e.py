@@ -155,20 +155,36 @@ def test_dvc_commit_records_the_snakemake_run(project):
 
 
 def test_only_code_that_decides_a_result_reruns_a_stage(project):
-    """Issue 21: a version bump and a comment in params.py leave both tools with nothing to
-    do; an edit to the losses reruns the training under both. The files are then restored,
-    with their modification times, for the tests after this one."""
+    """Issue 21: a version bump, a comment in params.py and a blank line in the benchmark's
+    modules leave both tools with nothing to do; a blank line in tune.py reruns the tuning, not
+    the training (issue 29: training never runs tune.py); an edit to the losses reruns the
+    training under both. The files are then restored, with their modification times, for the
+    tests after this one."""
     package = project / "workflow" / "lossbench"
-    edited = [package / "__init__.py", package / "pipeline" / "params.py", package / "core" / "losses.py"]
+    edited = [package / "__init__.py", package / "pipeline" / "params.py", package / "core" / "losses.py",
+              package / "bench.py", package / "step_rates.py", package / "train" / "tune.py"]
     times = {path: path.stat().st_mtime_ns for path in edited}
     try:
         with edited[0].open("a") as init:
             init.write('__version__ = "0.1.1"\n')
         with edited[1].open("a") as params:
             params.write("# A comment decides no result.\n")
+        for bench_only in edited[3:5]:
+            with bench_only.open("a") as module:
+                module.write("\n")
         assert "up to date" in run(["dvc", "status"], project).stdout.lower()
         dry_run = run(["snakemake", "--dry-run", "--cores", "1"], project)
         assert "Nothing to be done" in dry_run.stdout + dry_run.stderr, dry_run.stdout[-3000:]
+
+        with edited[5].open("a") as tune:
+            tune.write("\n")
+        tunings = {f"tune@{loss}" for loss in ("categorical_crossentropy", "hinge")}
+        assert set(json.loads(run(["dvc", "status", "--json"], project).stdout)) - {GATE_STAGE} == tunings
+        # Snakemake reruns the tuning for tune.py; the trainings only wait for its result
+        # (Snakemake cannot stop at an unchanged output as DVC does: README).
+        edited_tune = r"Updated input files: .*train/tune\.py"
+        dry_run = run(["snakemake", "--dry-run", "--cores", "1"], project)
+        assert snakemake_changed_stages(project, edited_tune, dry_run.stdout + dry_run.stderr) == {"tune"}
 
         with edited[2].open("a") as losses:
             losses.write("# An edit to the losses.\n")

@@ -367,30 +367,32 @@ def test_a_yaml_syntax_error_names_its_line_and_column(tmp_path):
     assert f"at line {index + 1}, column 11" in output
 
 
-def test_code_dependencies_are_the_stage_folder_and_the_shared_code_it_imports(both_dags):
-    """Each stage depends on the code that decides its results: its folder (one DVC
-    dependency; Snakemake lists the folder's files) and the shared files its folder imports
-    (lossbench.pipeline.sources), in dvc.yaml and in the rules."""
+def test_code_dependencies_are_the_files_a_stage_runs(both_dags):
+    """Each stage depends on the code that decides its results: the files Python runs when it
+    runs, its entry module and what that imports, with their packages' __init__.py
+    (lossbench.pipeline.sources), the same files in dvc.yaml and in the rules."""
     from lossbench.pipeline.sources import code_dependencies, code_files
 
     snakemake, dvc = both_dags
     for name, job in dvc.items():
         stage = name.split("@")[0]  # a matrix stage: train@categorical_crossentropy-0
         code = {path for path in job["inputs"] if path.startswith("workflow/lossbench/")}
-        assert code == set(code_dependencies(stage)), name
+        assert code == set(code_dependencies(stage)) == set(code_files(stage)), name
         rule_inputs = snakemake[name]["inputs"] if name in snakemake else next(
             job["inputs"] for other, job in snakemake.items() if other.split("@")[0] == stage)
         rule_code = {path for path in rule_inputs if path.startswith("workflow/lossbench/")}
-        assert rule_code == set(code_files(stage)) == expand_directories(code, set()), name
-    # The train stage: its folder, the model, the losses, the augmentation and the batch order,
-    # and the files it reads and writes its arrays with; nothing that only describes the
-    # pipeline, no front end, no other stage.
-    assert code_dependencies("train") == [
-        "workflow/lossbench/train", "workflow/lossbench/core/augment.py",
-        "workflow/lossbench/core/batches.py", "workflow/lossbench/core/losses.py",
-        "workflow/lossbench/core/model.py", "workflow/lossbench/io/atomic.py",
-        "workflow/lossbench/io/digests.py", "workflow/lossbench/io/prepared.py"]
-    assert code_dependencies("tune") == code_dependencies("train")
+        assert rule_code == code, name
+    # The train stage: its folder's files but tune.py (training never runs it), the model,
+    # the losses, the augmentation and the batch order, and the files it reads and writes its
+    # arrays with; nothing that only describes the pipeline, no front end, no other stage.
+    train = code_dependencies("train")
+    package = "workflow/lossbench/"
+    assert [path.removeprefix(package) for path in train if not path.startswith(f"{package}train/")] == [
+        "core/__init__.py", "core/augment.py", "core/batches.py", "core/losses.py", "core/model.py",
+        "io/__init__.py", "io/atomic.py", "io/digests.py", "io/prepared.py"]
+    assert f"{package}train/training.py" in train and f"{package}train/tune.py" not in train
+    # The tune stage runs the training loop: all of train's code, and tune.py.
+    assert set(code_dependencies("tune")) == set(train) | {f"{package}train/tune.py"}
 
 
 def test_the_training_fingerprint_covers_the_code_that_decides_training(tmp_path, monkeypatch):
@@ -407,7 +409,7 @@ def test_the_training_fingerprint_covers_the_code_that_decides_training(tmp_path
     sources.module_closure.cache_clear()
     try:
         files = sources.code_files("train")
-        assert "workflow/lossbench/train/tune.py" in files
+        assert "workflow/lossbench/train/training.py" in files
         assert "workflow/lossbench/core/losses.py" in files
         for left_out in ("workflow/lossbench/__init__.py", "workflow/lossbench/cli.py"):
             assert left_out not in files

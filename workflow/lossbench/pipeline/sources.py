@@ -2,25 +2,25 @@
 
 In:  a stage's name ("train"), or a module of the package named relative to it with dots
      ("train", "train.tune", "core.losses"; "__init__" for the package's own __init__.py).
-Out: the stage's code dependencies, as DVC lists them (`code_dependencies`: the stage's
-     folder as one path, then the shared files it uses), as the files behind them
-     (`code_files`: what the Snakemake rules list and what `source_digest` hashes, the
+Out: the stage's code dependencies, as DVC lists them (`code_dependencies`: the files of the
+     stage's folder it runs, then the shared files), the same files for the Snakemake rules
+     (`code_files`), and what `source_digest` hashes (the
      fingerprint a training checkpoint records so that no code change is ever resumed by a
      run that older code began), and the import reader these are built on.
 
 The rule, and why:
 
-- A stage depends on its whole folder: the folder is the stage (its command and its
-  helpers), and a new helper there is a dependency without anyone listing it. The tune stage
-  is a module of train/ (`HOSTED_STAGES`), so train and tune depend on the same folder: an
-  edit to tune.py reruns training too, the price of keeping the training loop and its one
-  other user in one place.
-- Shared code counts file by file, where the stage's folder uses it (its imports, read from
-  the source, followed through the shared modules): for train and tune the model, losses,
-  augmentation and batch order (core/) and the prepared arrays and whole-file writes they
-  read and write with (io/prepared.py, io/atomic.py); evaluate adds io/review.py, the
-  numbers of its review file, and io/evaluation.py. A shared module a stage does not import
-  is not its dependency: figures does not retrain when augment.py changes (its input, the
+- A stage depends on the files Python runs when the stage runs, found by reading the source:
+  its entry module, every lossbench module that imports (at module level or inside a
+  function, followed module by module), and the package __init__.py of each (Python runs it
+  on the way to a submodule). A file of the stage's folder that nothing of this imports is no
+  dependency: train does not rerun when tune.py changes, as training never runs it, while tune
+  depends on the training loop it calls. So a whitespace change to a file a stage does not
+  run leaves its outputs current under both tools (tests/test_workflow.py).
+- Shared code counts the same way: for train and tune the model, losses, augmentation and
+  batch order (core/) and the prepared arrays and whole-file writes they read and write with
+  (io/prepared.py, io/atomic.py); evaluate adds io/review.py, the numbers of its review file,
+  and io/evaluation.py. figures does not retrain when augment.py changes (its input, the
   evaluations, changes when it matters).
 - Never a dependency: `pipeline/` (the stage table, params.yaml's loader and key lists, run
   names, this module, the lock, the command line's signal and log handling), the package's
@@ -30,10 +30,9 @@ The rule, and why:
   The imports a stage takes from them are a short list that a test keeps
   (tests/test_architecture.py), so that result-deciding code cannot slip in there unseen.
 
-Snakemake gets the files, not the folder: it judges a directory input by the directory's
-own modification time, which editing a file inside does not change (and Python writing
-__pycache__ there does). DVC hashes a folder's files, less what .dvcignore names
-(__pycache__/).
+Files, never folders: Snakemake judges a directory input by the directory's own modification
+time, which editing a file inside does not change (and Python writing __pycache__ there does),
+and a folder would bring in its files that the stage does not run.
 """
 
 from __future__ import annotations
@@ -52,7 +51,9 @@ SHARED_FOLDERS = ("core", "io", "presentation")
 NOT_CODE_FOLDER = "pipeline"
 NOT_CODE_MODULES = ("__init__", "cli")
 # Stages whose module lives in another stage's folder: tuning is training at several learning
-# rates, so the tune stage is train/tune.py, beside the training loop it runs.
+# rates, so the tune stage is train/tune.py, beside the training loop it runs (a folder of its
+# own would import train's, which no stage folder may). Dependencies follow imports, so this
+# decides only where `lossbench tune` is found, not what reruns.
 HOSTED_STAGES = {"tune": "train"}
 
 
@@ -144,33 +145,26 @@ def decides_no_result(module: str) -> bool:
     return module in NOT_CODE_MODULES or module.split(".")[0] == NOT_CODE_FOLDER
 
 
-def _unit(module: str) -> str:
-    """What a stage depends on when it runs `module`: its stage folder ("train"), else its
-    file ("core/losses.py")."""
-    top = module.split(".")[0]
-    if top in stage_folders():
-        return top
-    return _relative(module)
+def _with_packages(module: str) -> list[str]:
+    """`module` and the packages Python runs on the way to it ("train.tune" -> train/__init__.py
+    too), top first; lossbench's own __init__.py decides nothing (see the module docstring)."""
+    parts = module.split(".")
+    return [".".join(parts[:end]) for end in range(1, len(parts) + 1)]
 
 
 @lru_cache(maxsize=None)
 def module_closure(stage: str) -> tuple[str, ...]:
-    """Every module whose code decides `stage`'s results, sorted: the modules of its folder
-    (or its module on top) and what they import, directly or not, less what decides nothing."""
-    module = stage_module(stage)
-    top = module.split(".")[0]
-    pending = folder_modules(top) if top in stage_folders() else [module]
+    """Every module whose code decides `stage`'s results, sorted: its entry module, what that
+    imports, directly or not, and their packages, less what decides nothing."""
+    pending = _with_packages(stage_module(stage))
     seen: set[str] = set()
     while pending:
         name = pending.pop()
         if name in seen or decides_no_result(name):
             continue
         seen.add(name)
-        reached = direct_imports(name)
-        for other in reached:
-            other_top = other.split(".")[0]
-            # A module of a stage folder brings the whole folder, as the folder is one unit.
-            pending.extend(folder_modules(other_top) if other_top in stage_folders() else [other])
+        for other in direct_imports(name):
+            pending.extend(_with_packages(other))
     return tuple(sorted(seen))
 
 
@@ -179,16 +173,16 @@ def _relative(module: str) -> str:
 
 
 def code_dependencies(stage: str) -> list[str]:
-    """`stage`'s code dependencies as DVC lists them, relative to the project root: its
-    folder first (workflow/lossbench/train), then the shared files it uses, sorted."""
-    units = {_unit(name) for name in module_closure(stage)}
+    """`stage`'s code files as dvc.yaml lists them, relative to the project root: those of its
+    own folder first (workflow/lossbench/train/...), then the shared files it uses, sorted."""
     own = stage_module(stage).split(".")[0]
-    first = [own] if own in units else []
-    return [f"{PACKAGE_PATH}/{unit}" for unit in first + sorted(units - set(first))]
+    files = code_files(stage)
+    first = [path for path in files if path.startswith(f"{PACKAGE_PATH}/{own}/")]
+    return first + [path for path in files if path not in first]
 
 
 def code_files(stage: str) -> list[str]:
-    """The files behind `code_dependencies(stage)`: each folder's .py files, sorted."""
+    """The files of `module_closure(stage)`, relative to the project root, sorted."""
     return sorted(f"{PACKAGE_PATH}/{_relative(name)}" for name in module_closure(stage))
 
 
