@@ -229,3 +229,42 @@ def test_the_class_scores_analysis_recomputes_from_its_committed_records(tmp_pat
     assert (copy / "analysis.md").read_text() == (CLASS_SCORES / "analysis.md").read_text()
     assert json.loads((copy / "analysis.json").read_text()) == json.loads(
         (CLASS_SCORES / "analysis.json").read_text())
+
+
+def epochs_of(history_path: Path) -> list[dict]:
+    history = json.loads(history_path.read_text())
+    return history["epochs"] if isinstance(history, dict) else history
+
+
+def test_the_rerun_on_another_cpu_is_the_cpu_not_the_code():
+    """cpu-fair-lr's README, "Rerun, 2026-12-07": the numbers it gives are the committed
+    records', and the rerun's training equals, epoch by epoch, the run of cpu-12-epochs made
+    with the same images and seed on the same kind of CPU."""
+    import math
+    import statistics
+
+    from scipy import stats
+
+    rerun = STUDY / "rerun-zen4"
+    readme = " ".join((STUDY / "README.md").read_text().split())
+    record = json.loads((rerun / "run.json").read_text())
+    assert record["code"]["commit"].startswith("9d31ba7") and not record["code"]["dirty"]
+    assert "9d31ba7" in readme
+    evaluation = json.loads((rerun / "evaluation.json").read_text())
+    committed = json.loads((STUDY / "paper-lr/evaluation/categorical_crossentropy-seed0.json").read_text())
+    assert f"ends at {evaluation['test_accuracy']:.2%} test accuracy".replace("%", " %") in readme
+    assert f"ended at {committed['test_accuracy']:.2%}".replace("%", " %") in readme
+    seeds = [json.loads(path.read_text())["test_accuracy"]
+             for path in sorted((STUDY / "paper-lr/metrics").glob("categorical_crossentropy-seed*.json"))]
+    half = stats.t.ppf(0.975, len(seeds) - 1) * statistics.stdev(seeds) * math.sqrt(1 + 1 / len(seeds))
+    low, high = statistics.mean(seeds) - half, statistics.mean(seeds) + half
+    assert f"{len(seeds)} seeds ({100 * low:.1f} to {100 * high:.1f} %)" in readme
+    assert low <= evaluation["test_accuracy"] <= high
+    same_cpu = epochs_of(STUDY.parent / "cpu-12-epochs/training/categorical_crossentropy-seed0/history.json")
+    rerun_epochs = epochs_of(rerun / "history.json")
+    assert [(epoch["loss"], epoch["accuracy"]) for epoch in rerun_epochs] == [
+        (epoch["loss"], epoch["accuracy"]) for epoch in same_cpu]
+    committed_epochs = epochs_of(STUDY / "paper-lr/training/categorical_crossentropy-seed0/history.json")
+    first_two = ", then ".join(f"{epoch['loss']:.4f}" for epoch in rerun_epochs[:2])
+    assert f"({first_two};" in readme
+    assert ", ".join(f"{epoch['loss']:.4f}" for epoch in committed_epochs[:2]) in readme
