@@ -59,18 +59,13 @@ def test_ci_runs_the_readme_test_command():
     assert tests in ci_lines
 
 
-def pyproject_pins() -> dict[str, str]:
-    """{name: version} of pyproject.toml's dependencies and of those `pip install -e ".[test]"`
-    adds: the test extra and the extras it names (`lossbench[slurm]`)."""
+def pyproject_pins(extras: tuple[str, ...] = ("test", "slurm")) -> dict[str, str]:
+    """{name: version} of pyproject.toml's dependencies and of those its `extras` add (by
+    default what the README's test command installs, `pip install -e ".[test,slurm]"`)."""
     project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
-    requirements, extras = list(project["dependencies"]), ["test"]
-    while extras:
-        for requirement in project["optional-dependencies"][extras.pop()]:
-            named = re.fullmatch(r"lossbench\[(\w+)\]", requirement)
-            if named:
-                extras.append(named[1])
-            else:
-                requirements.append(requirement)
+    requirements = list(project["dependencies"])
+    for extra in extras:
+        requirements += project["optional-dependencies"][extra]
     pins = {}
     for requirement in requirements:
         name, version = re.match(r"([A-Za-z0-9_.\[\]-]+)==([^;\s]+)", requirement).groups()
@@ -80,7 +75,7 @@ def pyproject_pins() -> dict[str, str]:
 
 def test_conda_environment_has_the_same_pins_as_pyproject():
     """pyproject.toml is the one source of the pins: environment.yml holds exactly those of
-    `pip install -e ".[test]"`, and the editable install."""
+    `pip install -e ".[test,slurm]"`, and the editable install."""
     environment = yaml.safe_load((PROJECT / "environment.yml").read_text())
     pip_section = next(item["pip"] for item in environment["dependencies"] if isinstance(item, dict))
     conda_pins = dict(line.split("==") for line in pip_section if "==" in line)
@@ -90,13 +85,16 @@ def test_conda_environment_has_the_same_pins_as_pyproject():
 
 def test_the_slurm_plugins_are_an_extra_that_the_tests_install():
     """Snakemake imports every installed executor plugin at each start: the SLURM one only
-    where asked for (`.[slurm]`), and for the tests (tests/test_slurm.py, run in CI)."""
+    where asked for (`.[slurm]`): by the README's test command for tests/test_slurm.py (run
+    in CI), never by another extra."""
     project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     assert not [name for name in project["dependencies"] if name.startswith("snakemake-executor-plugin")]
     assert {name.split("==")[0] for name in extras["slurm"]} == {
         "snakemake-executor-plugin-slurm", "snakemake-executor-plugin-slurm-jobstep"}
-    assert "lossbench[slurm]" in extras["test"]
+    assert not any("slurm" in requirement for name, required in extras.items() if name != "slurm"
+                   for requirement in required)
+    assert '.[test,slurm]' in readme_commands()[1]
     readme = (PROJECT / "README.md").read_text()
     assert 'pip install -e ".[slurm]"' in readme
     assert '.[slurm]' in (PROJECT / "workflow/profiles/slurm/config.yaml").read_text()
@@ -126,19 +124,18 @@ def test_gpu_extra_and_gpu_environment_agree():
         line for line in cpu if not line.startswith("jax")]
 
 
-def test_rule_environment_is_environment_yml_without_the_editable_install():
-    """Snakemake copies a rule's environment file into .snakemake/conda/, where environment.yml's
-    `-e .` would name that directory: the rules' file has the same pins and no relative path,
-    and its post-deploy script (run from the project root) installs the package."""
+def test_rule_environment_holds_only_what_the_rules_run():
+    """The rules' environment (`--sdm conda`) is pyproject.toml's dependencies at their pins:
+    no test tools, no SLURM plugins, and no relative path (Snakemake copies the file into
+    .snakemake/conda/, where environment.yml's `-e .` would name that directory); its
+    post-deploy script (run from the project root) installs the package."""
     project_environment = yaml.safe_load((PROJECT / "environment.yml").read_text())
     rule_environment = yaml.safe_load((PROJECT / "workflow/envs/lossbench.yaml").read_text())
-    project_pip = next(item["pip"] for item in project_environment["dependencies"] if isinstance(item, dict))
     rule_pip = next(item["pip"] for item in rule_environment["dependencies"] if isinstance(item, dict))
-    assert project_pip[-1] == "-e ." and rule_pip == project_pip[:-1]
+    assert dict(line.split("==") for line in rule_pip) == pyproject_pins(extras=())
     assert [item for item in rule_environment["dependencies"] if not isinstance(item, dict)] == [
         item for item in project_environment["dependencies"] if not isinstance(item, dict)
     ]
-    assert not any(line.startswith(("-e", "-r", ".", "/")) for line in rule_pip)
     post_deploy = (PROJECT / "workflow/envs/lossbench.post-deploy.sh").read_text()
     assert "pip install --no-deps -e ." in post_deploy
     rules = (PROJECT / "workflow/rules/common.smk").read_text()

@@ -20,6 +20,7 @@
    metrics in `dvc exp show --json`.
 """
 
+import importlib.util
 import json
 import os
 import re
@@ -91,6 +92,12 @@ def slurm_cluster(request):
     pytest_sessionfinish, so that the other tests' Snakemake calls never wait on a SLURM
     controller that is gone); one already running is left alone."""
     allowed = bool(os.environ.get("CI")) or os.environ.get("LOSSBENCH_SLURM_TEST") == "1"
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        message = ("Snakemake's SLURM executor is not installed: install the slurm extra too, as "
+                   "the README's test command does (pip install -e \".[test,slurm]\")")
+        if allowed:
+            pytest.fail(message)
+        pytest.skip(message)
     if not slurm_installed() and not allowed:
         pytest.skip("SLURM is not installed here; set LOSSBENCH_SLURM_TEST=1 (CI sets CI) to let "
                     "tests/slurm/start-slurm.sh install slurm-wlm and munge with apt (root or "

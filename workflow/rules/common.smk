@@ -14,10 +14,10 @@ from lossbench.pipeline.stages import (
     snakemake_shell,
 )
 
-# The software environment of all rules, for `snakemake --sdm conda`: environment.yml's pins
-# in a file of its own, because environment.yml's `-e .` would resolve against
-# .snakemake/conda/ once Snakemake copies it there (lossbench.post-deploy.sh installs the
-# package from the project root instead).
+# The software environment of all rules, for `snakemake --sdm conda`: pyproject.toml's
+# dependencies only (what the rules run; no test tools), in a file without environment.yml's
+# `-e .`, which would resolve against .snakemake/conda/ once Snakemake copies it there
+# (lossbench.post-deploy.sh installs the package from the project root instead).
 ENVIRONMENT = "../envs/lossbench.yaml"
 
 LOSSES = config["train"]["losses"]
