@@ -268,3 +268,45 @@ def test_the_rerun_on_another_cpu_is_the_cpu_not_the_code():
     first_two = ", then ".join(f"{epoch['loss']:.4f}" for epoch in rerun_epochs[:2])
     assert f"({first_two};" in readme
     assert ", ".join(f"{epoch['loss']:.4f}" for epoch in committed_epochs[:2]) in readme
+
+
+def load_crammer_singer_analysis():
+    import importlib.util
+
+    path = STUDY.parent / "cpu-crammer-singer" / "analyse.py"
+    spec = importlib.util.spec_from_file_location("crammer_singer_analysis", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("control, linear, lower_rate, verdicts", [
+    # The README's "what this cannot detect": 5 of 10 against 10 of 10 passes Holm, 7 does not.
+    (10, 5, 10, {"H1": "reproduced", "H2": "inconclusive"}),
+    (10, 7, 10, {"H1": "inconclusive", "H2": "inconclusive"}),
+    (10, 0, 0, {"H1": "reproduced", "H2": "reproduced"}),
+    # A control that mostly did not collapse leaves nothing to reduce.
+    (4, 0, 0, {"H1": "not testable", "H2": "not testable"}),
+    # More collapse than the control, significantly: reversed.
+    (5, 10, 10, {"H1": "reversed", "H2": "reversed"}),
+])
+def test_crammer_singer_verdicts_follow_the_pre_registered_rules(control, linear, lower_rate, verdicts):
+    analysis = load_crammer_singer_analysis()
+    rows = analysis.verdict_rows({"relu-lr0.01": (control, 10), "linear-lr0.01": (linear, 10),
+                                  "relu-lr0.001": (lower_rate, 10)})
+    assert {row["hypothesis"]: row["verdict"] for row in rows} == verdicts
+    summaries = {
+        "relu-lr0.01": analysis.arm_summary([{"collapsed": True, "final_layer_dead": True, "test_accuracy": 0.1},
+                                             {"collapsed": False, "final_layer_dead": False,
+                                              "test_accuracy": 0.3}], relu=True),
+        "linear-lr0.01": analysis.arm_summary([{"collapsed": True, "test_accuracy": 0.1}], relu=False),
+    }
+    text = "\n".join(analysis.describe(rows, summaries))
+    first = rows[0]
+    assert (f"collapsed in {linear} of 10 runs without the ReLU on `conv_9` (lr 0.01)" in text
+            and f"against {control} of 10 with the ReLU at lr 0.01" in text
+            and f"**{verdicts['H1']}**" in text)
+    assert f"Holm {first['p_predicted_holm']:.3g}" in text
+    assert "`conv_9` dead in 1 of 2 runs; mean test accuracy of the runs that did not collapse: 30.0 %" in text
+    assert ("`conv_9` has no ReLU (it cannot die); mean test accuracy of the runs that did not collapse: "
+            "none (every run collapsed)") in text

@@ -62,9 +62,13 @@ def planned_jobs(dry_run: str) -> dict[str, set[tuple[str, ...]]]:
     return jobs
 
 
-def recorded_runs(folder: str | None) -> set[tuple[str, str]]:
+def recorded_runs(folder: str | None, params: dict) -> set[tuple[str, str]]:
+    """The (loss, seed) of the records in `folder`; for a pre-registered study whose runs have
+    not started (no folder yet), every loss and seed its params name."""
     if folder is None:
         return set()
+    if not (PROJECT / folder).exists():
+        return {(loss, str(seed)) for loss in params["train"]["losses"] for seed in params["train"]["seeds"]}
     records = [RECORD.fullmatch(path.name) for path in (PROJECT / folder).glob("*.json")]
     assert records and all(records), f"{folder} holds no <loss>-seed<seed>.json records"
     return {(record["loss"], record["seed"]) for record in records}
@@ -111,7 +115,7 @@ def test_a_dry_run_of_an_arm_plans_exactly_the_runs_it_recorded(tmp_path, study,
     jobs = planned_jobs(run([*snakemake.split(), "--dry-run"], tmp_path).stdout)
     params = load_params(tmp_path / "params.yaml")
 
-    expected = recorded_runs(spec.get("runs"))
+    expected = recorded_runs(spec.get("runs"), params)
     assert jobs.get("train", set()) == expected
     assert jobs.get("evaluate", set()) == expected
     # Every loss gets a tune job; it trains a grid only where the study tuned that loss.
