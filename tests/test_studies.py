@@ -310,3 +310,102 @@ def test_crammer_singer_verdicts_follow_the_pre_registered_rules(control, linear
     assert "`conv_9` dead in 1 of 2 runs; mean test accuracy of the runs that did not collapse: 30.0 %" in text
     assert ("`conv_9` has no ReLU (it cannot die); mean test accuracy of the runs that did not collapse: "
             "none (every run collapsed)") in text
+
+
+def percent(value: float, digits: int = 1) -> str:
+    return f"{100 * value:.{digits}f} %"
+
+
+def test_the_bf16_check_readme_numbers_are_its_records():
+    """cpu-bf16-check's table (float32: cpu-12-epochs' runs of the same seeds), its spread and
+    its speed figures, from the committed metrics and training logs."""
+    import statistics
+
+    folder = STUDY.parent / "cpu-bf16-check"
+    readme = (folder / "README.md").read_text()
+    runs = {}
+    for name, study in (("float32", "cpu-12-epochs"), ("bfloat16", "cpu-bf16-check")):
+        runs[name] = [(json.loads((STUDY.parent / study / f"metrics/categorical_crossentropy-seed{seed}.json")
+                                  .read_text())["test_accuracy"],
+                       epochs_of(STUDY.parent / study / f"training/categorical_crossentropy-seed{seed}/history.json"))
+                      for seed in range(3)]
+    for seed, ((single, _), (half, _)) in enumerate(zip(runs["float32"], runs["bfloat16"])):
+        assert f"| {seed} | {percent(single)} | {percent(half)} | {100 * (half - single):+.1f} pp |" in readme
+    singles, halves = ([accuracy for accuracy, _ in runs[name]] for name in ("float32", "bfloat16"))
+    assert (f"| mean (SD) | {percent(statistics.mean(singles))} ({100 * statistics.stdev(singles):.1f}) | "
+            f"{percent(statistics.mean(halves))} ({100 * statistics.stdev(halves):.1f}) | "
+            f"{100 * (statistics.mean(halves) - statistics.mean(singles)):+.1f} pp |") in readme
+    fastest = {name: [min(epoch["seconds"] for epoch in history) for _, history in runs[name]] for name in runs}
+    totals = {name: statistics.mean(sum(epoch["seconds"] for epoch in history) for _, history in runs[name])
+              for name in runs}
+    text = " ".join(readme.split())
+    assert (f"the fastest epoch took {min(fastest['bfloat16']):.1f}-{max(fastest['bfloat16']):.1f} s in "
+            f"bfloat16 against {min(fastest['float32']):.1f}-{max(fastest['float32']):.1f} s in float32") in text
+    assert (f"whole trainings {totals['bfloat16']:.0f} s against {totals['float32']:.0f} s on average "
+            f"({totals['float32'] / totals['bfloat16']:.1f}×)") in text
+
+
+def test_the_init_collapse_readme_table_is_its_collapse_file_and_recomputes():
+    """init-collapse's table and p-values: collapse.json, recomputed from the 40 runs' metrics."""
+    from lossbench.compare.collapse import collapse_table, read_run
+
+    folder = STUDY.parent / "init-collapse"
+    readme = (folder / "README.md").read_text()
+    committed = json.loads((folder / "collapse.json").read_text())
+    groups = {f"model.init: {init}": sorted((folder / "metrics" / init).glob("*.json")) for init in ("keras1", "keras3")}
+    recomputed = collapse_table({name: [read_run(path) for path in paths] for name, paths in groups.items()},
+                                committed["confidence_level"])
+    assert close(json.loads(json.dumps(recomputed)), committed)
+    for loss, cells in committed["cells"].items():
+        for group, cell in cells.items():
+            init = group.split(": ")[1]
+            label = f"{init} (paper)" if init == "keras1" else init
+            accuracy = ("—" if cell["mean_test_accuracy_not_collapsed"] is None
+                        else percent(cell["mean_test_accuracy_not_collapsed"]))
+            assert (f"| `{loss}` | {label} | {cell['runs']} | {cell['collapsed']} | "
+                    f"{100 * cell['rate']:.0f} % ({100 * cell['ci_low']:.0f}-{100 * cell['ci_high']:.0f} %) | "
+                    f"{accuracy} |") in readme
+    p_value = committed["tests"]["categorical_crossentropy: model.init: keras1 vs model.init: keras3"]["p_value"]
+    assert f"p = {p_value:.2f}" in readme
+
+
+def test_the_12_epoch_readme_quotes_its_report_and_recomputes_its_corrected_p_values():
+    """cpu-12-epochs: the table is report.md's, the cross-entropy sentence summary.json's, and
+    the p-values of its dated correction come from paired t-tests over the committed metrics
+    with statsmodels' Holm (all 15 pairs; then the paper's three as the family)."""
+    import itertools
+
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+
+    folder = STUDY.parent / "cpu-12-epochs"
+    readme = (folder / "README.md").read_text()
+    report = (folder / "report.md").read_text().splitlines()
+    rows = [line for line in readme.splitlines() if line.startswith(("| Loss", "| `"))]
+    assert len(rows) == 7 and all(row in report for row in rows)
+    accuracy = json.loads((folder / "summary.json").read_text())["losses"]["categorical_crossentropy"]["test_accuracy"]
+    assert (f"Cross-entropy reaches {100 * accuracy['mean']:.1f} % ({100 * accuracy['ci_low']:.1f}-"
+            f"{100 * accuracy['ci_high']:.1f} %)") in readme
+    runs = {}
+    for path in sorted((folder / "metrics").glob("*.json")):
+        loss, seed = path.stem.rsplit("-seed", 1)
+        runs.setdefault(loss, {})[int(seed)] = json.loads(path.read_text())["test_accuracy"]
+
+    def holm(pairs):
+        p_values = [stats.ttest_rel([runs[a][seed] for seed in sorted(runs[a])],
+                                    [runs[b][seed] for seed in sorted(runs[a])]).pvalue for a, b in pairs]
+        return dict(zip(pairs, multipletests(p_values, method="holm")[1]))
+
+    text = " ".join(readme.split())
+    every = holm(list(itertools.combinations(sorted(runs), 2)))
+    significant = {frozenset(pair): value for pair, value in every.items() if value < 0.05}
+    assert len(significant) == 4 and "four of the 15 are" in text
+    quoted = {("categorical_crossentropy", "crammer_singer_hinge"): "0.0068", ("hinge", "squared_hinge"): "0.011",
+              ("crammer_singer_hinge", "ova_squared_hinge"): "0.021", ("hinge", "ova_squared_hinge"): "0.042"}
+    assert {frozenset(pair) for pair in quoted} == set(significant)
+    for pair, shown in quoted.items():
+        assert f"{significant[frozenset(pair)]:.2g}" == shown and shown in text
+    paper = holm([("categorical_crossentropy", "squared_hinge"), ("hinge", "squared_hinge"),
+                  ("categorical_crossentropy", "hinge")])
+    assert [f"{value:.2g}" for value in paper.values()] == ["0.03", "0.0023", "0.019"]
+    assert "Holm p = 0.030 for cross-entropy vs squared hinge, 0.0023 for squared hinge vs hinge, 0.019" in text
