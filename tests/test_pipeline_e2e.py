@@ -282,6 +282,52 @@ def test_snakemake_sees_what_dvc_made_with_other_values_and_what_was_deleted(pro
         os.utime(model, ns=(times.st_atime_ns, times.st_mtime_ns))
 
 
+def test_a_run_killed_with_sigkill_is_planned_again_and_leaves_nothing_behind(project):
+    """Issue 31, item 4: `kill -9` of a whole Snakemake run (its process group, Snakemake and
+    the job, as the OOM killer or a lost node would) while figures draws under --forcerun.
+    Before: the next `snakemake -n` said "Nothing to be done" and reports/.figures.*.tmp stayed
+    for good. Now the dry run plans figures again, and the next run leaves no staging
+    directory and nothing to do."""
+    import signal
+    import subprocess
+    import time
+
+    from projects import environment
+
+    staging = lambda: list((project / "reports").glob(".figures.*.tmp"))  # noqa: E731
+    with (project / "killed.out").open("w") as handle:
+        snakemake = subprocess.Popen(["snakemake", "--cores", "1", "--forcerun", "figures"], cwd=project,
+                                     env=environment(), stdout=handle, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not staging():
+            assert snakemake.poll() is None, (project / "killed.out").read_text()[-3000:]
+            assert time.monotonic() < deadline, "figures never started"
+            time.sleep(0.05)
+        os.killpg(snakemake.pid, signal.SIGKILL)
+        snakemake.wait(timeout=60)
+    finally:
+        if snakemake.poll() is None:
+            os.killpg(snakemake.pid, signal.SIGKILL)
+    assert staging()  # what the killed job left
+    # The plain dry run plans figures, or names --rerun-incomplete; never "Nothing to be done".
+    dry_run = run(["snakemake", "--dry-run", "--cores", "1"], project, check=False)
+    output = dry_run.stdout + dry_run.stderr
+    assert "Nothing to be done" not in output, output[-3000:]
+    assert re.search(r"^(local)?rule figures:", output, re.M) or "--rerun-incomplete" in output, output[-3000:]
+    dry_run = run(["snakemake", "--dry-run", "--cores", "1", "--rerun-incomplete"], project)
+    output = dry_run.stdout + dry_run.stderr
+    assert re.search(r"^(local)?rule figures:", output, re.M), output[-3000:]
+    run(["snakemake", "--cores", "1", "--rerun-incomplete"], project)
+    assert not staging()
+    dry_run = run(["snakemake", "--dry-run", "--cores", "1"], project)
+    assert "Nothing to be done" in dry_run.stdout + dry_run.stderr
+    # Snakemake remade the figures and the report: DVC's record follows, as after any
+    # Snakemake run (README), for the tests after this one.
+    run(["dvc", "commit", "-f", "-q"], project)
+
+
 def test_a_bad_value_is_refused_before_dvc_deletes_any_output(project):
     """Issue 32: `dvc exp run -S train.epochs=three` used to delete reports/tune/*.json before
     the tune stage refused the value. dvc.yaml's first stage, validate, now refuses it first:

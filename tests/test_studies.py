@@ -300,6 +300,9 @@ def test_crammer_singer_verdicts_follow_the_pre_registered_rules(control, linear
                                              {"collapsed": False, "final_layer_dead": False,
                                               "test_accuracy": 0.3}], relu=True),
         "linear-lr0.01": analysis.arm_summary([{"collapsed": True, "test_accuracy": 0.1}], relu=False),
+        # A file without the flag (the review metrics) says nothing of the layer: unknown, not alive.
+        "relu-lr0.001": analysis.arm_summary([{"collapsed": True, "final_layer_dead": False, "test_accuracy": 0.1},
+                                              {"collapsed": True, "test_accuracy": 0.1}], relu=True),
     }
     text = "\n".join(analysis.describe(rows, summaries))
     first = rows[0]
@@ -310,6 +313,7 @@ def test_crammer_singer_verdicts_follow_the_pre_registered_rules(control, linear
     assert "`conv_9` dead in 1 of 2 runs; mean test accuracy of the runs that did not collapse: 30.0 %" in text
     assert ("`conv_9` has no ReLU (it cannot die); mean test accuracy of the runs that did not collapse: "
             "none (every run collapsed)") in text
+    assert "`relu-lr0.001` (descriptive): whether `conv_9` died is unknown (an evaluation lacks the flag)" in text
 
 
 def percent(value: float, digits: int = 1) -> str:
@@ -352,7 +356,8 @@ def test_the_init_collapse_readme_table_is_its_collapse_file_and_recomputes():
     folder = STUDY.parent / "init-collapse"
     readme = (folder / "README.md").read_text()
     committed = json.loads((folder / "collapse.json").read_text())
-    groups = {f"model.init: {init}": sorted((folder / "metrics" / init).glob("*.json")) for init in ("keras1", "keras3")}
+    groups = {f"model.init: {init}": sorted((folder / "metrics" / init).glob("*.json"))
+              for init in ("keras1", "keras3")}
     recomputed = collapse_table({name: [read_run(path) for path in paths] for name, paths in groups.items()},
                                 committed["confidence_level"])
     assert close(json.loads(json.dumps(recomputed)), committed)
@@ -409,3 +414,36 @@ def test_the_12_epoch_readme_quotes_its_report_and_recomputes_its_corrected_p_va
                   ("categorical_crossentropy", "hinge")])
     assert [f"{value:.2g}" for value in paper.values()] == ["0.03", "0.0023", "0.019"]
     assert "Holm p = 0.030 for cross-entropy vs squared hinge, 0.0023 for squared hinge vs hinge, 0.019" in text
+
+
+def test_the_crammer_singer_analysis_and_readme_recompute_from_its_committed_records():
+    """cpu-crammer-singer: analysis.json from the committed evaluations (every run after the
+    pre-registration), the README's counts and p-values from it, its training times and
+    starts from the run records."""
+    from lossbench.io.preregistration import check_runs
+
+    analysis = load_crammer_singer_analysis()
+    folder = STUDY.parent / "cpu-crammer-singer"
+    summaries, records = {}, {}
+    for arm in analysis.ARMS:
+        evaluations, arm_records = analysis.load_arm(arm)
+        summaries[arm] = analysis.arm_summary(evaluations, relu=not arm.startswith("linear"))
+        records.update(arm_records)
+        seconds = sum(record["train_seconds"] for record in arm_records.values())
+        assert f"{arm} {seconds:.0f} s" in " ".join((folder / "README.md").read_text().split())
+    check_runs(folder, records)
+    rows = analysis.verdict_rows({arm: (summary["collapsed"], summary["runs"]) for arm, summary in summaries.items()})
+    committed = json.loads((folder / "analysis.json").read_text())
+    assert close(json.loads(json.dumps({"hypotheses": rows, "arms": summaries})), committed)
+    assert "\n".join(analysis.describe(rows, summaries)) in (folder / "analysis.md").read_text()
+    readme = " ".join((folder / "README.md").read_text().split())
+    for row in rows:
+        (control, control_runs), (treated, runs) = row["control"], row["treated"]
+        low, high = row["treated_interval"]
+        assert f"**{row['hypothesis']} " in readme and f"{row['verdict']}.**" in readme
+        assert f"{treated} of {runs} runs collapsed (95 % CI {100 * low:.0f} to {100 * high:.0f} %)" in readme
+        assert f"against {control} of {control_runs}" in readme
+        assert f"Holm {row['p_predicted_holm']:.2g}" in readme
+    assert {record["code"]["commit"][:7] for record in records.values()} == {"8cf9d51"}
+    first = min(record["started"] for record in records.values())
+    assert f"run started {first[11:19]} UTC" in readme

@@ -1,8 +1,9 @@
 """cpu-crammer-singer: the pre-registered tests (README.md), from the committed per-run files.
 
 In:  each arm's folder beside this file (`relu-lr0.01/`, `relu-lr0.001/`, `linear-lr0.01/`),
-     holding the arm's per-run metrics (`metrics/<loss>-seed<seed>.json`, from `lossbench
-     evaluate`) and run records (`training/<loss>-seed<seed>/run.json`), and
+     holding the arm's per-run evaluations (`evaluation/<loss>-seed<seed>.json`, from
+     `lossbench evaluate`: the review metrics beside them, `metrics/`, lack the dead-layer
+     flag) and run records (`training/<loss>-seed<seed>/run.json`), and
      `preregistration.json`.
 Out: `analysis.md` and `analysis.json` (written by `python analyse.py` from any directory);
      every sentence comes from `verdict_rows` and `describe`, which tests/test_studies.py
@@ -85,8 +86,12 @@ def describe(rows: list[dict], arms: dict[str, dict]) -> list[str]:
             f"one-sided p = {row['p_predicted']:.3g}, Holm {row['p_predicted_holm']:.3g}): "
             f"**{row['verdict']}**.")
     for arm, summary in arms.items():
-        dead = ("`conv_9` has no ReLU (it cannot die)" if summary["dead"] is None
-                else f"`conv_9` dead in {summary['dead']} of {summary['runs']} runs")
+        if summary["dead"] is None:
+            dead = "`conv_9` has no ReLU (it cannot die)"
+        elif summary["dead"] == "unknown":
+            dead = "whether `conv_9` died is unknown (an evaluation lacks the flag)"
+        else:
+            dead = f"`conv_9` dead in {summary['dead']} of {summary['runs']} runs"
         accuracy = ("none (every run collapsed)" if summary["mean_accuracy_not_collapsed"] is None
                     else f"{100 * summary['mean_accuracy_not_collapsed']:.1f} %")
         lines.append(f"- `{arm}` (descriptive): {dead}; mean test accuracy of the runs that did not "
@@ -94,25 +99,29 @@ def describe(rows: list[dict], arms: dict[str, dict]) -> list[str]:
     return lines
 
 
-def arm_summary(metrics: list[dict], relu: bool) -> dict:
-    """Counts of one arm's runs: collapsed, dead final layer (None without the ReLU), and the
-    mean test accuracy of the runs that did not collapse (None when all did)."""
-    kept = [run["test_accuracy"] for run in metrics if not run["collapsed"]]
-    return {"runs": len(metrics), "collapsed": sum(bool(run["collapsed"]) for run in metrics),
-            "dead": sum(bool(run.get("final_layer_dead")) for run in metrics) if relu else None,
-            "mean_accuracy_not_collapsed": sum(kept) / len(kept) if kept else None}
+def arm_summary(evaluations: list[dict], relu: bool) -> dict:
+    """Counts of one arm's runs: collapsed, dead final layer (None without the ReLU; "unknown"
+    when an evaluation lacks the flag: never counted as alive), and the mean test accuracy of
+    the runs that did not collapse (None when all did)."""
+    kept = [run["test_accuracy"] for run in evaluations if not run["collapsed"]]
+    dead = None
+    if relu:
+        flags = [run.get("final_layer_dead") for run in evaluations]
+        dead = "unknown" if None in flags else sum(map(bool, flags))
+    return {"runs": len(evaluations), "collapsed": sum(bool(run["collapsed"]) for run in evaluations),
+            "dead": dead, "mean_accuracy_not_collapsed": sum(kept) / len(kept) if kept else None}
 
 
 def load_arm(arm: str) -> tuple[list[dict], dict[str, dict]]:
-    """The arm's per-run metrics and its run records by name."""
+    """The arm's per-run evaluations and its run records by name."""
     folder = STUDY / arm
-    metrics = [json.loads(path.read_text()) for path in sorted((folder / "metrics").glob("*.json"))]
+    evaluations = [json.loads(path.read_text()) for path in sorted((folder / "evaluation").glob("*.json"))]
     records = {f"{arm}/{path.parent.name}": json.loads(path.read_text())
                for path in sorted((folder / "training").glob("*/run.json"))}
-    if not metrics or len(records) != len(metrics):
-        raise ValueError(f"{arm}: {len(metrics)} metrics files and {len(records)} run records; "
-                         "copy the arm's reports/metrics/ and reports/training/ here first.")
-    return metrics, records
+    if not evaluations or len(records) != len(evaluations):
+        raise ValueError(f"{arm}: {len(evaluations)} evaluation files and {len(records)} run records; "
+                         "copy the arm's reports/evaluation/ and reports/training/ here first.")
+    return evaluations, records
 
 
 def main() -> int:
@@ -121,15 +130,15 @@ def main() -> int:
 
     summaries, records = {}, {}
     for arm in ARMS:
-        metrics, arm_records = load_arm(arm)
-        summaries[arm] = arm_summary(metrics, relu=not arm.startswith("linear"))
+        evaluations, arm_records = load_arm(arm)
+        summaries[arm] = arm_summary(evaluations, relu=not arm.startswith("linear"))
         records.update(arm_records)
     check_runs(STUDY, records)
     rows = verdict_rows({arm: (summary["collapsed"], summary["runs"]) for arm, summary in summaries.items()})
     (STUDY / "analysis.json").write_text(json.dumps({"hypotheses": rows, "arms": summaries}, indent=2) + "\n")
     (STUDY / "analysis.md").write_text("\n".join([
         "# cpu-crammer-singer: verdicts", "", "Written by `python analyse.py` from the committed "
-        "per-run metrics (pre-registration checked against every run's start).", "",
+        "per-run evaluations (pre-registration checked against every run's start).", "",
         *describe(rows, summaries), "",
         "Collapsed: one class predicted for at least 90 % of the 1,000 test images; dead `conv_9`: "
         "at least 99 % of its activations on the test set are zero.", ""]))
