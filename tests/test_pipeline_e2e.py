@@ -319,6 +319,10 @@ def test_a_run_killed_with_sigkill_is_planned_again_and_leaves_nothing_behind(pr
     dry_run = run(["snakemake", "--dry-run", "--cores", "1", "--rerun-incomplete"], project)
     output = dry_run.stdout + dry_run.stderr
     assert re.search(r"^(local)?rule figures:", output, re.M), output[-3000:]
+    # As the README says after a kill -9: unlock once (the killed run's lock stays), then rerun.
+    refused = run(["snakemake", "--cores", "1", "--rerun-incomplete"], project, check=False)
+    assert refused.returncode != 0 and "--unlock" in refused.stdout + refused.stderr
+    run(["snakemake", "--unlock"], project)
     run(["snakemake", "--cores", "1", "--rerun-incomplete"], project)
     assert not staging()
     dry_run = run(["snakemake", "--dry-run", "--cores", "1"], project)

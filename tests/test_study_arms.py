@@ -12,14 +12,18 @@ after (`until`). For every arm this checks what a user relies on to reproduce it
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from lossbench.pipeline.params import load_params, validate_params
+from lossbench.pipeline.runs import run_names
+from lossbench.pipeline.study_runs import arm_commands
 from projects import PROJECT, run
 
 STUDIES = sorted((PROJECT / "reports" / "studies").glob("*/study.yaml"))
@@ -41,11 +45,12 @@ ARM_IDS = [f"{study}-{arm}" for study, arm, _ in ARMS]
 
 
 def commands(study: str, arm: str, spec: dict) -> tuple[str, str]:
-    """The arm's Snakemake and DVC commands, as study.yaml's header and the README give them."""
+    """The arm's Snakemake and DVC commands (lossbench.pipeline.study_runs, which
+    `lossbench study` runs), as study.yaml's header and the README give them."""
+    folder = PROJECT / "reports" / "studies" / study
+    snakemake, dvc = (arm_commands(folder, tool)[arm] for tool in ("snakemake", "dvc"))
     use = f"lossbench use-params {spec['params']}"
-    until = spec.get("until")
-    snakemake = f"{use} && {SNAKEMAKE}" + (f" --until {until}" if until else "")
-    dvc = f"{use} && dvc exp run -n {study}-{arm}" + (f" {until}" if until else "")
+    assert snakemake.startswith(f"{use} && {SNAKEMAKE}") and dvc.startswith(f"{use} && dvc exp run -n {study}-{arm}")
     return snakemake, dvc
 
 
@@ -90,13 +95,13 @@ def test_an_arms_params_file_names_every_value_and_is_valid(study, arm, spec):
     assert {(section, key) for section, keys in written.items() for key in keys} == {
         (section, key) for section, keys in shipped.items() for key in keys}
     validate_params(written)
-    assert spec.keys() <= {"params", "runs", "tune", "until"}
+    assert spec.keys() <= {"params", "runs", "evaluation", "training", "tune", "until"}
 
 
 @pytest.mark.parametrize("study, arm, spec", ARMS, ids=ARM_IDS)
 def test_the_study_readme_gives_the_arms_commands(study, arm, spec):
     readme = (PROJECT / "reports" / "studies" / study / "README.md").read_text()
-    for command in commands(study, arm, spec):
+    for command in (*commands(study, arm, spec), f"lossbench study reports/studies/{study}"):
         assert f"    {command}\n" in readme, f"README of {study} lacks:\n{command}"
 
 
@@ -131,3 +136,94 @@ def test_a_dry_run_of_an_arm_plans_exactly_the_runs_it_recorded(tmp_path, study,
             assert result["learning_rates"][:len(params["tune"]["learning_rates"])] == params["tune"]["learning_rates"]
             assert result["seeds"] == params["tune"]["seeds"]
             assert result["epochs"] == params["tune"]["epochs"]
+
+
+# ---------------------------------------------------------------------------------------------
+# `lossbench study`: every arm in order through a tool, and its records back into the study.
+# ---------------------------------------------------------------------------------------------
+
+
+def fake_study(root: Path) -> Path:
+    """A project at `root` with a two-arm study: `small` (trainings) and `tuned` (the tune stage
+    only), each a complete params file."""
+    shutil.copy(PROJECT / "params.yaml", root / "params.yaml")
+    study = root / "reports" / "studies" / "toy"
+    shipped = load_params(PROJECT / "params.yaml")
+    entries = {}
+    for arm, width, until in (("small", 0.1, None), ("tuned", 0.2, "tune")):
+        params = json.loads(json.dumps(shipped))
+        params["model"]["width"] = width
+        params["train"]["losses"], params["train"]["seeds"] = ["categorical_crossentropy", "hinge"], [0, 1]
+        (study / arm).mkdir(parents=True)
+        (study / arm / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        entries[arm] = {"params": f"reports/studies/toy/{arm}/params.yaml"}
+        if until:
+            entries[arm].update(tune=f"reports/studies/toy/{arm}/tune", until=until)
+        else:
+            entries[arm].update({folder: f"reports/studies/toy/{arm}/{name}" for folder, name in (
+                ("runs", "metrics"), ("evaluation", "evaluation"), ("training", "training"))})
+    (study / "study.yaml").write_text(yaml.safe_dump({"arms": entries}, sort_keys=False))
+    return study
+
+
+def test_the_study_command_runs_each_arm_through_the_tool_and_collects_its_records(tmp_path, monkeypatch, capsys):
+    from lossbench.pipeline import study_runs
+
+    study = fake_study(tmp_path)
+    calls = []
+
+    def tool(command, cwd):
+        """What the pipeline would write under the values params.yaml holds now."""
+        params = load_params(Path(cwd) / "params.yaml")
+        calls.append((command, params["model"]["width"]))
+        width = json.dumps({"width": params["model"]["width"]})
+        for name in run_names(params["train"]):
+            for folder in ("metrics", "evaluation"):
+                (Path(cwd) / "reports" / folder).mkdir(parents=True, exist_ok=True)
+                (Path(cwd) / "reports" / folder / f"{name}.json").write_text(width)
+                (Path(cwd) / "reports" / folder / f".{name}.made.json").write_text("{}")
+            logs = Path(cwd) / "reports" / "training" / name
+            logs.mkdir(parents=True, exist_ok=True)
+            for name in ("history.json", "run.json", "metrics.csv"):
+                (logs / name).write_text("{}")
+        for loss in params["train"]["losses"]:
+            (Path(cwd) / "reports" / "tune").mkdir(parents=True, exist_ok=True)
+            (Path(cwd) / "reports" / "tune" / f"{loss}.json").write_text("{}")
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(study_runs.subprocess, "run", tool)
+    assert study_runs.run_study(study, "snakemake", root=tmp_path) == 0
+    # Each arm ran under its own values, with the command its README gives.
+    assert calls == [(SNAKEMAKE.split(), 0.1), ([*SNAKEMAKE.split(), "--until", "tune"], 0.2)]
+    small = study / "small"
+    assert sorted(path.relative_to(small).as_posix() for path in small.rglob("*") if path.is_file()) == sorted(
+        ["params.yaml"] + [f"{folder}/{run}.json" for folder in ("metrics", "evaluation")
+                           for run in run_names({"losses": ["categorical_crossentropy", "hinge"], "seeds": [0, 1]})]
+        + [f"training/{run}/{name}" for run in run_names({"losses": ["categorical_crossentropy", "hinge"],
+                                                          "seeds": [0, 1]}) for name in ("history.json", "run.json")])
+    assert json.loads((small / "metrics/hinge-seed1.json").read_text()) == {"width": 0.1}
+    assert sorted(path.name for path in (study / "tuned" / "tune").iterdir()) == ["categorical_crossentropy.json",
+                                                                                 "hinge.json"]
+    assert "small: 16 records copied" in capsys.readouterr().out
+
+
+def test_the_study_command_stops_at_a_failed_arm_and_names_what_it_does_not_know(tmp_path, monkeypatch, capsys):
+    from lossbench.cli import main
+    from lossbench.pipeline import study_runs
+
+    study = fake_study(tmp_path)
+    monkeypatch.setattr(study_runs.subprocess, "run", lambda command, cwd: subprocess.CompletedProcess(command, 3))
+    assert study_runs.run_study(study, "dvc", root=tmp_path) == 3
+    assert "small failed (exit 3); its records were not collected" in capsys.readouterr().out
+    assert not (study / "small" / "metrics").exists()
+    with pytest.raises(ValueError, match="has no arm 'large'; its arms: small, tuned"):
+        study_runs.run_study(study, "snakemake", arms=["large"], root=tmp_path)
+    # --dry-run: the commands, and params.yaml left as it was.
+    before = (tmp_path / "params.yaml").read_text()
+    monkeypatch.chdir(tmp_path)
+    assert main(["study", "reports/studies/toy", "--tool", "dvc", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert ("lossbench use-params reports/studies/toy/tuned/params.yaml && dvc exp run -n toy-tuned tune" in out
+            and (tmp_path / "params.yaml").read_text() == before)
+    assert main(["study", "reports/studies/absent"]) == 2
+    assert "reports/studies/absent/study.yaml not found" in capsys.readouterr().err

@@ -3,8 +3,7 @@
 Snakemake rules and DVC stages both call these subcommands, so the two orchestrators run
 exactly the same code. Every subcommand reads params.yaml (``--params``), validates it, and
 calls one plain function of the stage's module with explicit arguments; stage modules are
-imported only when their subcommand runs (`lossbench --help` never imports TensorFlow).
-"""
+imported only when their subcommand runs (`lossbench --help` never imports TensorFlow)."""
 
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ from lossbench.pipeline.made import check_inputs, record_outputs
 from lossbench.pipeline.messages import describe_os_error
 from lossbench.pipeline.params import ParamsError, check_dag_params, check_params_unchanged, load_params
 from lossbench.pipeline.runs import parse_run_name, run_names
+from lossbench.pipeline.study_runs import add_study_command
 
 
 def _download(args: argparse.Namespace, params: dict) -> None:
@@ -178,8 +178,7 @@ EVALUATIONS_HELP = ("each run's evaluation JSON, or their directory (then the ru
 
 
 def _dvc_yaml(args: argparse.Namespace) -> int:
-    """Write dvc.yaml, benchmarks/dvc.yaml and the plot templates from the stage table and the
-    loss colours, or with --check say whether they are current (exit 1 if not)."""
+    """Write dvc.yaml, benchmarks/dvc.yaml and the plot templates, or --check them (exit 1)."""
     from lossbench.pipeline.generated import write_generated
 
     return write_generated(args.root, check=args.check)
@@ -334,6 +333,7 @@ def _add_tools(stages) -> None:
     stage.add_argument("overlays", type=Path, nargs="+", help="overlay files, applied in order")
     stage.set_defaults(handler=_use_params, reads_params=False)
 
+    add_study_command(stages)  # lossbench.pipeline.study_runs
     stage = stages.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (lossbench.pipeline.stages)")
     stage.add_argument("--root", type=Path, default=Path("."), help="the project root")
     stage.add_argument("--check", action="store_true", help="only check that the files are current")
