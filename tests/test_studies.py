@@ -134,14 +134,19 @@ def test_the_noise_studys_confound_sentence_names_untrainable_losses_of_the_fami
 # ---------------------------------------------------------------------------------------------
 
 
-def load_class_scores_analysis():
+def load_study_analysis(study: str):
+    """A study's own analysis script (reports/studies/<study>/analyse.py), as a module."""
     import importlib.util
 
-    path = STUDY.parent / "cpu-class-scores" / "analyse.py"
-    spec = importlib.util.spec_from_file_location("class_scores_analysis", path)
+    path = STUDY.parent / study / "analyse.py"
+    spec = importlib.util.spec_from_file_location(f"{study.replace('-', '_')}_analysis", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_class_scores_analysis():
+    return load_study_analysis("cpu-class-scores")
 
 
 def synthetic_tuning(accuracies: dict[float, list[float]], selected: float) -> dict:
@@ -271,13 +276,7 @@ def test_the_rerun_on_another_cpu_is_the_cpu_not_the_code():
 
 
 def load_crammer_singer_analysis():
-    import importlib.util
-
-    path = STUDY.parent / "cpu-crammer-singer" / "analyse.py"
-    spec = importlib.util.spec_from_file_location("crammer_singer_analysis", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_study_analysis("cpu-crammer-singer")
 
 
 @pytest.mark.parametrize("control, linear, lower_rate, verdicts", [
