@@ -446,3 +446,45 @@ def test_the_crammer_singer_analysis_and_readme_recompute_from_its_committed_rec
     assert {record["code"]["commit"][:7] for record in records.values()} == {"8cf9d51"}
     first = min(record["started"] for record in records.values())
     assert f"run started {first[11:19]} UTC" in readme
+
+
+def test_the_times_older_study_readmes_quote_are_their_run_records():
+    """cpu-12-epochs' training minutes and cpu-bf16-check's, from `train_seconds` of their run
+    records; cpu-crammer-singer's rerun starts; the sentences other READMEs write about
+    cpu-crammer-singer, from its analysis."""
+    import statistics
+
+    def seconds(study: str) -> list[float]:
+        return [json.loads(path.read_text())["train_seconds"]
+                for path in sorted((STUDY.parent / study / "training").glob("*/run.json"))]
+
+    def text(path: Path) -> str:
+        return " ".join(path.read_text().split())
+
+    twelve = seconds("cpu-12-epochs")
+    assert len(twelve) == 18
+    assert (f"the {sum(twelve) / 60:.1f} min of training and {statistics.mean(twelve) / 60:.1f} min per run"
+            in text(STUDY.parent / "cpu-12-epochs/README.md"))
+    assert f"give {sum(seconds('cpu-bf16-check')) / 60:.1f} minutes of training for the 3 runs" in text(
+        STUDY.parent / "cpu-bf16-check/README.md")
+    folder = STUDY.parent / "cpu-crammer-singer"
+    readme = text(folder / "README.md")
+    for arm in ("relu-lr0.01", "relu-lr0.001"):
+        first = min(json.loads(path.read_text())["started"] for path in (folder / arm / "training").glob("*/run.json"))
+        assert first[11:19] in readme
+    counts = {row["hypothesis"]: row for row in json.loads((folder / "analysis.json").read_text())["hypotheses"]}
+    h1, h2 = counts["H1"], counts["H2"]
+    init = text(STUDY.parent / "init-collapse/README.md")
+    assert (f"without the ReLU on `conv_9` {h1['treated'][0]} of {h1['treated'][1]} runs collapsed against "
+            f"{h1['control'][0]} of {h1['control'][1]} with it ({h1['verdict']}), at lr 0.001 "
+            f"{h2['treated'][0]} of {h2['treated'][1]} ({h2['verdict']})") in init
+    project = text(PROJECT_README)
+    assert (f"without it, {h1['treated'][0]} of {h1['treated'][1]} collapsed (Holm p = {h1['p_predicted_holm']:.2g})"
+            in project)
+    assert (f"without the ReLU {h1['treated'][0]} of {h1['treated'][1]} runs collapsed against "
+            f"{h1['control'][0]} of {h1['control'][1]} with it (Fisher one-sided p = {h1['p_predicted']:.2g}, "
+            f"Holm {h1['p_predicted_holm']:.2g}: **{h1['verdict']}**); at lr 0.001 with it, "
+            f"{h2['treated'][0]} of {h2['treated'][1]} (**{h2['verdict']}**)") in project
+
+
+PROJECT_README = STUDY.parents[2] / "README.md"
