@@ -23,21 +23,16 @@ import yaml
 
 from lossbench.pipeline.params import load_params, validate_params
 from lossbench.pipeline.runs import run_names
-from lossbench.pipeline.study_runs import arm_commands
+from lossbench.pipeline.study_runs import SNAKEMAKE, arm_commands, read_study
 from projects import PROJECT, run
 
 STUDIES = sorted((PROJECT / "reports" / "studies").glob("*/study.yaml"))
-SNAKEMAKE = "snakemake --cores 1 --resources gpu=1"
 # A run's record: <loss>-seed<seed>.json, as the pipeline names reports/metrics/.
 RECORD = re.compile(r"(?P<loss>\w+)-seed(?P<seed>\d+)\.json")
 
 
 def arms() -> list[tuple[str, str, dict]]:
-    found = []
-    for study_file in STUDIES:
-        for arm, spec in yaml.safe_load(study_file.read_text())["arms"].items():
-            found.append((study_file.parent.name, arm, spec))
-    return found
+    return [(path.parent.name, arm, spec) for path in STUDIES for arm, spec in read_study(path.parent).items()]
 
 
 ARMS = arms()
