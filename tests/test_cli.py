@@ -29,7 +29,7 @@ def run_download(monkeypatch, capsys, error: BaseException | None, *options: str
     ("code", "reason", "hint"),
     [
         (errno.ENOSPC, "No space left on device", "Free some space on that disk"),
-        (errno.EACCES, "Permission denied", "Check that you may write there"),
+        (errno.EACCES, "Permission denied", "Check that you may read and write there"),
     ],
 )
 def test_an_os_error_is_one_line_and_exit_1(monkeypatch, capsys, code, reason, hint):
@@ -38,6 +38,36 @@ def test_an_os_error_is_one_line_and_exit_1(monkeypatch, capsys, code, reason, h
     assert status == 1
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert err.startswith(f"lossbench download: error: {reason} (data/raw/archive). {hint}")
+
+
+@pytest.mark.parametrize("denied", ["folder", "file"])
+def test_a_refused_permission_names_the_path_that_refuses_it(monkeypatch, capsys, tmp_path, denied):
+    """Issue 31: a checkpoint folder that may not be entered (chmod 000) was reported as
+    "Permission denied (<folder>/checkpoint.npz). Check that you may write there", naming the
+    file inside it. The message now names the folder (or the file, where the file is the one
+    refused). os.access is replaced because the tests run as root, whom no mode refuses; by
+    hand, as the user nobody, the real folder gave the same line."""
+
+    from lossbench.pipeline import messages
+
+    folder = tmp_path / "run" / "checkpoint"
+    folder.mkdir(parents=True)
+    checkpoint = folder / "checkpoint.npz"
+    checkpoint.write_bytes(b"")
+    refused = folder if denied == "folder" else checkpoint
+    monkeypatch.setattr(messages.os, "access",
+                        lambda path, mode, **kwargs: Path(path) != refused)
+
+    status, err = run_download(monkeypatch, capsys,
+                               PermissionError(errno.EACCES, "Permission denied", str(checkpoint)))
+
+    assert status == 1 and len(err.strip().splitlines()) == 1
+    assert f"Permission denied ({checkpoint})." in err
+    assert f"`ls -ld '{refused}'`" in err
+    if denied == "folder":
+        assert f"The folder {folder} may not be entered by this user" in err
+    else:
+        assert "may not read and write that file" in err
 
 
 def test_an_interrupt_is_one_line_and_exit_130(monkeypatch, capsys):
