@@ -146,8 +146,8 @@ def test_a_stage_is_found_everywhere_by_its_one_name():
     section `x`. The benchmark, no stage of the study's DAG, is bench.py on top."""
     import yaml
 
-    from lossbench.pipeline.params import STAGE_PARAMS, load_params
-    from lossbench.pipeline.stages import STAGES
+    from lossbench.pipeline.params import load_params
+    from lossbench.pipeline.stages import STAGE_PARAMS, STAGES
 
     project = PACKAGE.parent.parent
     hosted = sources.HOSTED_STAGES

@@ -8,12 +8,12 @@ import pytest
 import yaml
 
 from lossbench.pipeline.params import (
-    STAGE_PARAMS,
     ParamsError,
     load_params,
     stage_fingerprint,
     validate_params,
 )
+from lossbench.pipeline.stages import STAGE_PARAMS
 
 PROJECT = Path(__file__).resolve().parent.parent
 

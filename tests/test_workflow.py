@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from lossbench.pipeline.dvc_yaml import DVC_FILES, render_dvc_yaml
 from lossbench.pipeline.made import STAMP_DIRECTORY
-from lossbench.pipeline.params import STAGE_PARAMS, load_params
+from lossbench.pipeline.params import load_params
 from lossbench.pipeline.params_gate import GATE_FILE, GATE_STAGE
 from lossbench.pipeline.runs import run_names
-from lossbench.pipeline.stages import DVC_FILES, render_dvc_yaml, snakemake_outputs, snakemake_shell
+from lossbench.pipeline.stages import STAGE_PARAMS, snakemake_outputs, snakemake_shell
 from lossbench.presentation.loss_colours import LOSS_COLOURS
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -227,7 +228,8 @@ def test_dvc_yaml_is_a_yaml_document_that_round_trips():
     import yaml
     from ruamel.yaml import YAML
 
-    from lossbench.pipeline.stages import STAGES, dvc_command, dvc_document
+    from lossbench.pipeline.dvc_yaml import dvc_command, dvc_document
+    from lossbench.pipeline.stages import STAGES
 
     writer = YAML()
     writer.indent(mapping=2, sequence=4, offset=2)

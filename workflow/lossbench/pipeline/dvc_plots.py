@@ -3,7 +3,7 @@
 In:  nothing (the curves are fixed: every one comes from one table, `reports/epochs.csv`,
      written by the figures stage, because DVC does not expand patterns over run directories).
 Out: `plot_definitions` (the section's entries, as DVC reads them) and the comments that
-     `lossbench.pipeline.stages.dvc_document` puts before the section and before its PNG entry.
+     `lossbench.pipeline.dvc_yaml.dvc_document` puts before the section and before its PNG entry.
 
 The order on DVC's page: DVC draws the Vega curves first, in the order listed here (each
 loss's mean, then each run), and the PNG figures after them, sorted by folder and then by

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lossbench.io.atomic import write_text
 from lossbench.pipeline.dvc_plots import PLOT_TEMPLATES, coloured_template
-from lossbench.pipeline.stages import DVC_FILES, render_dvc_yaml
+from lossbench.pipeline.dvc_yaml import DVC_FILES, render_dvc_yaml
 
 GENERATED_FILES = (*DVC_FILES, *PLOT_TEMPLATES)
 

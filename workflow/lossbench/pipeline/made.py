@@ -41,7 +41,7 @@ from typing import Iterable
 from lossbench.io.atomic import write_text
 from lossbench.io.digests import file_sha256
 from lossbench.pipeline.params import stage_fingerprint
-from lossbench.pipeline.stages import snakemake_inputs, snakemake_outputs
+from lossbench.pipeline.stages import STAGE_PARAMS, snakemake_inputs, snakemake_outputs
 
 # Snakemake's working directory: the stamps mean nothing to git or DVC.
 STAMP_DIRECTORY = Path(".snakemake") / "lossbench" / "params-of"
@@ -76,8 +76,6 @@ def check_inputs(args) -> None:
     what the stage that wrote it recorded (its SHA-256 beside it): a model or a summary edited
     by hand would otherwise flow into every result after it. A directory input is checked
     file by file (the per-run files of an aggregate stage under DVC)."""
-    from lossbench.pipeline.params import STAGE_PARAMS
-
     if args.stage not in STAGE_PARAMS:
         return
     for flag in input_flags(args.stage):
@@ -108,8 +106,6 @@ def _check_file(path: Path) -> None:
 def record_outputs(args, params: dict) -> None:
     """After a stage of the DAG (one that reads params) succeeded: record beside its first
     output (each model of a train pack) what it was made with."""
-    from lossbench.pipeline.params import STAGE_PARAMS
-
     if args.stage not in STAGE_PARAMS:
         return
     outputs = args.model if isinstance(getattr(args, "model", None), list) else [args.output]

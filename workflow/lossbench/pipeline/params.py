@@ -6,11 +6,11 @@ In: a path to params.yaml. Out: a plain nested dict, validated against
 This module must stay light: Snakemake imports it while parsing the workflow, and
 ``snakemake -n`` must not pay for importing TensorFlow.
 
-``STAGE_PARAMS`` names, for every pipeline stage, exactly the keys it reads: the stage
-table (lossbench.pipeline.stages) writes them into dvc.yaml's ``params:``, and the Snakemake
-rules pass their values through their ``params:``, so editing a key reruns the same stages
-under both tools. (This module is no stage's code dependency, lossbench.pipeline.sources
-says why: rewording it retrains nothing.)
+Which keys each stage reads is the stage table's (`lossbench.pipeline.stages`, each stage's
+``params``); ``TRAIN_KEYS``, the keys that make a training's settings
+(`lossbench.train.training.TrainConfig`, one field per key), is here because the stage
+table and the training code both read it. (This module is no stage's code dependency,
+lossbench.pipeline.sources says why: rewording it retrains nothing.)
 """
 
 from __future__ import annotations
@@ -52,43 +52,6 @@ TRAIN_KEYS = (
     "train.jit_compile",
     "train.deterministic",
 )
-
-STAGE_PARAMS: dict[str, tuple[str, ...]] = {
-    "download": (
-        "download.url", "download.md5", "download.sha256", "download.source",
-        "download.max_archive_bytes",
-    ),
-    # download.max_archive_bytes: preprocess decompresses the archive too, within that limit.
-    "preprocess": (
-        "preprocess.dataset", "preprocess.train_size", "preprocess.test_size", "preprocess.subset_seed",
-        "preprocess.label_noise", "preprocess.label_noise_mode",
-        "download.max_archive_bytes",
-    ),
-    # train.pack_size is no TrainConfig field: it decides which runs share a compiled step,
-    # not a run's settings, so a checkpoint resumes under another pack size.
-    "train": TRAIN_KEYS + ("train.pack_size",),
-    # The study's training settings but those each tuning run sets itself.
-    # train.epochs: the horizon the tuned runs train, which the tuning protocol checks.
-    "tune": tuple(key for key in TRAIN_KEYS if key not in (
-        "train.learning_rate", "train.validation", "train.holdout_fraction",
-    )) + ("train.pack_size", "tune.learning_rates", "tune.seeds", "tune.epochs",
-          "tune.holdout_fraction", "tune.preferred_rate", "tune.max_grid_extensions"),
-    "evaluate": (
-        "evaluate.batch_size", "evaluate.convergence_thresholds", "evaluate.collapse_share",
-        "evaluate.dead_layer_share", "evaluate.train_sample", "evaluate.temperature_fraction",
-    ),
-    "compare": (
-        "train.losses", "train.seeds", "compare.confidence_level", "compare.primary_pairs",
-        "compare.equivalence_margin", "compare.power",
-    ),
-    "figures": ("train.losses", "train.seeds"),
-    "report": (
-        "report.paper", "train.losses", "train.learning_rate", "preprocess.dataset", "download.url",
-        "download.source", "download.sha256", "model.width", "model.final_convolution_activation",
-        "train.batch_size", "evaluate.collapse_share", "evaluate.dead_layer_share",
-        "preprocess.label_noise", "preprocess.label_noise_mode",
-    ),
-}
 
 
 # Before each stage had its own section, download and preprocess shared one, `data:`. It is no
@@ -334,6 +297,8 @@ def get_key(params: dict, dotted: str) -> Any:
 
 def stage_params(params: dict, stage: str) -> dict[str, Any]:
     """The values of exactly the keys `stage` reads, as a flat {dotted key: value} dict."""
+    from lossbench.pipeline.stages import STAGE_PARAMS  # the stage table, which imports this
+
     if stage not in STAGE_PARAMS:
         raise ParamsError(f"unknown stage {stage!r}; stages: {', '.join(STAGE_PARAMS)}.")
     return {key: get_key(params, key) for key in STAGE_PARAMS[stage]}
@@ -381,6 +346,8 @@ def check_params_unchanged(path: str | Path, params: dict, stage: str) -> None:
     the stage with the values the file holds. (Snakemake's jobs check at their start too,
     `check_dag_params`.)
     """
+    from lossbench.pipeline.stages import STAGE_PARAMS  # the stage table, which imports this
+
     if stage not in STAGE_PARAMS:
         return
     try:

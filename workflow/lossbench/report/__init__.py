@@ -3,7 +3,7 @@
 In:  `reports/summary.json` (from `lossbench compare`), the figure directory (from
      `lossbench figures`), `report.paper` (the paper's reported accuracies) and the validated
      params, of which the report reads the keys in
-     `lossbench.pipeline.params.STAGE_PARAMS["report"]`.
+     the report stage's `params` in `lossbench.pipeline.stages`.
 Out: one Markdown file with
      - the setup: the dataset and which copy of it, data source, image counts, epochs,
        batch size, model width and parameter count, device, backend, precision, library

@@ -15,8 +15,8 @@ training step (a forward pass against a forward and a backward pass). Evaluation
 preparation and the figures are left out: beside the training they are minutes.
 
 The size keys are read for this line only and are not among the train and tune stages'
-params (`lossbench.pipeline.params.STAGE_PARAMS`): they change no output, and declaring them would
-retrain every run when a loss or a seed is added.
+params (their `params` in `lossbench.pipeline.stages`): they change no output, and declaring
+them would retrain every run when a loss or a seed is added.
 """
 
 from __future__ import annotations
