@@ -25,8 +25,10 @@ from pathlib import Path
 
 import pytest
 
+from lossbench.pipeline.params import load_params
 from lossbench.pipeline.params_gate import GATE_STAGE
 from projects import (
+    PROJECT,
     SHARED_ARCHIVE,
     copy_project,
     init_repository,
@@ -155,28 +157,36 @@ def test_dvc_commit_records_the_snakemake_run(project):
 
 
 def test_only_code_that_decides_a_result_reruns_a_stage(project):
-    """Issue 21: a version bump, a comment in params.py and a blank line in the benchmark's
-    modules leave both tools with nothing to do; a blank line in tune.py reruns the tuning, not
-    the training (issue 29: training never runs tune.py); an edit to the losses reruns the
-    training under both. The files are then restored, with their modification times, for the
-    tests after this one."""
+    """Issue 21: a version bump, a comment in params.py and a blank line in every file that no
+    stage of the study runs (issue 29: the benchmark's modules, pipeline/, cli.py, ...) leave
+    both tools with nothing to do; a blank line in tune.py reruns the tuning, not the training
+    (training never runs tune.py); an edit to the losses reruns the training under both. The
+    files are then restored, with their modification times, for the tests after this one."""
+    from lossbench.pipeline.sources import code_dependencies
+    from lossbench.pipeline.stages import STAGES
+
     package = project / "workflow" / "lossbench"
+    run_by_a_stage = {path for entry in STAGES if entry.dvc_file == "dvc.yaml"
+                      for path in code_dependencies(entry.name)}
+    run_by_none = sorted(path for path in package.rglob("*.py") if "__pycache__" not in path.parts
+                         and str(path.relative_to(project)) not in run_by_a_stage)
+    assert package / "bench.py" in run_by_none and package / "pipeline" / "stages.py" in run_by_none
     edited = [package / "__init__.py", package / "pipeline" / "params.py", package / "core" / "losses.py",
-              package / "bench.py", package / "step_rates.py", package / "train" / "tune.py"]
+              package / "train" / "tune.py", *run_by_none]
     times = {path: path.stat().st_mtime_ns for path in edited}
     try:
         with edited[0].open("a") as init:
             init.write('__version__ = "0.1.1"\n')
         with edited[1].open("a") as params:
             params.write("# A comment decides no result.\n")
-        for bench_only in edited[3:5]:
-            with bench_only.open("a") as module:
+        for module_path in run_by_none:
+            with module_path.open("a") as module:
                 module.write("\n")
         assert "up to date" in run(["dvc", "status"], project).stdout.lower()
         dry_run = run(["snakemake", "--dry-run", "--cores", "1"], project)
         assert "Nothing to be done" in dry_run.stdout + dry_run.stderr, dry_run.stdout[-3000:]
 
-        with edited[5].open("a") as tune:
+        with edited[3].open("a") as tune:
             tune.write("\n")
         tunings = {f"tune@{loss}" for loss in ("categorical_crossentropy", "hinge")}
         assert set(json.loads(run(["dvc", "status", "--json"], project).stdout)) - {GATE_STAGE} == tunings
@@ -216,6 +226,32 @@ def test_a_parameter_edit_reruns_the_same_stages_under_both_tools(project):
     assert dvc_changed_stages(project) == expected | {"report"}
     set_params(project, **{"train.learning_rate": "tuned"})
     assert dvc_changed_stages(project) == set()
+
+
+def test_what_an_unchanged_output_saves_differs_between_the_tools_as_the_readme_says(project):
+    """Issue 31, item 8, the probe: a new `download.max_archive_bytes` (a limit that changes no
+    output) makes DVC rerun download and preprocess and stop there, as their outputs come out
+    equal, while Snakemake plans every job after them again. It cannot be helped (DVC compares
+    outputs by content, Snakemake by time, and plans the whole run before any job runs); the
+    README says so, and this checks that what it says is what the tools do."""
+    limit = load_params(project / "params.yaml")["download"]["max_archive_bytes"]
+    set_params(project, **{"download.max_archive_bytes": limit + 1})
+    try:
+        assert dvc_changed_stages(project) == {"download", "preprocess"}
+        result = run(["snakemake", "--dry-run", "--cores", "1"], project)
+        output = result.stdout + result.stderr
+        # Snakemake gives one reason a job: download's params, then each job's updated input.
+        assert snakemake_changed_stages(project, output=output) == {"download"}
+        runs = {f"{loss}-{seed}" for loss in TINY["train.losses"] for seed in TINY["train.seeds"]}
+        planned = snakemake_changed_stages(project, r"\n    reason: ", output=output)
+        assert {f"train@{name}" for name in runs} | {f"evaluate@{name}" for name in runs} <= planned
+        assert {"download", "preprocess", "tune", "compare", "figures", "report"} <= planned
+    finally:
+        set_params(project, **{"download.max_archive_bytes": limit})
+    assert dvc_changed_stages(project) == set()
+    readme = " ".join((PROJECT / "README.md").read_text().split())
+    assert ("DVC compares outputs by content, so a rerun whose output is unchanged stops its cascade "
+            "there; Snakemake compares times, so it reruns everything after a job it reruns.") in readme
 
 
 def test_the_readme_offline_command_runs_and_review_shows_what_it_changed(project):
