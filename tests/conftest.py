@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from lossbench import figures
-from projects import SLURM_STARTED, STOP_SLURM
+from projects import SLURM_STARTED, STOP_SLURM, session_process
 from studies import STUDY, write_study
 
 
@@ -49,6 +49,8 @@ def pytest_sessionfinish(session):
     under xdist (its controller), or in the only one without it."""
     if hasattr(session.config, "workerinput") or getattr(session.config, "cache", None) is None:
         return
-    if session.config.cache.get(SLURM_STARTED, False):
+    # Only the cluster this session started: another session in the same checkout (a few
+    # tests run beside the whole suite) stopped the suite's cluster under its SLURM tests.
+    if session.config.cache.get(SLURM_STARTED, None) == session_process(session.config):
         subprocess.run(["bash", str(STOP_SLURM)], capture_output=True, timeout=120)
-        session.config.cache.set(SLURM_STARTED, False)
+        session.config.cache.set(SLURM_STARTED, None)

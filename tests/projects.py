@@ -23,10 +23,18 @@ SHARED_ARCHIVE = PROJECT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 SHARED_SHA256 = "ff26949c34c4e67da3fa472a1f142e33365dea058f94f1fa369b14ef3d986968"
 BIN = Path(sys.executable).parent
 # The one-node SLURM cluster of tests/test_slurm.py: its stop script, and the key (in pytest's
-# cache, which xdist's workers share) that says this test session started it, so that
-# conftest.py stops it when the session ends.
+# cache, which xdist's workers share) that says which test session started it, so that
+# conftest.py stops it when that session ends. The cache is the checkout's, shared by every
+# session run there: a session is named by the process id of its controller (xdist's, the
+# parent of the worker that started the cluster) or of its only process, so that a second
+# session (a few tests run beside the whole suite) never stops the first one's cluster.
 STOP_SLURM = PROJECT / "tests" / "slurm" / "stop-slurm.sh"
-SLURM_STARTED = "lossbench/slurm-cluster-started"
+SLURM_STARTED = "lossbench/slurm-cluster-started-by"
+
+
+def session_process(config) -> int:
+    """The process id that names this test session: its xdist controller's, or its own."""
+    return os.getppid() if hasattr(config, "workerinput") else os.getpid()
 
 needs_real_images = pytest.mark.skipif(
     not SHARED_ARCHIVE.is_file(),

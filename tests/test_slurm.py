@@ -40,6 +40,7 @@ from projects import (
     init_repository,
     needs_real_images,
     run,
+    session_process,
 )
 
 START_SLURM = PROJECT / "tests" / "slurm" / "start-slurm.sh"
@@ -113,7 +114,7 @@ def slurm_cluster(request):
         pytest.skip(f"no test SLURM cluster: {output.strip()[-600:]}")
     assert result.returncode == 0, f"{START_SLURM} failed:\n{output[-4000:]}"
     if not was_running:
-        request.config.cache.set(SLURM_STARTED, True)
+        request.config.cache.set(SLURM_STARTED, session_process(request.config))
     return output
 
 

@@ -100,20 +100,25 @@ def test_the_study_readme_gives_the_arms_commands(study, arm, spec):
         assert f"    {command}\n" in readme, f"README of {study} lacks:\n{command}"
 
 
+def dry_run(root: Path, params_file: str, command: str) -> tuple[dict[str, set[tuple[str, ...]]], dict]:
+    """In a copy of the project at `root`: `command` (`lossbench use-params <params_file> &&
+    snakemake ...`) as a dry run; returns the jobs it plans and the params it ran with."""
+    for name in ("Snakefile", "params.yaml", ".gitignore"):
+        shutil.copy(PROJECT / name, root / name)
+    shutil.copytree(PROJECT / "workflow", root / "workflow",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (root / Path(params_file).parent).mkdir(parents=True)
+    shutil.copy(PROJECT / params_file, root / params_file)
+    use_params, snakemake = command.split(" && ")
+    run(use_params.split(), root)
+    # The copy's download source is not there: a dry run plans the download, it does not read it.
+    jobs = planned_jobs(run([*snakemake.split(), "--dry-run"], root).stdout)
+    return jobs, load_params(root / "params.yaml")
+
+
 @pytest.mark.parametrize("study, arm, spec", ARMS, ids=ARM_IDS)
 def test_a_dry_run_of_an_arm_plans_exactly_the_runs_it_recorded(tmp_path, study, arm, spec):
-    for name in ("Snakefile", "params.yaml", ".gitignore"):
-        shutil.copy(PROJECT / name, tmp_path / name)
-    shutil.copytree(PROJECT / "workflow", tmp_path / "workflow",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    (tmp_path / Path(spec["params"]).parent).mkdir(parents=True)
-    shutil.copy(PROJECT / spec["params"], tmp_path / spec["params"])
-    command, _ = commands(study, arm, spec)
-    use_params, snakemake = command.split(" && ")
-    run(use_params.split(), tmp_path)
-    # The copy's download source is not there: a dry run plans the download, it does not read it.
-    jobs = planned_jobs(run([*snakemake.split(), "--dry-run"], tmp_path).stdout)
-    params = load_params(tmp_path / "params.yaml")
+    jobs, params = dry_run(tmp_path, spec["params"], commands(study, arm, spec)[0])
 
     expected = recorded_runs(spec.get("runs"), params)
     assert jobs.get("train", set()) == expected
@@ -131,6 +136,28 @@ def test_a_dry_run_of_an_arm_plans_exactly_the_runs_it_recorded(tmp_path, study,
             assert result["learning_rates"][:len(params["tune"]["learning_rates"])] == params["tune"]["learning_rates"]
             assert result["seeds"] == params["tune"]["seeds"]
             assert result["epochs"] == params["tune"]["epochs"]
+
+
+def test_the_paper_scale_study_plans_its_24_runs_in_packs_of_8(tmp_path):
+    """gpu-paper-scale (no study.yaml: its chunks run on a lent GPU) is a params file the
+    pipeline runs too: put into params.yaml it plans exactly its pre-registered runs, the paper's
+    three losses × seeds 0-7, no tuning, packs of 8. The keys added since it was committed are
+    not in it; they take the shipped values, which are what its code did (the ReLU on the class
+    scores) or decide nothing here (the tuning rule, with no rates to tune)."""
+    params_file = "reports/studies/gpu-paper-scale/params.yaml"
+    jobs, params = dry_run(tmp_path, params_file, f"lossbench use-params {params_file} && {SNAKEMAKE}")
+
+    runs = {(loss, str(seed)) for loss in ("categorical_crossentropy", "hinge", "squared_hinge")
+            for seed in range(8)}
+    assert jobs["train"] == jobs["evaluate"] == runs
+    assert params["train"]["epochs"] == 100 and params["model"]["width"] == 1.0
+    assert params["train"]["pack_size"] == 8 and params["tune"]["learning_rates"] == []
+    written = yaml.safe_load((PROJECT / params_file).read_text())
+    added = {(section, key) for section, keys in params.items() for key in keys} - {
+        (section, key) for section, keys in written.items() for key in keys}
+    assert added == {("model", "final_convolution_activation"), ("tune", "preferred_rate"),
+                     ("tune", "max_grid_extensions")}
+    assert params["model"]["final_convolution_activation"] == "relu"
 
 
 # ---------------------------------------------------------------------------------------------
