@@ -445,9 +445,11 @@ def test_snakemake_report_renders_in_chromium(clone, reviewed, tmp_path):
         assert image.size == (1400, 1100)
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
     print(f"\nscreenshot: {screenshot} ({screenshot.stat().st_size} bytes, 1400x1100)")
-    # A blank or error page has a handful of colours; the rendered report has text, the
-    # sidebar and the DAG's coloured nodes.
-    assert len(colours) > 200 and max(count for count, _ in colours) < 0.9 * 1400 * 1100
+    # A blank or error page has a handful of colours and is one colour nearly throughout; the
+    # rendered report has text, the sidebar and the DAG's coloured nodes, on a white page: in a
+    # clean clone's CI run the whole report was on screen with 95.2 % of its pixels white (so
+    # not 90 %, this check's first bound); what it rendered is checked in its DOM below.
+    assert len(colours) > 200 and max(count for count, _ in colours) < 0.98 * 1400 * 1100
     dom = browse(report.as_uri(), "--dump-dom").stdout
     # What the browser rendered, without the scripts that hold the report's data.
     rendered = re.sub(r"<(script|style)\b.*?</\1>", "", dom, flags=re.S)
