@@ -465,6 +465,8 @@ def test_the_times_older_study_readmes_quote_are_their_run_records():
     assert len(twelve) == 18
     assert (f"the {sum(twelve) / 60:.1f} min of training and {statistics.mean(twelve) / 60:.1f} min per run"
             in text(STUDY.parent / "cpu-12-epochs/README.md"))
+    assert f"12 epochs; {sum(twelve) / 60:.1f} minutes of training (its run records)" in text(
+        STUDY.parent.parent.parent / "README.md")
     assert f"give {sum(seconds('cpu-bf16-check')) / 60:.1f} minutes of training for the 3 runs" in text(
         STUDY.parent / "cpu-bf16-check/README.md")
     folder = STUDY.parent / "cpu-crammer-singer"
