@@ -108,6 +108,16 @@ def copy_project(root: Path, **changes) -> Path:
     return root
 
 
+def checkout_beside_shared(base: Path) -> Path:
+    """A git + DVC repository holding a copy of the project at `base`/lossbench, with the shared
+    data beside it as `base`/shared, where the README's offline commands read the images."""
+    (base / "shared").symlink_to(SHARED_ARCHIVE.parent.parent)
+    (base / "lossbench").mkdir()
+    root = copy_project(base / "lossbench")
+    init_repository(root)
+    return root
+
+
 def init_repository(root: Path) -> None:
     """git init + dvc init, with the project's DVC settings (hardlinked cache, no analytics)."""
     run(["git", "init", "-q"], root)

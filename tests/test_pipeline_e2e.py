@@ -29,9 +29,7 @@ from lossbench.pipeline.params import load_params
 from lossbench.pipeline.params_gate import GATE_STAGE
 from projects import (
     PROJECT,
-    SHARED_ARCHIVE,
-    copy_project,
-    init_repository,
+    checkout_beside_shared,
     needs_real_images,
     run,
     set_params,
@@ -107,12 +105,8 @@ def readme_line_with(tool: str, *overlays: Path) -> str:
 def project(tmp_path_factory):
     # A checkout with the shared data beside it, as the README's offline command expects.
     base = tmp_path_factory.mktemp("e2e")
-    (base / "shared").symlink_to(SHARED_ARCHIVE.parent.parent)
-    (base / "lossbench").mkdir()
     write_overlay(base / "tiny.yaml", TINY)
-    root = copy_project(base / "lossbench")
-    init_repository(root)
-    return root
+    return checkout_beside_shared(base)
 
 
 def test_snakemake_runs_the_whole_dag(project):

@@ -22,7 +22,7 @@ import re
 import pytest
 from scipy.stats import binomtest
 
-from projects import SHARED_ARCHIVE, copy_project, init_repository, needs_real_images, run
+from projects import checkout_beside_shared, needs_real_images, run
 from test_readme import OFFLINE, readme_table_commands
 
 pytestmark = [
@@ -37,11 +37,7 @@ MUST_LEARN = ("categorical_crossentropy", "squared_hinge")
 
 
 def test_the_smoke_test_learns_what_the_first_screen_says(tmp_path):
-    (tmp_path / "shared").symlink_to(SHARED_ARCHIVE.parent.parent)
-    root = tmp_path / "lossbench"
-    root.mkdir()
-    copy_project(root)
-    init_repository(root)
+    root = checkout_beside_shared(tmp_path)
     command = readme_table_commands()[(OFFLINE, "Snakemake")]
 
     run(["bash", "-c", command], root)
